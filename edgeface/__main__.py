@@ -1,0 +1,5 @@
+"""Allow `python -m edgeface`."""
+
+from edgeface.cli import main
+
+raise SystemExit(main())

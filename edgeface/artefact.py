@@ -1,0 +1,145 @@
+"""The model artefact: a `.tflite` flatbuffer with edgeface's metadata carried inside it.
+
+The metadata is one JSON document, `edgeface.json`, in a zip archive appended to the flatbuffer
+(the same trick as TFLite's "associated files": the interpreter ignores bytes past the model, and
+`unzip -l model.tflite` lists them). Reading it needs only the standard library.
+
+Schema rules: `schema_version` counts additions; fields are added, never renamed or removed, so
+a reader accepts newer documents and keeps fields it does not know in `extra`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeface.preprocess import Preprocessing, PreprocessingError
+
+FORMAT = "edgeface-model"
+SCHEMA_VERSION = 1
+MEMBER = "edgeface.json"
+TFLITE_IDENTIFIER = b"TFL3"
+OUTPUTS = ("softmax", "sigmoid")
+_KNOWN_KEYS = {"format", "schema_version", "labels", "output", "preprocessing", "source", "converter"}
+# A fixed timestamp keeps the archive, and so the model file, byte-for-byte reproducible.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+class MetadataError(ValueError):
+    """A model whose edgeface metadata is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What the runtime needs besides the weights.
+
+    labels: class names in output order. With output "sigmoid" there are exactly two, and the
+        single output unit is the probability of labels[1].
+    source: facts about the model this one was converted from (e.g. "sha256", "file").
+    converter: versions of the tools that made the artefact.
+    extra: fields written by a newer edgeface, kept unread.
+    """
+
+    labels: tuple[str, ...]
+    output: str
+    preprocessing: Preprocessing
+    source: dict = field(default_factory=dict)
+    converter: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUTS:
+            raise MetadataError(f"output must be one of {OUTPUTS}, not {self.output!r}")
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+            raise MetadataError("labels must be at least two distinct names")
+        if self.output == "sigmoid" and len(self.labels) != 2:
+            raise MetadataError("a sigmoid output needs exactly two labels")
+
+    @property
+    def output_units(self) -> int:
+        """How many numbers the model outputs per face."""
+        return 1 if self.output == "sigmoid" else len(self.labels)
+
+    def to_dict(self) -> dict:
+        document = dict(self.extra)
+        document.update(
+            format=FORMAT,
+            schema_version=SCHEMA_VERSION,
+            labels=list(self.labels),
+            output=self.output,
+            preprocessing=self.preprocessing.to_dict(),
+            source=self.source,
+            converter=self.converter,
+        )
+        return document
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelMetadata:
+        try:
+            document = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as bad:
+            raise MetadataError(f"{MEMBER} is not valid JSON: {bad}") from None
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            raise MetadataError(f"{MEMBER} is not an {FORMAT} document")
+        version = document.get("schema_version")
+        if not isinstance(version, int) or version < 1:
+            raise MetadataError(f"{MEMBER} has no valid schema_version")
+        try:
+            labels = tuple(str(label) for label in document["labels"])
+            return cls(
+                labels=labels,
+                output=str(document["output"]),
+                preprocessing=Preprocessing.from_dict(document["preprocessing"]),
+                source=dict(document.get("source", {})),
+                converter=dict(document.get("converter", {})),
+                extra={key: value for key, value in document.items() if key not in _KNOWN_KEYS},
+            )
+        except KeyError as missing:
+            raise MetadataError(f"{MEMBER} has no {missing.args[0]!r}") from None
+        except (PreprocessingError, TypeError) as bad:
+            raise MetadataError(f"{MEMBER}: {bad}") from None
+
+
+def embed(flatbuffer: bytes, metadata: ModelMetadata) -> bytes:
+    """The model file: `flatbuffer` with `metadata` appended as a zip archive."""
+    if flatbuffer[4:8] != TFLITE_IDENTIFIER:
+        raise ValueError("not a TFLite flatbuffer")
+    if zipfile.is_zipfile(io.BytesIO(flatbuffer)):
+        raise ValueError("the flatbuffer already carries appended files")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        info = zipfile.ZipInfo(MEMBER, date_time=_ZIP_DATE)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16
+        bundle.writestr(info, metadata.to_json())
+    return flatbuffer + archive.getvalue()
+
+
+def read(model: bytes, name: str = "model") -> ModelMetadata:
+    """The metadata inside a model file's bytes; MetadataError says what is wrong, naming `name`."""
+    if model[4:8] != TFLITE_IDENTIFIER:
+        raise MetadataError(f"{name} is not a TFLite model")
+    try:
+        with zipfile.ZipFile(io.BytesIO(model)) as bundle:
+            text = bundle.read(MEMBER)
+    except (zipfile.BadZipFile, KeyError, zlib.error, EOFError):
+        raise MetadataError(
+            f"{name} carries no edgeface metadata (labels, preprocessing); "
+            "make the model with `edgeface convert`"
+        ) from None
+    try:
+        return ModelMetadata.from_json(text)
+    except MetadataError as bad:
+        raise MetadataError(f"{name}: {bad}") from None
+
+
+def read_file(path: str | Path) -> ModelMetadata:
+    """The metadata inside the model file at `path`."""
+    return read(Path(path).read_bytes(), name=str(path))

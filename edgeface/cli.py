@@ -1,0 +1,205 @@
+"""The `edgeface` command: parses arguments and hands the work to the library.
+
+Exit codes, the same for every command:
+    0  everything went well
+    1  some inputs failed (each is listed, and recorded in the log)
+    2  usage error, or a model, log or dependency problem that stops the command
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import edgeface
+from edgeface.detect import DETECTOR_NAMES, DetectorUnavailable
+from edgeface.model import FaceClassifier, ModelError
+from edgeface.pipeline import ImageResult, Pipeline
+from edgeface.preprocess import PreprocessingError
+from edgeface.scan import describe, scan
+from edgeface.store import LogError, ResultLog, default_path
+
+EXIT_OK, EXIT_INPUTS_FAILED, EXIT_ERROR = 0, 1, 2
+CONVERT_INSTALL = "pip install 'edgeface[convert]'"
+DEMO_INSTALL = "pip install 'edgeface[demo]'"
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps prose, keeps indented example lines as written, and shows defaults that say something."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            lines.append(indent + line if line.startswith("  ") else super()._fill_text(line, width, indent))
+        return "\n".join(lines)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeface",
+        description="Classify faces on a small ARM box with an int8 TFLite model; log every result to SQLite.",
+        epilog="exit codes: 0 all went well, 1 some inputs failed, 2 usage, model or log error",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edgeface {edgeface.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also log informational messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_scan(commands)
+    _add_train(commands)
+    _add_convert(commands)
+    _add_demo(commands)
+    return parser
+
+
+def _add_scan(commands: argparse._SubParsersAction) -> None:
+    scan = commands.add_parser(
+        "scan",
+        help="classify the faces in image files and folders, once, into the log",
+        formatter_class=_Formatter,
+        description="Find faces in each image, classify them with the model, print one line per image "
+        "and record every image and face in the SQLite log. An image already in the log with the "
+        "same content is not scanned again.",
+        epilog="examples:\n  edgeface scan photos/ --model faces.tflite\n"
+        "  edgeface scan a.jpg b.png --model faces.tflite --json > results.jsonl",
+    )
+    scan.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders of them")
+    scan.add_argument("--model", default=os.environ.get("EDGEFACE_MODEL"), help="int8 .tflite from `edgeface convert` ($EDGEFACE_MODEL)")
+    scan.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
+    scan.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
+    scan.add_argument("--rescan", action="store_true", help="scan inputs again even when the log has them")
+    scan.add_argument("--threads", type=int, default=None, help="LiteRT threads (default: LiteRT's choice)")
+    scan.add_argument("--detector", choices=DETECTOR_NAMES, help="override the model's face detector")
+    scan.add_argument("--margin", type=float, help="override the model's crop margin (fraction of the box)")
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train the classic CNN on DIR/<label>/<images> (needs TensorFlow)",
+        formatter_class=_Formatter,
+        description="Detect and crop the largest face in each image of DIR/<label>/, train the classic CNN "
+        "(Conv 32/64/128, Dense 512, Dropout 0.5; softmax, or one sigmoid unit for two labels) and print "
+        "accuracy, precision, recall, F1 and the confusion matrix on a stratified validation split.",
+        epilog="example:\n  edgeface train faces/ -o faces.h5 --epochs 30",
+    )
+    train.add_argument("data", metavar="DIR", help="one sub-folder of images per label")
+    train.add_argument("-o", "--output", required=True, help="Keras model file to write (.h5)")
+    train.add_argument("--input-size", type=int, default=64, help="model input width and height, pixels")
+    train.add_argument("--grayscale", action="store_true", help="one grey channel instead of RGB")
+    train.add_argument("--detector", choices=DETECTOR_NAMES, default="haar", help="'none' when images already are face crops")
+    train.add_argument("--margin", type=float, default=0.1, help="added around each face box, as a fraction of it")
+    train.add_argument("--epochs", type=int, default=30, help="passes over the training faces")
+    train.add_argument("--batch-size", type=int, default=32, help="faces per training step")
+    train.add_argument("--validation", type=float, default=0.2, help="fraction of each label held out")
+    train.add_argument("--seed", type=int, default=0, help="the same seed gives the same split and start")
+
+
+def _add_convert(commands: argparse._SubParsersAction) -> None:
+    convert = commands.add_parser(
+        "convert",
+        help="quantize a trained model to a full-integer int8 .tflite (needs TensorFlow)",
+        formatter_class=_Formatter,
+        description="Post-training int8 quantization calibrated on preprocessed faces. Labels and "
+        "preprocessing travel inside the .tflite. Prints sizes and float-vs-int8 agreement.",
+        epilog="example:\n  edgeface convert faces.h5 --calibration faces/",
+    )
+    convert.add_argument("model", metavar="MODEL", help="Keras model made by `edgeface train`")
+    convert.add_argument("-o", "--output", help="the .tflite to write (default: MODEL with .tflite)")
+    convert.add_argument("--calibration", metavar="DIR", help="face images (default: the training folder)")
+    convert.add_argument("--max-calibration", type=int, default=300, help="at most this many calibration images")
+    convert.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="train, convert and scan end to end on images scikit-image ships (needs TensorFlow)",
+        formatter_class=_Formatter,
+        description="Trains a face / not-face model on scikit-image's lfw_subset, reports held-out "
+        "metrics, quantizes it to int8 and scans a few real photos into a SQLite log in DIR.",
+    )
+    demo.add_argument("--dir", type=Path, default=Path("edgeface-demo"), help="where the demo writes its files")
+    demo.add_argument("--epochs", type=int, default=25, help="passes over the training patches")
+    demo.add_argument("--seed", type=int, default=0, help="the same seed gives the same split and start")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="edgeface: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except (ModelError, LogError, DetectorUnavailable, PreprocessingError) as error:
+        return _fail(str(error))
+
+
+def _fail(message: str) -> int:
+    print(f"edgeface: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    if not args.model:
+        return _fail("no model: pass --model FILE.tflite or set EDGEFACE_MODEL")
+    classifier = FaceClassifier(args.model, threads=args.threads)
+    spec = classifier.metadata.preprocessing
+    if args.detector:
+        spec = spec.with_detector(name=args.detector)
+    if args.margin is not None:
+        spec = replace(spec, margin=args.margin)
+    pipeline = Pipeline(classifier, spec)
+
+    def show(result: ImageResult) -> None:
+        print(json.dumps(result.to_dict()) if args.json else describe(result), flush=True)
+
+    db = args.db or default_path()
+    with ResultLog(db) as log:
+        summary = scan(args.paths, pipeline, log, on_result=show, rescan=args.rescan)
+    print(
+        f"{summary.images} images, {summary.faces} faces, {len(summary.failed)} failed, "
+        f"{summary.already} already in the log, {len(summary.skipped)} other files skipped; log: {db}",
+        file=sys.stderr,
+    )
+    for result in summary.failed:
+        print(f"failed: {result.path}: {result.error}", file=sys.stderr)
+    return EXIT_INPUTS_FAILED if summary.failed else EXIT_OK
+
+
+# What each workstation command needs beyond the runtime: (module, name people know it by).
+WORKSTATION_NEEDS = {
+    "train": ([("tensorflow", "TensorFlow")], CONVERT_INSTALL),
+    "convert": ([("tensorflow", "TensorFlow")], CONVERT_INSTALL),
+    "demo": ([("tensorflow", "TensorFlow"), ("skimage", "scikit-image")], DEMO_INSTALL),
+}
+
+
+def run_workstation(args: argparse.Namespace) -> int:
+    """Runs train, convert or demo, or says in one line how to install what they need."""
+    needs, install = WORKSTATION_NEEDS[args.command]
+    missing = [name for module, name in needs if importlib.util.find_spec(module) is None]
+    if missing:
+        return _fail(f"`edgeface {args.command}` needs {' and '.join(missing)}; install it with: {install}")
+    from edgeface_convert import commands
+
+    try:
+        return commands.COMMANDS[args.command](args)
+    except commands.CommandError as error:
+        return _fail(str(error))
+
+
+COMMANDS = {"scan": run_scan, "train": run_workstation, "convert": run_workstation, "demo": run_workstation}

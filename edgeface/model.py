@@ -1,0 +1,136 @@
+"""The only module that touches the TFLite interpreter: loads a model and classifies face crops.
+
+LiteRT (`ai_edge_litert`) runs the model; `tflite_runtime` is a fallback where LiteRT has no
+wheel. Quantization of inputs and dequantization of outputs happen here and nowhere else, with
+the scale and zero point read from the model itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeface import artefact
+from edgeface.artefact import MetadataError, ModelMetadata
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be loaded or does not match its own metadata."""
+
+
+def _interpreter_class() -> type:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise ModelError("no TFLite runtime: install it with `pip install ai-edge-litert`") from None
+    return Interpreter
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The label the model gives one face and its probability (0..1)."""
+
+    label: str
+    confidence: float
+
+
+class FaceClassifier:
+    """An edgeface `.tflite` model ready to classify preprocessed face crops."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.path = Path(path)
+        try:
+            content = self.path.read_bytes()
+        except OSError as error:
+            raise ModelError(f"cannot read model {path}: {error.strerror}") from None
+        try:
+            self.metadata: ModelMetadata = artefact.read(content, name=str(path))
+        except MetadataError as error:
+            raise ModelError(str(error)) from None
+        self.sha256 = hashlib.sha256(content).hexdigest()
+        try:
+            self._interpreter = _interpreter_class()(model_content=content, num_threads=threads)
+            self._interpreter.allocate_tensors()
+        except ValueError as error:
+            raise ModelError(f"{path} is not a loadable TFLite model: {error}") from None
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self._check_shapes()
+        self._batch = 1
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.metadata.labels
+
+    def _check_shapes(self) -> None:
+        expected_input = self.metadata.preprocessing.input_shape
+        if tuple(self._input["shape"][1:]) != expected_input:
+            raise ModelError(
+                f"{self.path}: input shape {tuple(self._input['shape'][1:])} does not match "
+                f"its preprocessing {expected_input}"
+            )
+        if int(self._output["shape"][-1]) != self.metadata.output_units:
+            raise ModelError(
+                f"{self.path}: {self._output['shape'][-1]} outputs do not match "
+                f"{len(self.labels)} labels with a {self.metadata.output} output"
+            )
+
+    def scores(self, crops: np.ndarray) -> np.ndarray:
+        """Raw probabilities for a batch, in one interpreter call.
+
+        Args:
+            crops: float32 (n, height, width, channels) from `preprocess.crop_faces`.
+        Returns:
+            float32 (n, units): one probability per label (softmax), or of labels[1] (sigmoid).
+        """
+        if len(crops) == 0:
+            return np.empty((0, self.metadata.output_units), dtype=np.float32)
+        if len(crops) != self._batch:
+            self._interpreter.resize_tensor_input(self._input["index"], [len(crops), *crops.shape[1:]])
+            self._interpreter.allocate_tensors()
+            self._batch = len(crops)
+        self._interpreter.set_tensor(self._input["index"], _quantize(crops, self._input))
+        self._interpreter.invoke()
+        return _dequantize(self._interpreter.get_tensor(self._output["index"]), self._output)
+
+    def classify(self, crops: np.ndarray) -> list[Prediction]:
+        """One Prediction per crop (see `scores` for the input)."""
+        return [self.decide(row) for row in self.scores(crops)]
+
+    def decide(self, scores: np.ndarray) -> Prediction:
+        """The label and confidence for one face's scores (one row of `scores`)."""
+        probabilities = label_probabilities(scores[np.newaxis], self.metadata.output)[0]
+        best = int(np.argmax(probabilities))
+        return Prediction(self.labels[best], float(probabilities[best]))
+
+
+def label_probabilities(scores: np.ndarray, output: str) -> np.ndarray:
+    """(n, n_labels) probabilities from model outputs (n, units); a sigmoid unit p becomes [1 - p, p]."""
+    if output == "sigmoid":
+        return np.concatenate([1.0 - scores[:, :1], scores[:, :1]], axis=1)
+    return scores
+
+
+def _quantize(values: np.ndarray, tensor: dict) -> np.ndarray:
+    """Float model inputs in the tensor's dtype, using its own scale and zero point."""
+    dtype = tensor["dtype"]
+    scale, zero_point = tensor["quantization"]
+    if not np.issubdtype(dtype, np.integer):
+        return values.astype(dtype)
+    limits = np.iinfo(dtype)
+    quantized = np.round(values / scale) + zero_point
+    return np.clip(quantized, limits.min, limits.max).astype(dtype)
+
+
+def _dequantize(values: np.ndarray, tensor: dict) -> np.ndarray:
+    """Model outputs as float32; integers are widened before subtracting the zero point."""
+    if not np.issubdtype(values.dtype, np.integer):
+        return values.astype(np.float32)
+    scale, zero_point = tensor["quantization"]
+    return ((values.astype(np.int32) - zero_point) * scale).astype(np.float32)

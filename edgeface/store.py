@@ -1,0 +1,181 @@
+"""The SQLite log: every input and every face, one file, standard-library `sqlite3` only.
+
+All SQL lives here. The schema is versioned with `PRAGMA user_version`: `MIGRATIONS[i]` takes a
+file from version i to i + 1, so an old log is brought forward when opened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edgeface.pipeline import ImageResult
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE,
+        path TEXT NOT NULL,
+        labels TEXT NOT NULL,            -- JSON list, in output order
+        first_used TEXT NOT NULL         -- UTC, ISO 8601
+    );
+    CREATE TABLE inputs (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,            -- what fed it: "scan", later a folder or camera
+        path TEXT NOT NULL,              -- absolute path
+        sha256 TEXT,                     -- content hash; NULL when the file could not be read
+        size INTEGER,                    -- bytes
+        width INTEGER,
+        height INTEGER,
+        status TEXT NOT NULL CHECK (status IN ('done', 'error')),
+        error TEXT,
+        model_id INTEGER REFERENCES models(id),
+        processed_at TEXT NOT NULL       -- UTC, ISO 8601
+    );
+    -- The identity of an input: the same bytes at the same path are recorded once.
+    CREATE UNIQUE INDEX inputs_identity ON inputs (path, ifnull(sha256, ''));
+    CREATE INDEX inputs_processed_at ON inputs (processed_at);
+    CREATE TABLE faces (
+        id INTEGER PRIMARY KEY,
+        input_id INTEGER NOT NULL REFERENCES inputs(id) ON DELETE CASCADE,
+        x INTEGER NOT NULL,
+        y INTEGER NOT NULL,
+        w INTEGER NOT NULL,
+        h INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        confidence REAL NOT NULL
+    );
+    CREATE INDEX faces_input ON faces (input_id);
+    CREATE INDEX faces_label ON faces (label);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def default_path() -> Path:
+    """Where the log lives unless `--db` says otherwise.
+
+    $EDGEFACE_DB, else systemd's $STATE_DIRECTORY, else $XDG_STATE_HOME/edgeface (~/.local/state/edgeface).
+    """
+    if os.environ.get("EDGEFACE_DB"):
+        return Path(os.environ["EDGEFACE_DB"])
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0]) / "edgeface.db"
+    state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state_home) / "edgeface" / "edgeface.db"
+
+
+class LogError(RuntimeError):
+    """The log file cannot be opened or is from a newer edgeface."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class ResultLog:
+    """An open log file. Use as a context manager, or call `close()`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.DatabaseError as error:
+            raise LogError(f"cannot open log {self.path}: {error}") from None
+
+    def __enter__(self) -> ResultLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Everything inside commits together or not at all."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise LogError(f"{self.path} has schema {version}; this edgeface knows up to {SCHEMA_VERSION}")
+        for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            # One script, one transaction: a migration applies whole or not at all.
+            try:
+                self._db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {target:d}; COMMIT;")
+            except sqlite3.DatabaseError:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def register_model(self, sha256: str, path: str, labels: tuple[str, ...]) -> int:
+        """The id of the model with this hash, adding it on first use."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO models (sha256, path, labels, first_used) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (sha256) DO NOTHING",
+                (sha256, path, json.dumps(list(labels)), _now()),
+            )
+            return db.execute("SELECT id FROM models WHERE sha256 = ?", (sha256,)).fetchone()[0]
+
+    def is_recorded(self, path: str, sha256: str) -> bool:
+        """Whether this exact input (path and content) already has an outcome."""
+        row = self._db.execute("SELECT 1 FROM inputs WHERE path = ? AND sha256 = ?", (path, sha256)).fetchone()
+        return row is not None
+
+    def record(self, result: ImageResult, source: str, model_id: int) -> None:
+        """Stores one outcome and its faces, replacing an earlier outcome of the same input."""
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM inputs WHERE path = ? AND ifnull(sha256, '') = ifnull(?, '')",
+                (result.path, result.sha256),
+            )
+            cursor = db.execute(
+                "INSERT INTO inputs (source, path, sha256, size, width, height, status, error, model_id, "
+                "processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    source,
+                    result.path,
+                    result.sha256,
+                    result.size,
+                    result.width,
+                    result.height,
+                    "error" if result.error else "done",
+                    result.error,
+                    model_id,
+                    _now(),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO faces (input_id, x, y, w, h, label, confidence) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(cursor.lastrowid, *face.box.as_list(), face.label, face.confidence) for face in result.faces],
+            )
+
+    def label_counts(self) -> dict[str, int]:
+        """How many faces the log holds per label."""
+        rows = self._db.execute("SELECT label, count(*) FROM faces GROUP BY label ORDER BY label")
+        return dict(rows.fetchall())
+
+    def status_counts(self) -> dict[str, int]:
+        """How many inputs the log holds per status ("done", "error")."""
+        rows = self._db.execute("SELECT status, count(*) FROM inputs GROUP BY status ORDER BY status")
+        return dict(rows.fetchall())
