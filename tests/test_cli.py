@@ -1,0 +1,46 @@
+"""The command line as a user meets it: help, version, exit codes and one-line errors."""
+
+from pathlib import Path
+
+import pytest
+
+import edgeface
+from conftest import run_edgeface
+from edgeface.cli import COMMANDS, build_parser
+
+
+def test_version():
+    run = run_edgeface("--version")
+    assert run.returncode == 0 and run.stdout.strip() == f"edgeface {edgeface.__version__}"
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help_that_explains_it(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args([command, "--help"])
+    assert stop.value.code == 0
+    assert len(capsys.readouterr().out.splitlines()) > 5
+
+
+def test_scan_without_a_model_says_how_to_give_one(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("EDGEFACE_MODEL", raising=False)
+    run = run_edgeface("scan", str(tmp_path), "--db", str(tmp_path / "log.db"))
+    assert run.returncode == 2
+    assert run.stderr.strip() == "edgeface: error: no model: pass --model FILE.tflite or set EDGEFACE_MODEL"
+
+
+def test_a_missing_model_file_is_a_clear_error(tmp_path: Path):
+    run = run_edgeface("scan", str(tmp_path), "--model", str(tmp_path / "nope.tflite"), "--db", str(tmp_path / "l.db"))
+    assert run.returncode == 2
+    assert "cannot read model" in run.stderr and "nope.tflite" in run.stderr
+
+
+def test_a_file_that_is_not_a_model_is_a_clear_error(astronaut_file: Path, tmp_path: Path):
+    run = run_edgeface("scan", str(tmp_path), "--model", str(astronaut_file), "--db", str(tmp_path / "l.db"))
+    assert run.returncode == 2
+    assert "is not a TFLite model" in run.stderr
+
+
+def test_usage_errors_exit_2():
+    assert run_edgeface("scan").returncode == 2
+    assert run_edgeface("no-such-command").returncode == 2

@@ -1,0 +1,17 @@
+"""`edgeface demo`, the README's first command, runs end to end and leaves a real log behind."""
+
+import sqlite3
+from pathlib import Path
+
+from conftest import run_edgeface
+
+
+def test_demo_trains_converts_and_scans_into_a_log(tmp_path: Path):
+    run = run_edgeface("demo", "--dir", str(tmp_path / "demo"), "--epochs", "5")
+    assert run.returncode == 0, run.stderr
+    for step in ("1/4", "2/4", "3/4", "4/4"):
+        assert step in run.stdout
+    assert "astronaut.png: 1 face" in run.stdout
+    with sqlite3.connect(tmp_path / "demo" / "edgeface.db") as db:
+        assert db.execute("SELECT count(*) FROM inputs WHERE status = 'done'").fetchone()[0] == 4
+        assert db.execute("SELECT count(*) FROM faces").fetchone()[0] >= 1

@@ -1,0 +1,108 @@
+"""The SQLite log, on real files: schema, WAL, one row per image and per face, identity."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edgeface.geometry import Box
+from edgeface.pipeline import FaceResult, ImageResult
+from edgeface.store import SCHEMA_VERSION, LogError, ResultLog, default_path
+
+TWO_FACES = ImageResult(
+    "/photos/a.jpg",
+    "aa" * 32,
+    1234,
+    640,
+    480,
+    (FaceResult(Box(1, 2, 30, 40), "alice", 0.9), FaceResult(Box(100, 20, 50, 50), "bob", 0.75)),
+)
+BROKEN = ImageResult("/photos/b.jpg", "bb" * 32, 10, None, None, (), "not a decodable image")
+
+
+def rows(path: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(path) as db:
+        return db.execute(sql).fetchall()
+
+
+@pytest.fixture()
+def log_file(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "edgeface.db"
+
+
+def test_a_new_log_is_versioned_and_in_wal_mode(log_file: Path):
+    ResultLog(log_file).close()
+    assert rows(log_file, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert rows(log_file, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_one_row_per_image_and_per_face(log_file: Path):
+    with ResultLog(log_file) as log:
+        model = log.register_model("cc" * 32, "/models/m.tflite", ("alice", "bob"))
+        log.record(TWO_FACES, "scan", model)
+        log.record(BROKEN, "scan", model)
+    inputs = rows(log_file, "SELECT path, status, error, width, height, model_id FROM inputs ORDER BY path")
+    assert inputs == [
+        ("/photos/a.jpg", "done", None, 640, 480, model),
+        ("/photos/b.jpg", "error", "not a decodable image", None, None, model),
+    ]
+    faces = rows(log_file, "SELECT x, y, w, h, label, confidence FROM faces ORDER BY x")
+    assert faces == [(1, 2, 30, 40, "alice", 0.9), (100, 20, 50, 50, "bob", 0.75)]
+    assert rows(log_file, "SELECT labels FROM models") == [('["alice", "bob"]',)]
+
+
+def test_the_same_input_recorded_again_replaces_its_outcome(log_file: Path):
+    with ResultLog(log_file) as log:
+        model = log.register_model("cc" * 32, "/models/m.tflite", ("alice", "bob"))
+        assert not log.is_recorded(TWO_FACES.path, TWO_FACES.sha256)
+        log.record(TWO_FACES, "scan", model)
+        log.record(TWO_FACES, "scan", model)
+        assert log.is_recorded(TWO_FACES.path, TWO_FACES.sha256)
+        assert log.register_model("cc" * 32, "/elsewhere.tflite", ("alice", "bob")) == model
+    assert rows(log_file, "SELECT count(*) FROM inputs") == [(1,)]
+    assert rows(log_file, "SELECT count(*) FROM faces") == [(2,)]
+
+
+def test_an_unreadable_file_is_one_row_however_often_it_fails(log_file: Path):
+    unreadable = ImageResult.unreadable("/photos/locked.jpg", "cannot read: Permission denied")
+    with ResultLog(log_file) as log:
+        model = log.register_model("cc" * 32, "/models/m.tflite", ("alice", "bob"))
+        log.record(unreadable, "scan", model)
+        log.record(unreadable, "scan", model)
+        assert log.status_counts() == {"error": 1}
+
+
+def test_a_changed_file_is_a_new_input(log_file: Path):
+    changed = ImageResult(TWO_FACES.path, "dd" * 32, 99, 10, 10, ())
+    with ResultLog(log_file) as log:
+        model = log.register_model("cc" * 32, "/models/m.tflite", ("alice", "bob"))
+        log.record(TWO_FACES, "scan", model)
+        log.record(changed, "scan", model)
+        assert log.status_counts() == {"done": 2}
+        assert log.label_counts() == {"alice": 1, "bob": 1}
+
+
+def test_a_log_from_a_newer_edgeface_is_refused(log_file: Path):
+    ResultLog(log_file).close()
+    with sqlite3.connect(log_file) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(LogError, match="newer|knows up to"):
+        ResultLog(log_file)
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path):
+    path = tmp_path / "notes.db"
+    path.write_text("shopping list\n" * 100)
+    with pytest.raises(LogError, match="cannot open log"):
+        ResultLog(path)
+
+
+def test_default_location_follows_the_environment(monkeypatch, tmp_path: Path):
+    monkeypatch.delenv("EDGEFACE_DB", raising=False)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert default_path() == tmp_path / "edgeface" / "edgeface.db"
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/edgeface")
+    assert default_path() == Path("/var/lib/edgeface/edgeface.db")
+    monkeypatch.setenv("EDGEFACE_DB", str(tmp_path / "x.db"))
+    assert default_path() == tmp_path / "x.db"
