@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="also log informational messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_scan(commands)
+    _add_info(commands)
     _add_train(commands)
     _add_convert(commands)
     _add_demo(commands)
@@ -82,6 +83,19 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
     scan.add_argument("--threads", type=int, default=None, help="LiteRT threads (default: LiteRT's choice)")
     scan.add_argument("--detector", choices=DETECTOR_NAMES, help="override the model's face detector")
     scan.add_argument("--margin", type=float, help="override the model's crop margin (fraction of the box)")
+
+
+def _add_info(commands: argparse._SubParsersAction) -> None:
+    info = commands.add_parser(
+        "info",
+        help="show what a .tflite model holds: labels, preprocessing, tensors, ops",
+        formatter_class=_Formatter,
+        description="Loads the model on LiteRT and prints its labels, preprocessing, input and output "
+        "tensors (dtype, scale, zero point), the ops it uses, its size and sha256.",
+        epilog="example:\n  edgeface info faces.tflite --json",
+    )
+    info.add_argument("model", metavar="MODEL", help="a .tflite made by `edgeface convert`")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
@@ -146,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (ModelError, LogError, DetectorUnavailable, PreprocessingError) as error:
         return _fail(str(error))
+    except BrokenPipeError:
+        # The reader went away (`edgeface info M --json | head`): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
 
 
 def _fail(message: str) -> int:
@@ -180,6 +198,23 @@ def run_scan(args: argparse.Namespace) -> int:
     return EXIT_INPUTS_FAILED if summary.failed else EXIT_OK
 
 
+def run_info(args: argparse.Namespace) -> int:
+    facts = FaceClassifier(args.model).describe()
+    if args.json:
+        print(json.dumps(facts, indent=2))
+        return EXIT_OK
+    metadata = facts["metadata"]
+    for name in ("input", "output"):
+        tensor = facts[name]
+        print(f"{name}: {tensor['shape']} {tensor['dtype']}, scale {tensor['scale']:.6g}, zero point {tensor['zero_point']}")
+    print(f"labels ({metadata['output']}): {', '.join(metadata['labels'])}")
+    print(f"preprocessing: {json.dumps(metadata['preprocessing'])}")
+    print(f"ops: {', '.join(f'{op} ×{count}' for op, count in facts['ops'].items())}")
+    print(f"source: {json.dumps(metadata['source'])}; converter: {json.dumps(metadata['converter'])}")
+    print(f"file: {facts['path']}, {facts['size']:,} bytes, sha256 {facts['sha256']}")
+    return EXIT_OK
+
+
 # What each workstation command needs beyond the runtime: (module, name people know it by).
 WORKSTATION_NEEDS = {
     "train": ([("tensorflow", "TensorFlow")], CONVERT_INSTALL),
@@ -202,4 +237,4 @@ def run_workstation(args: argparse.Namespace) -> int:
         return _fail(str(error))
 
 
-COMMANDS = {"scan": run_scan, "train": run_workstation, "convert": run_workstation, "demo": run_workstation}
+COMMANDS = {"scan": run_scan, "info": run_info, "train": run_workstation, "convert": run_workstation, "demo": run_workstation}

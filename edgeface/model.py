@@ -81,6 +81,32 @@ class FaceClassifier:
                 f"{len(self.labels)} labels with a {self.metadata.output} output"
             )
 
+    def describe(self) -> dict:
+        """What `edgeface info` shows: tensors with dtype and quantization, op counts, metadata, file facts."""
+
+        def tensor(details: dict) -> dict:
+            scale, zero_point = details["quantization"]
+            return {
+                "name": details["name"],
+                "shape": [int(n) for n in details["shape"]],
+                "dtype": np.dtype(details["dtype"]).name,
+                "scale": float(scale),
+                "zero_point": int(zero_point),
+            }
+
+        ops: dict[str, int] = {}
+        for op in self._interpreter._get_ops_details():  # no public op listing in LiteRT 2.x
+            ops[op["op_name"]] = ops.get(op["op_name"], 0) + 1
+        return {
+            "path": str(self.path),
+            "size": self.path.stat().st_size,
+            "sha256": self.sha256,
+            "input": tensor(self._input),
+            "output": tensor(self._output),
+            "ops": ops,
+            "metadata": self.metadata.to_dict(),
+        }
+
     def scores(self, crops: np.ndarray) -> np.ndarray:
         """Raw probabilities for a batch, in one interpreter call.
 

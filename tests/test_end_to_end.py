@@ -213,3 +213,16 @@ def test_labels_that_do_not_fit_the_outputs_are_refused(trained: Trained, tmp_pa
     path.write_bytes(artefact.embed(flatbuffer, wrong))
     with pytest.raises(ModelError, match="1 outputs do not match 3 labels"):
         FaceClassifier(path)
+
+
+def test_info_shows_tensors_ops_and_metadata(trained: Trained):
+    run = run_edgeface("info", str(trained.tflite_file), "--json")
+    assert run.returncode == 0, run.stderr
+    facts = json.loads(run.stdout)
+    assert facts["input"]["dtype"] == "int8" and facts["output"]["dtype"] == "int8"
+    assert facts["input"]["shape"] == [1, 32, 32, 1] and facts["output"]["scale"] > 0
+    assert facts["ops"]["CONV_2D"] == 3 and facts["ops"]["FULLY_CONNECTED"] == 2
+    assert facts["metadata"]["labels"] == ["face", "not-face"]
+    assert facts["sha256"] == hashlib.sha256(trained.tflite_file.read_bytes()).hexdigest()
+    text = run_edgeface("info", str(trained.tflite_file))
+    assert "labels (sigmoid): face, not-face" in text.stdout and "zero point" in text.stdout
