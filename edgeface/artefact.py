@@ -17,14 +17,15 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeface.openset import UnknownRule
 from edgeface.preprocess import Preprocessing, PreprocessingError
 
 FORMAT = "edgeface-model"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added unknown_rule
 MEMBER = "edgeface.json"
 TFLITE_IDENTIFIER = b"TFL3"
 OUTPUTS = ("softmax", "sigmoid")
-_KNOWN_KEYS = {"format", "schema_version", "labels", "output", "preprocessing", "source", "converter"}
+_KNOWN_KEYS = {"format", "schema_version", "labels", "output", "preprocessing", "source", "converter", "unknown_rule"}
 # A fixed timestamp keeps the archive, and so the model file, byte-for-byte reproducible.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -41,6 +42,7 @@ class ModelMetadata:
         single output unit is the probability of labels[1].
     source: facts about the model this one was converted from (e.g. "sha256", "file").
     converter: versions of the tools that made the artefact.
+    unknown_rule: when to answer "unknown" instead of the top label; None if never calibrated.
     extra: fields written by a newer edgeface, kept unread.
     """
 
@@ -49,6 +51,7 @@ class ModelMetadata:
     preprocessing: Preprocessing
     source: dict = field(default_factory=dict)
     converter: dict = field(default_factory=dict)
+    unknown_rule: UnknownRule | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,6 +78,8 @@ class ModelMetadata:
             source=self.source,
             converter=self.converter,
         )
+        if self.unknown_rule is not None:
+            document["unknown_rule"] = self.unknown_rule.to_dict()
         return document
 
     def to_json(self) -> str:
@@ -99,11 +104,12 @@ class ModelMetadata:
                 preprocessing=Preprocessing.from_dict(document["preprocessing"]),
                 source=dict(document.get("source", {})),
                 converter=dict(document.get("converter", {})),
+                unknown_rule=UnknownRule.from_dict(document["unknown_rule"]) if document.get("unknown_rule") else None,
                 extra={key: value for key, value in document.items() if key not in _KNOWN_KEYS},
             )
         except KeyError as missing:
             raise MetadataError(f"{MEMBER} has no {missing.args[0]!r}") from None
-        except (PreprocessingError, TypeError) as bad:
+        except (PreprocessingError, TypeError, ValueError) as bad:
             raise MetadataError(f"{MEMBER}: {bad}") from None
 
 

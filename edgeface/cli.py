@@ -4,6 +4,7 @@ Exit codes, the same for every command:
     0  everything went well
     1  some inputs failed (each is listed, and recorded in the log)
     2  usage error, or a model, log or dependency problem that stops the command
+    3  `convert`: the int8 model agrees with the float one less than --min-agreement
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import edgeface
+from edgeface.artefact import MetadataError
+from edgeface.dataset import stranger_faces
 from edgeface.detect import DETECTOR_NAMES, DetectorUnavailable
+from edgeface.evaluate import evaluate_folder, format_evaluation
 from edgeface.model import FaceClassifier, ModelError
 from edgeface.pipeline import ImageResult, Pipeline
 from edgeface.preprocess import PreprocessingError
 from edgeface.scan import describe, scan
 from edgeface.store import LogError, ResultLog, default_path
 
-EXIT_OK, EXIT_INPUTS_FAILED, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_INPUTS_FAILED, EXIT_ERROR = 0, 1, 2  # 3: `convert` quality check failed
 CONVERT_INSTALL = "pip install 'edgeface[convert]'"
 DEMO_INSTALL = "pip install 'edgeface[demo]'"
 
@@ -50,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeface",
         description="Classify faces on a small ARM box with an int8 TFLite model; log every result to SQLite.",
-        epilog="exit codes: 0 all went well, 1 some inputs failed, 2 usage, model or log error",
+        epilog="exit codes: 0 all went well, 1 some inputs failed, 2 usage, model or log error, "
+        "3 convert's int8 model disagrees with the float one",
         formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"edgeface {edgeface.__version__}")
@@ -60,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(commands)
     _add_train(commands)
     _add_convert(commands)
+    _add_eval(commands)
     _add_demo(commands)
     return parser
 
@@ -112,12 +118,19 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("-o", "--output", required=True, help="Keras model file to write (.h5)")
     train.add_argument("--input-size", type=int, default=64, help="model input width and height, pixels")
     train.add_argument("--grayscale", action="store_true", help="one grey channel instead of RGB")
-    train.add_argument("--detector", choices=DETECTOR_NAMES, default="haar", help="'none' when images already are face crops")
-    train.add_argument("--margin", type=float, default=0.1, help="added around each face box, as a fraction of it")
+    _add_crop_options(train)
     train.add_argument("--epochs", type=int, default=30, help="passes over the training faces")
     train.add_argument("--batch-size", type=int, default=32, help="faces per training step")
     train.add_argument("--validation", type=float, default=0.2, help="fraction of each label held out")
     train.add_argument("--seed", type=int, default=0, help="the same seed gives the same split and start")
+    train.add_argument("--patience", type=int, default=8, help="stop after this many epochs without a better validation loss")
+    train.add_argument("--no-augment", action="store_true", help="train without random flips, tilts, shifts, zoom and light")
+    train.add_argument("--keep-no-face", action="store_true", help="use images where no face is found whole, instead of leaving them out")
+    _add_stranger_options(train)
+    train.add_argument(
+        "--holdout-identities", type=int, default=0, metavar="N",
+        help="leave N people (chosen by --seed) out of training and use their faces as strangers",
+    )  # fmt: skip
 
 
 def _add_convert(commands: argparse._SubParsersAction) -> None:
@@ -125,15 +138,69 @@ def _add_convert(commands: argparse._SubParsersAction) -> None:
         "convert",
         help="quantize a trained model to a full-integer int8 .tflite (needs TensorFlow)",
         formatter_class=_Formatter,
-        description="Post-training int8 quantization calibrated on preprocessed faces. Labels and "
-        "preprocessing travel inside the .tflite. Prints sizes and float-vs-int8 agreement.",
-        epilog="example:\n  edgeface convert faces.h5 --calibration faces/",
+        description="Post-training full-integer int8 quantization calibrated on preprocessed faces. Labels, "
+        "preprocessing and the unknown rule travel inside the .tflite. Prints sizes and float-vs-int8 "
+        "agreement and accuracy, and exits 3 when agreement is below --min-agreement.",
+        epilog="examples:\n  edgeface convert faces.h5\n"
+        "  edgeface convert other.keras --labels labels.txt --calibration faces/ --detector haar",
     )
-    convert.add_argument("model", metavar="MODEL", help="Keras model made by `edgeface train`")
+    convert.add_argument("model", metavar="MODEL", help="a .h5 or .keras file, or a SavedModel folder")
     convert.add_argument("-o", "--output", help="the .tflite to write (default: MODEL with .tflite)")
     convert.add_argument("--calibration", metavar="DIR", help="face images (default: the training folder)")
     convert.add_argument("--max-calibration", type=int, default=300, help="at most this many calibration images")
+    convert.add_argument("--verify", metavar="DIR", help="labelled faces to compare float and int8 on (default: train's validation split)")
+    convert.add_argument("--min-agreement", type=float, default=0.98, help="exit 3 when int8 and float agree on fewer faces")
+    _add_stranger_options(convert, far_default=None)
+    convert.add_argument("--labels", metavar="FILE", help="for models not made by `edgeface train`: one label per line, in output order")
+    _add_crop_options(convert)
+    convert.add_argument(
+        "--value-range", type=float, nargs=2, default=[0.0, 1.0], metavar=("LOW", "HIGH"),
+        help="for models not made by `edgeface train`: the input values of pixel 0 and 255",
+    )  # fmt: skip
+    _add_trust_option(convert)
     convert.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="measure a model on labelled faces: accuracy, F1, confusion matrix, unknown rule",
+        formatter_class=_Formatter,
+        description="Runs the model on DIR/<label>/ images and prints the metrics `train` prints. Folders "
+        "whose name is not one of the model's labels hold strangers, used to measure false accepts. "
+        "A .tflite runs on LiteRT; a .h5 or .keras model needs TensorFlow.",
+        epilog="example:\n  edgeface eval test_faces/ --model faces.tflite --strangers lfw_subset",
+    )
+    evaluate.add_argument("data", metavar="DIR", help="one sub-folder of images per label")
+    evaluate.add_argument("--model", required=True, help=".tflite, .h5 or .keras made by edgeface")
+    evaluate.add_argument("--strangers", metavar="SOURCE", help="more strangers: a folder of faces, or lfw_subset")
+    evaluate.add_argument("--keep-no-face", action="store_true", help="use images where no face is found whole")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_trust_option(evaluate)
+
+
+def _add_crop_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--detector", choices=DETECTOR_NAMES, default="haar", help="'none' when images already are face crops")
+    parser.add_argument("--margin", type=float, default=0.1, help="added around each face box, as a fraction of it")
+
+
+def _add_stranger_options(parser: argparse.ArgumentParser, far_default: float | None = 0.01) -> None:
+    parser.add_argument(
+        "--strangers", metavar="SOURCE",
+        help="faces of people the model must not know, to calibrate 'unknown': a folder, or lfw_subset",
+    )  # fmt: skip
+    parser.add_argument(
+        "--far", type=float, default=far_default,
+        help="target false-accept rate of strangers for the unknown rule"
+        + ("" if far_default is not None else " (default: train's, else 0.01)"),
+    )  # fmt: skip
+
+
+def _add_trust_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-model", action="store_true",
+        help="let a Keras file run Python code it carries (Lambda layers); only for files you trust",
+    )  # fmt: skip
 
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:
@@ -158,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return COMMANDS[args.command](args)
-    except (ModelError, LogError, DetectorUnavailable, PreprocessingError) as error:
+    except (ModelError, LogError, DetectorUnavailable, PreprocessingError, MetadataError) as error:
         return _fail(str(error))
     except BrokenPipeError:
         # The reader went away (`edgeface info M --json | head`): stop quietly, as other tools do.
@@ -219,6 +286,7 @@ def run_info(args: argparse.Namespace) -> int:
 WORKSTATION_NEEDS = {
     "train": ([("tensorflow", "TensorFlow")], CONVERT_INSTALL),
     "convert": ([("tensorflow", "TensorFlow")], CONVERT_INSTALL),
+    "eval": ([("tensorflow", "TensorFlow")], CONVERT_INSTALL),
     "demo": ([("tensorflow", "TensorFlow"), ("skimage", "scikit-image")], DEMO_INSTALL),
 }
 
@@ -237,4 +305,24 @@ def run_workstation(args: argparse.Namespace) -> int:
         return _fail(str(error))
 
 
-COMMANDS = {"scan": run_scan, "info": run_info, "train": run_workstation, "convert": run_workstation, "demo": run_workstation}
+def run_eval(args: argparse.Namespace) -> int:
+    """A .tflite is evaluated here on LiteRT; float models go to the workstation side."""
+    if not args.model.endswith(".tflite"):
+        return run_workstation(args)
+    classifier = FaceClassifier(args.model)
+    strangers = None
+    if args.strangers:
+        strangers = stranger_faces(args.strangers, classifier.metadata.preprocessing)[0]
+    report = evaluate_folder(args.data, classifier.metadata, classifier.probabilities, strangers, args.keep_no_face)
+    print(json.dumps(report) if args.json else format_evaluation(report))
+    return EXIT_OK
+
+
+COMMANDS = {
+    "scan": run_scan,
+    "info": run_info,
+    "eval": run_eval,
+    "train": run_workstation,
+    "convert": run_workstation,
+    "demo": run_workstation,
+}

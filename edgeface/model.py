@@ -34,10 +34,12 @@ def _interpreter_class() -> type:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The label the model gives one face and its probability (0..1)."""
+    """The label the model gives one face, its probability (0..1), and whether the model's
+    unknown rule rejects it (then `label` is only the nearest known person)."""
 
     label: str
     confidence: float
+    unknown: bool = False
 
 
 class FaceClassifier:
@@ -125,15 +127,20 @@ class FaceClassifier:
         self._interpreter.invoke()
         return _dequantize(self._interpreter.get_tensor(self._output["index"]), self._output)
 
-    def classify(self, crops: np.ndarray) -> list[Prediction]:
-        """One Prediction per crop (see `scores` for the input)."""
-        return [self.decide(row) for row in self.scores(crops)]
+    def probabilities(self, crops: np.ndarray) -> np.ndarray:
+        """(n, n_labels) probabilities for a batch of crops (see `scores`)."""
+        return label_probabilities(self.scores(crops), self.metadata.output)
 
-    def decide(self, scores: np.ndarray) -> Prediction:
-        """The label and confidence for one face's scores (one row of `scores`)."""
-        probabilities = label_probabilities(scores[np.newaxis], self.metadata.output)[0]
-        best = int(np.argmax(probabilities))
-        return Prediction(self.labels[best], float(probabilities[best]))
+    def classify(self, crops: np.ndarray) -> list[Prediction]:
+        """One Prediction per crop (see `scores` for the input), with the unknown rule applied."""
+        probabilities = self.probabilities(crops)
+        rule = self.metadata.unknown_rule
+        unknown = rule.unknown(probabilities) if rule else np.zeros(len(probabilities), dtype=bool)
+        best = np.argmax(probabilities, axis=1)
+        return [
+            Prediction(self.labels[i], float(row[i]), bool(rejected))
+            for i, row, rejected in zip(best, probabilities, unknown)
+        ]
 
 
 def label_probabilities(scores: np.ndarray, output: str) -> np.ndarray:

@@ -21,9 +21,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FaceResult:
+    """One face: where, the nearest known label, its probability, and whether it is rejected as unknown."""
+
     box: Box
     label: str
     confidence: float
+    unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,12 @@ class ImageResult:
             "width": self.width,
             "height": self.height,
             "faces": [
-                {"box": face.box.as_list(), "label": face.label, "confidence": round(face.confidence, 4)}
+                {
+                    "box": face.box.as_list(),
+                    "label": face.label,
+                    "confidence": round(face.confidence, 4),
+                    "unknown": face.unknown,
+                }
                 for face in self.faces
             ],
             "error": self.error,
@@ -84,5 +92,5 @@ class Pipeline:
         height, width = pixels.shape[:2]
         boxes = self.detector.detect(pixels)
         predictions = self.classifier.classify(crop_faces(pixels, boxes, self.preprocessing))
-        faces = tuple(FaceResult(box, p.label, p.confidence) for box, p in zip(boxes, predictions))
+        faces = tuple(FaceResult(box, p.label, p.confidence, p.unknown) for box, p in zip(boxes, predictions))
         return ImageResult(source.path, source.sha256, source.size, width, height, faces)

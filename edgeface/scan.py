@@ -81,7 +81,8 @@ def describe(result: ImageResult) -> str:
     if not result.faces:
         return f"{result.path}: no face"
     faces = ", ".join(
-        f"{face.label} {face.confidence:.2f} at {face.box.x},{face.box.y} {face.box.w}x{face.box.h}"
+        f"{'unknown (nearest ' + face.label + ')' if face.unknown else face.label} {face.confidence:.2f} "
+        f"at {face.box.x},{face.box.y} {face.box.w}x{face.box.h}"
         for face in result.faces
     )
     count = "1 face" if len(result.faces) == 1 else f"{len(result.faces)} faces"

@@ -54,6 +54,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX faces_input ON faces (input_id);
     CREATE INDEX faces_label ON faces (label);
     """,
+    # 2: models gained an unknown rule; a face records whether the rule rejected it.
+    """
+    ALTER TABLE faces ADD COLUMN unknown INTEGER NOT NULL DEFAULT 0 CHECK (unknown IN (0, 1));
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -166,8 +170,11 @@ class ResultLog:
                 ),
             )
             db.executemany(
-                "INSERT INTO faces (input_id, x, y, w, h, label, confidence) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(cursor.lastrowid, *face.box.as_list(), face.label, face.confidence) for face in result.faces],
+                "INSERT INTO faces (input_id, x, y, w, h, label, confidence, unknown) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (cursor.lastrowid, *face.box.as_list(), face.label, face.confidence, face.unknown)
+                    for face in result.faces
+                ],
             )
 
     def label_counts(self) -> dict[str, int]:

@@ -9,6 +9,7 @@ import pytest
 from edgeface import artefact
 from edgeface.artefact import MetadataError, ModelMetadata
 from edgeface.detect import DetectorSettings
+from edgeface.openset import UnknownRule
 from edgeface.preprocess import Preprocessing
 
 # The parser only needs the flatbuffer's file identifier; real models are covered in test_end_to_end.
@@ -20,6 +21,7 @@ METADATA = ModelMetadata(
     preprocessing=Preprocessing(detector=DetectorSettings(name="haar", min_size=40), margin=0.1, color="gray"),
     source={"file": "faces.h5", "sha256": "ab" * 32},
     converter={"edgeface": "0.1.0", "tensorflow": "2.21.0"},
+    unknown_rule=UnknownRule(0.82, 0.31, 0.01, 0.009, 0.91, 1000, "held-out identities"),
 )
 
 
@@ -36,10 +38,16 @@ def test_embedding_is_deterministic_and_listable_as_a_zip():
 
 
 def test_fields_from_a_newer_edgeface_are_kept():
-    document = METADATA.to_dict() | {"schema_version": 7, "unknown_rule": {"min_confidence": 0.8}}
+    document = METADATA.to_dict() | {"schema_version": 9, "self_test": [{"input": "…", "output": [0.9]}]}
     read_back = ModelMetadata.from_json(json.dumps(document))
-    assert read_back.extra == {"unknown_rule": {"min_confidence": 0.8}}
-    assert read_back.to_dict()["unknown_rule"] == {"min_confidence": 0.8}
+    assert read_back.extra == {"self_test": [{"input": "…", "output": [0.9]}]}
+    assert read_back.to_dict()["self_test"] == document["self_test"]
+
+
+def test_a_version_1_document_without_an_unknown_rule_still_reads():
+    document = METADATA.to_dict() | {"schema_version": 1}
+    del document["unknown_rule"]
+    assert ModelMetadata.from_json(json.dumps(document)).unknown_rule is None
 
 
 def test_a_model_without_metadata_is_refused_with_the_fix():

@@ -128,7 +128,7 @@ def test_scan_prints_json_and_logs_every_image_and_face(trained: Trained, astron
     ]
     assert sum(correct) >= 0.85 * len(correct)
     assert set(by_name["face-000.png"]) == {"path", "sha256", "width", "height", "faces", "error"}
-    assert set(by_name["face-000.png"]["faces"][0]) == {"box", "label", "confidence"}
+    assert set(by_name["face-000.png"]["faces"][0]) == {"box", "label", "confidence", "unknown"}
     assert "failed: " in scan.stderr and "corrupt.jpg" in scan.stderr and "1 other files skipped" in scan.stderr
     with sqlite3.connect(log_file) as db:
         assert db.execute("SELECT count(*) FROM inputs").fetchone()[0] == len(results)

@@ -106,3 +106,21 @@ def test_default_location_follows_the_environment(monkeypatch, tmp_path: Path):
     assert default_path() == Path("/var/lib/edgeface/edgeface.db")
     monkeypatch.setenv("EDGEFACE_DB", str(tmp_path / "x.db"))
     assert default_path() == tmp_path / "x.db"
+
+
+def test_a_version_1_log_is_migrated_forward_keeping_its_rows(log_file: Path):
+    from edgeface.store import MIGRATIONS
+
+    log_file.parent.mkdir(parents=True)
+    with sqlite3.connect(log_file) as db:  # a log as edgeface 0.1.0 left it
+        db.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+        db.execute("INSERT INTO models (sha256, path, labels, first_used) VALUES ('m', '/m', '[]', 'then')")
+        db.execute(
+            "INSERT INTO inputs (source, path, sha256, status, model_id, processed_at) "
+            "VALUES ('scan', '/a.jpg', 'h', 'done', 1, 'then')"
+        )
+        db.execute("INSERT INTO faces (input_id, x, y, w, h, label, confidence) VALUES (1, 0, 0, 9, 9, 'alice', 0.5)")
+    with ResultLog(log_file) as log:
+        assert log.label_counts() == {"alice": 1}
+    assert rows(log_file, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert rows(log_file, "SELECT label, unknown FROM faces") == [("alice", 0)]

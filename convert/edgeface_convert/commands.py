@@ -1,31 +1,48 @@
-"""`edgeface train` and `edgeface convert`: argument handling lives in `edgeface.cli`, the work here."""
+"""`edgeface train`, `convert`, `demo` and `eval` of float models: arguments are parsed in
+`edgeface.cli`, the work is done here."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from edgeface.artefact import ModelMetadata
-from edgeface.detect import DetectorSettings
-from edgeface.metrics import format_report
-from edgeface.preprocess import Preprocessing
-from edgeface_convert.dataset import (
+from edgeface.dataset import (
     FaceSet,
     evenly_spaced,
     folder_images,
     load_faces,
     load_labelled_faces,
+    stranger_faces,
     stratified_split,
 )
-from edgeface_convert.keras_io import load_trained, save_trained
-from edgeface_convert.quantize import verify, write_int8_model
-from edgeface_convert.training import evaluate, output_kind, train_model
+from edgeface.detect import DetectorSettings
+from edgeface.evaluate import Probabilities, evaluate_folder, format_evaluation
+from edgeface.metrics import format_report
+from edgeface.model import FaceClassifier
+from edgeface.openset import NotEnoughStrangers, UnknownRule, calibrate
+from edgeface.preprocess import Preprocessing
+from edgeface_convert.keras_io import ModelLoadError, SourceModel, load_source, save_trained
+from edgeface_convert.quantize import stamp, to_int8_flatbuffer, verify, write_model
+from edgeface_convert.training import TrainingSettings, evaluate, output_kind, train_model
+
+EXIT_QUALITY = 3  # the int8 model disagrees with the float one more than allowed
+MIN_CALIBRATION = 100
+DEFAULT_FAR = 0.01
 
 
 class CommandError(Exception):
     """A problem with the command's inputs, reported in one line (exit code 2)."""
+
+
+def note(text: str) -> None:
+    """Progress and findings go to stderr; stdout carries the results."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -37,63 +54,213 @@ def run_train(args: argparse.Namespace) -> int:
         height=args.input_size,
     )
     try:
-        faces = load_labelled_faces(args.data, spec)
+        faces = load_labelled_faces(args.data, spec, keep_no_face=args.keep_no_face)
     except (OSError, ValueError) as error:
         raise CommandError(str(error)) from None
-    print(f"{len(faces.paths)} faces of {len(faces.labels)} labels from {args.data}", file=sys.stderr)
     for path in faces.no_face:
-        print(f"no face found, not used: {path}", file=sys.stderr)
+        note(f"no face found, {'used whole' if args.keep_no_face else 'not used'}: {path}")
     for path in faces.unreadable:
-        print(f"not a readable image, not used: {path}", file=sys.stderr)
+        note(f"not a readable image, not used: {path}")
+    faces, held_out_people = _hold_out_identities(faces, args.holdout_identities, args.seed)
+    note(f"{len(faces.paths)} faces of {len(faces.labels)} people from {args.data}")
     train_indices, validation_indices = stratified_split(faces.targets, args.validation, args.seed)
     train, validation = faces.subset(train_indices), faces.subset(validation_indices)
-    model = train_model(train, validation, args.epochs, args.batch_size, args.seed)
-    report = evaluate(model, validation)
-    print(f"validation split ({len(validation.paths)} faces):\n{format_report(report)}")
+    settings = TrainingSettings(args.epochs, args.batch_size, args.seed, args.patience, not args.no_augment)
+    model = train_model(train, validation, settings, spec.value_range)
     metadata = ModelMetadata(labels=faces.labels, output=output_kind(len(faces.labels)), preprocessing=spec)
+    source = SourceModel(Path(args.output), metadata, keras_model=model)
+    report = evaluate(source, validation)
+    strangers = _stranger_spec(args.strangers, held_out_people, args.data)
+    rule = _calibrate_rule(source.probabilities, validation, _load_strangers(strangers, spec), args.far)
+    report["unknown_rule"] = rule.to_dict() if rule else None
+    print(f"validation split ({len(validation.paths)} faces):\n{format_report(report)}")
     training = {
         "data": str(Path(args.data).resolve()),
         "seed": args.seed,
         "validation": [[path, faces.labels[target]] for path, target in zip(validation.paths, validation.targets)],
+        "strangers": strangers,
+        "far": args.far,
     }
-    save_trained(model, args.output, metadata, training)
+    save_trained(model, args.output, replace(metadata, unknown_rule=rule), training)
     metrics_path = Path(args.output).with_suffix(".metrics.json")
     metrics_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output} and {metrics_path}", file=sys.stderr)
+    note(f"wrote {args.output} and {metrics_path}")
     return 0
 
 
-def run_convert(args: argparse.Namespace) -> int:
-    source = Path(args.model)
+def _hold_out_identities(faces: FaceSet, count: int, seed: int) -> tuple[FaceSet, list[str]]:
+    """Removes `count` people, chosen by `seed`, to serve as strangers; relabels the rest."""
+    if count <= 0:
+        return faces, []
+    if len(faces.labels) - count < 2:
+        raise CommandError(f"--holdout-identities {count} leaves fewer than two people to train on")
+    held = sorted(np.random.default_rng(seed).choice(len(faces.labels), size=count, replace=False).tolist())
+    kept_labels = tuple(label for i, label in enumerate(faces.labels) if i not in held)
+    keep = np.flatnonzero(~np.isin(faces.targets, held))
+    remap = {faces.labels.index(label): new for new, label in enumerate(kept_labels)}
+    targets = np.array([remap[t] for t in faces.targets[keep]], dtype=np.int64)
+    kept = FaceSet(faces.crops[keep], targets, kept_labels, [faces.paths[i] for i in keep])
+    return kept, [faces.labels[i] for i in held]
+
+
+def _stranger_spec(source: str | None, held_out_people: list[str], data: str) -> dict | None:
+    """Where stranger faces come from, recorded so `convert` can calibrate on the same ones."""
+    if held_out_people:
+        return {"holdout": held_out_people, "data": str(Path(data).resolve())}
+    if source:
+        return {"source": source if source == "lfw_subset" else str(Path(source).resolve())}
+    return None
+
+
+def _load_strangers(spec_of_strangers: dict | None, spec: Preprocessing) -> tuple[np.ndarray, str] | None:
+    if spec_of_strangers is None:
+        return None
+    if "holdout" in spec_of_strangers:
+        root = Path(spec_of_strangers["data"])
+        files = [
+            (str(path), -1)
+            for person in spec_of_strangers["holdout"]
+            for path, _ in folder_images(root / person, ())
+        ]
+        crops = load_faces(files, (), spec).crops
+        return crops, f"{len(spec_of_strangers['holdout'])} people held out of training"
     try:
-        model, metadata, training = load_trained(source)
-    except (OSError, ValueError) as error:
-        raise CommandError(f"cannot load {source}: {error}") from None
-    if metadata is None:
-        raise CommandError(f"{source} carries no edgeface labels or preprocessing: make it with `edgeface train`")
-    calibration_dir = args.calibration or training.get("data")
+        return stranger_faces(spec_of_strangers["source"], spec)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def _calibrate_rule(
+    probabilities: Probabilities, known: FaceSet, strangers: tuple[np.ndarray, str] | None, far: float
+) -> UnknownRule | None:
+    """The unknown rule at false-accept rate `far`, or None (said why) without enough strangers."""
+    if strangers is None:
+        note("unknown rule: not calibrated (no strangers: use --strangers DIR, --strangers lfw_subset "
+             "or --holdout-identities N); every face will get a known label")
+        return None
+    stranger_crops, description = strangers
+    known_probabilities = probabilities(known.crops)
+    correct = known_probabilities.argmax(axis=1) == known.targets
+    try:
+        rule = calibrate(
+            known_probabilities, correct, probabilities(stranger_crops), far, description,
+            use_margin=len(known.labels) > 2,
+        )  # fmt: skip
+    except NotEnoughStrangers as error:
+        note(f"unknown rule: not calibrated: {error}")
+        return None
+    note(
+        f"unknown rule: confidence >= {rule.min_confidence:.3f}, margin >= {rule.min_margin:.3f}: "
+        f"{100 * rule.false_accept:.1f} % of {rule.strangers} strangers ({description}) accepted, "
+        f"{100 * rule.known_accept:.1f} % of known faces accepted"
+    )
+    return rule
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    try:
+        source = load_source(args.model, trust=args.trust_model)
+    except ModelLoadError as error:
+        raise CommandError(str(error)) from None
+    metadata = _metadata_for(source, args)
+    calibration_dir = args.calibration or source.training.get("data")
     if not calibration_dir or not Path(calibration_dir).is_dir():
         raise CommandError("no calibration images: pass --calibration DIR (face images, as for training)")
     files = evenly_spaced(folder_images(calibration_dir, metadata.labels), args.max_calibration)
     calibration = load_faces(files, metadata.labels, metadata.preprocessing)
-    print(f"calibrating on {len(calibration.crops)} faces from {calibration_dir}", file=sys.stderr)
-    output = Path(args.output) if args.output else source.with_suffix(".tflite")
-    write_int8_model(model, metadata, source, calibration, output)
-    verification, verified_on = _verification_faces(training, metadata, calibration)
-    report = verify(model, source, output, verification, verified_on)
+    if len(calibration.crops) < MIN_CALIBRATION:
+        note(f"warning: only {len(calibration.crops)} calibration faces; {MIN_CALIBRATION}-500 set int8 ranges well")
+    note(f"calibrating on {len(calibration.crops)} faces from {calibration_dir}")
+    output = Path(args.output) if args.output else source.path.with_suffix(".tflite")
+    flatbuffer = to_int8_flatbuffer(source, calibration.crops)
+    stamped = stamp(metadata, source)
+    write_model(flatbuffer, stamped, output)
+    verification, verified_on = _verification_faces(args.verify, source.training, metadata, calibration)
+    report = verify(source, output, verification, verified_on)
+    strangers = _stranger_spec(args.strangers, [], "") if args.strangers else source.training.get("strangers")
+    if strangers:
+        # Calibrated again on the int8 model's own outputs: the rule must fit the numbers it will see.
+        stranger_crops = _load_strangers(strangers, metadata.preprocessing)
+        far = args.far if args.far is not None else source.training.get("far", DEFAULT_FAR)
+        rule = _calibrate_rule(FaceClassifier(output).probabilities, verification, stranger_crops, far)
+        write_model(flatbuffer, replace(stamped, unknown_rule=rule), output)
+    elif stamped.unknown_rule:
+        note("unknown rule: kept as calibrated on the float model (its strangers are not available here)")
     if args.json:
         print(json.dumps(report.to_dict()))
     else:
         print("\n".join(report.lines()))
+    if report.agreement < args.min_agreement:
+        note(
+            f"error: int8 agrees with float on {100 * report.agreement:.1f} % of faces, below "
+            f"--min-agreement {100 * args.min_agreement:.1f} %; check the calibration images"
+        )
+        return EXIT_QUALITY
     return 0
 
 
-def _verification_faces(training: dict, metadata: ModelMetadata, calibration: FaceSet) -> tuple[FaceSet, str]:
-    """The validation split `train` recorded, if its files are still there, else the calibration faces."""
+def _metadata_for(source: SourceModel, args: argparse.Namespace) -> ModelMetadata:
+    """The model's own metadata, or one built from --labels and preprocessing flags; checked against its shape."""
+    if source.metadata and args.labels:
+        raise CommandError(f"{source.path} already carries labels from `edgeface train`; --labels is for other models")
+    metadata = source.metadata
+    if metadata is None:
+        if not args.labels:
+            raise CommandError(
+                f"{source.path} carries no edgeface labels or preprocessing: pass --labels FILE "
+                "(one label per line, in output order) and the preprocessing flags"
+            )
+        height, width, channels = source.input_shape
+        try:
+            labels = tuple(line.strip() for line in Path(args.labels).read_text().splitlines() if line.strip())
+        except OSError as error:
+            raise CommandError(f"cannot read --labels {args.labels}: {error.strerror}") from None
+        spec = Preprocessing(
+            detector=DetectorSettings(name=args.detector),
+            margin=args.margin,
+            color="gray" if channels == 1 else "rgb",
+            width=int(width),
+            height=int(height),
+            value_range=tuple(args.value_range),
+        )
+        output = "sigmoid" if source.output_units == 1 else "softmax"
+        metadata = ModelMetadata(labels=labels, output=output, preprocessing=spec)
+    if tuple(source.input_shape) != metadata.preprocessing.input_shape:
+        raise CommandError(
+            f"model input {source.input_shape} does not match preprocessing {metadata.preprocessing.input_shape}"
+        )
+    if source.output_units != metadata.output_units:
+        raise CommandError(
+            f"model has {source.output_units} outputs; {len(metadata.labels)} labels need {metadata.output_units}"
+        )
+    return metadata
+
+
+def _verification_faces(
+    folder: str | None, training: dict, metadata: ModelMetadata, calibration: FaceSet
+) -> tuple[FaceSet, str]:
+    """--verify DIR, else the validation split `train` recorded, else the calibration faces."""
+    if folder:
+        faces = load_faces(folder_images(folder, metadata.labels), metadata.labels, metadata.preprocessing)
+        return faces, f"faces in {folder}"
     recorded = [(path, metadata.labels.index(label)) for path, label in training.get("validation", [])]
     if recorded and all(Path(path).is_file() for path, _ in recorded):
         return load_faces(recorded, metadata.labels, metadata.preprocessing), "the validation split of train"
     return calibration, "the calibration faces; no validation split was found"
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """`edgeface eval` of a float Keras or SavedModel model (the .tflite case needs no TensorFlow)."""
+    try:
+        source = load_source(args.model, trust=args.trust_model)
+    except ModelLoadError as error:
+        raise CommandError(str(error)) from None
+    if source.metadata is None:
+        raise CommandError(f"{source.path} carries no edgeface labels or preprocessing; evaluate its .tflite instead")
+    strangers = stranger_faces(args.strangers, source.metadata.preprocessing)[0] if args.strangers else None
+    report = evaluate_folder(args.data, source.metadata, source.probabilities, strangers, args.keep_no_face)
+    print(json.dumps(report) if args.json else format_evaluation(report))
+    return 0
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -102,4 +269,4 @@ def run_demo(args: argparse.Namespace) -> int:
     return demo(args.dir, args.epochs, args.seed)
 
 
-COMMANDS = {"train": run_train, "convert": run_convert, "demo": run_demo}
+COMMANDS = {"train": run_train, "convert": run_convert, "eval": run_eval, "demo": run_demo}

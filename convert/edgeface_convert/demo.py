@@ -18,17 +18,16 @@ from skimage import data
 
 from edgeface.artefact import ModelMetadata
 from edgeface.detect import DetectorSettings
-from edgeface.geometry import Box
 from edgeface.metrics import format_report
 from edgeface.model import FaceClassifier
 from edgeface.pipeline import Pipeline
-from edgeface.preprocess import Preprocessing, crop_faces
+from edgeface.preprocess import Preprocessing
 from edgeface.scan import describe, scan
 from edgeface.store import ResultLog
-from edgeface_convert.dataset import FaceSet, stratified_split
-from edgeface_convert.keras_io import save_trained
-from edgeface_convert.quantize import verify, write_int8_model
-from edgeface_convert.training import evaluate, train_model
+from edgeface.dataset import FaceSet, crop_patches, lfw_subset_patches, stratified_split
+from edgeface_convert.keras_io import SourceModel, save_trained
+from edgeface_convert.quantize import stamp, to_int8_flatbuffer, verify, write_model
+from edgeface_convert.training import TrainingSettings, evaluate, train_model
 
 LABELS = ("not-face", "face")
 # lfw_subset's faces are tight crops like the cascade's boxes, so the model is declared for
@@ -40,17 +39,14 @@ DEMO_PHOTOS = {"astronaut.png": "astronaut", "coins.png": "coins", "camera.png":
 
 def lfw_subset_faces(spec: Preprocessing) -> FaceSet:
     """lfw_subset as model inputs: its first 100 patches are faces, the last 100 are not."""
-    patches = data.lfw_subset()
-    crops = np.concatenate([crop_faces(_to_bgr(patch), [Box(0, 0, 25, 25)], spec) for patch in patches])
+    crops = crop_patches(lfw_subset_patches(), spec)
     targets = np.array([LABELS.index("face")] * 100 + [LABELS.index("not-face")] * 100, dtype=np.int64)
-    paths = [f"lfw_subset[{i}]" for i in range(len(patches))]
+    paths = [f"lfw_subset[{i}]" for i in range(len(crops))]
     return FaceSet(crops, targets, LABELS, paths)
 
 
 def _to_bgr(image: np.ndarray) -> np.ndarray:
-    """A scikit-image picture (grey or RGB, float 0..1 or uint8) as H×W×3 uint8 BGR."""
-    if image.dtype != np.uint8:
-        image = np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
+    """A scikit-image picture (grey or RGB uint8) as H×W×3 uint8 BGR."""
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     return cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2BGR)
@@ -74,15 +70,16 @@ def run_demo(workdir: Path, epochs: int, seed: int) -> int:
     faces = lfw_subset_faces(DEMO_PREPROCESSING)
     train_indices, held_out_indices = stratified_split(faces.targets, 0.3, seed)
     train, held_out = faces.subset(train_indices), faces.subset(held_out_indices)
-    model = train_model(train, held_out, epochs, batch_size=16, seed=seed)
-    say(f"float model on the {len(held_out.paths)} held-out patches:\n{format_report(evaluate(model, held_out))}")
+    model = train_model(train, held_out, TrainingSettings(epochs, 16, seed), DEMO_PREPROCESSING.value_range)
     keras_file, tflite_file = workdir / "face_or_not.h5", workdir / "face_or_not.tflite"
     metadata = ModelMetadata(labels=LABELS, output="sigmoid", preprocessing=DEMO_PREPROCESSING)
+    source = SourceModel(keras_file, metadata, keras_model=model)
+    say(f"float model on the {len(held_out.paths)} held-out patches:\n{format_report(evaluate(source, held_out))}")
     save_trained(model, keras_file, metadata, {"data": "skimage.data.lfw_subset", "seed": seed})
 
     say("2/4 quantizing to int8, calibrated on the training patches")
-    write_int8_model(model, metadata, keras_file, train, tflite_file)
-    say("\n".join(verify(model, keras_file, tflite_file, held_out, "the held-out lfw_subset patches").lines()))
+    write_model(to_int8_flatbuffer(source, train.crops), stamp(metadata, source), tflite_file)
+    say("\n".join(verify(source, tflite_file, held_out, "the held-out lfw_subset patches").lines()))
 
     photos, log_file = workdir / "photos", workdir / "edgeface.db"
     say(f"3/4 scanning real photos in {photos} with the int8 model on LiteRT")

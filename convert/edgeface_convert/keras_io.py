@@ -1,7 +1,9 @@
-"""Keras model files with edgeface's metadata kept inside them (HDF5 attributes of the root group).
+"""Reading and writing the float models that `convert` quantizes.
 
-`train` writes the labels and preprocessing into the `.h5`, so `convert` needs no other file.
-Loading keeps Keras' safe mode: a model file never runs code of its own (e.g. a `Lambda` layer).
+`train` writes HDF5 (`.h5`) with edgeface's metadata in attributes of the root group, so `convert`
+needs no other file. `convert` also takes models made elsewhere: Keras 2 or 3 `.h5`, `.keras`,
+and SavedModel folders. Loading keeps Keras' safe mode: a Keras file never runs Python code of its
+own (a `Lambda` layer) unless the user says they trust it.
 """
 
 from __future__ import annotations
@@ -10,15 +12,24 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import keras
+import numpy as np
+import tensorflow as tf
 
 from edgeface.artefact import ModelMetadata
+from edgeface.model import label_probabilities
 
 METADATA_ATTRIBUTE = "edgeface_metadata"
 TRAINING_ATTRIBUTE = "edgeface_training"
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
+class ModelLoadError(ValueError):
+    """A model file that cannot, or may not, be loaded; the message says what to do."""
 
 
 def save_trained(model: keras.Model, path: str | Path, metadata: ModelMetadata, training: dict) -> None:
@@ -44,9 +55,75 @@ def _without_hdf5_notice() -> Iterator[None]:
         logger.removeFilter(drop)
 
 
-def load_trained(path: str | Path) -> tuple[keras.Model, ModelMetadata | None, dict]:
-    """The model, its metadata (None for a model `train` did not make) and its training facts."""
-    model = keras.models.load_model(str(path), compile=False, safe_mode=True)
+@dataclass
+class SourceModel:
+    """A float model to quantize and to compare the int8 one with.
+
+    metadata: what `train` stored (None for models made elsewhere); training: its training facts.
+    """
+
+    path: Path
+    metadata: ModelMetadata | None = None
+    training: dict = field(default_factory=dict)
+    keras_model: keras.Model | None = None
+    signature: object | None = None  # a SavedModel's serving function
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """(height, width, channels) of one input."""
+        if self.keras_model is not None:
+            return tuple(self.keras_model.input_shape[1:])
+        return tuple(self._signature_input().shape[1:])
+
+    @property
+    def output_units(self) -> int:
+        if self.keras_model is not None:
+            return int(self.keras_model.output_shape[-1])
+        return int(next(iter(self.signature.structured_outputs.values())).shape[-1])
+
+    def converter(self) -> tf.lite.TFLiteConverter:
+        if self.keras_model is not None:
+            return tf.lite.TFLiteConverter.from_keras_model(self.keras_model)
+        return tf.lite.TFLiteConverter.from_saved_model(str(self.path))
+
+    def scores(self, crops: np.ndarray) -> np.ndarray:
+        """float32 (n, units): the float model's raw outputs for preprocessed crops."""
+        if len(crops) == 0:
+            return np.empty((0, self.output_units), dtype=np.float32)
+        if self.keras_model is not None:
+            return np.asarray(self.keras_model.predict(crops, verbose=0, batch_size=64), dtype=np.float32)
+        name = next(iter(self.signature.structured_input_signature[1]))
+        outputs = [self.signature(**{name: tf.constant(crops[i : i + 64])}) for i in range(0, len(crops), 64)]
+        return np.concatenate([next(iter(batch.values())).numpy() for batch in outputs]).astype(np.float32)
+
+    def probabilities(self, crops: np.ndarray) -> np.ndarray:
+        """(n, n_labels) probabilities: a single sigmoid unit p becomes [1 - p, p]."""
+        return label_probabilities(self.scores(crops), "sigmoid" if self.output_units == 1 else "softmax")
+
+    def _signature_input(self) -> tf.TensorSpec:
+        return next(iter(self.signature.structured_input_signature[1].values()))
+
+
+def load_source(path: str | Path, trust: bool = False) -> SourceModel:
+    """Loads a Keras file or a SavedModel folder.
+
+    trust: allow a Keras file to run Python code it carries (`Lambda` layers). Only for files from a
+    source you trust; without it such a file is refused with an explanation.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise ModelLoadError(f"{path} is a folder without saved_model.pb, so not a SavedModel")
+        loaded = tf.saved_model.load(str(path))
+        if "serving_default" not in loaded.signatures:
+            raise ModelLoadError(f"{path} has no serving_default signature to convert")
+        return SourceModel(path, signature=loaded.signatures["serving_default"])
+    if path.suffix.lower() not in KERAS_SUFFIXES:
+        raise ModelLoadError(f"{path}: expected a {', '.join(KERAS_SUFFIXES)} file or a SavedModel folder")
+    try:
+        model = keras.models.load_model(str(path), compile=False, safe_mode=not trust)
+    except (OSError, ValueError, TypeError) as error:
+        raise ModelLoadError(_explain(path, error)) from None
     metadata, training = None, {}
     if h5py.is_hdf5(path):
         with h5py.File(path, "r") as file:
@@ -54,4 +131,17 @@ def load_trained(path: str | Path) -> tuple[keras.Model, ModelMetadata | None, d
                 metadata = ModelMetadata.from_json(file.attrs[METADATA_ATTRIBUTE])
             if TRAINING_ATTRIBUTE in file.attrs:
                 training = json.loads(file.attrs[TRAINING_ATTRIBUTE])
-    return model, metadata, training
+    return SourceModel(path, metadata, training, keras_model=model)
+
+
+def _explain(path: Path, error: Exception) -> str:
+    text = str(error)
+    if "Lambda" in text or "safe_mode" in text:
+        return (
+            f"{path} contains a Lambda layer: Python code that would run when the file is loaded. "
+            "Keras' safe mode refuses it, and so does edgeface. If you trust where the file came "
+            "from, pass --trust-model."
+        )
+    if "Unknown layer" in text or "Could not locate class" in text:
+        return f"{path} uses a custom layer whose code is not available here: {text.splitlines()[0]}"
+    return f"cannot load {path}: {text.splitlines()[0] if text else type(error).__name__}"

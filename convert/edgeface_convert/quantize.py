@@ -1,7 +1,7 @@
-"""Post-training full-integer quantization: a Keras model to an int8 `.tflite` with metadata inside.
+"""Post-training full-integer quantization: a float model to an int8 `.tflite` with metadata inside.
 
 Calibration images pass through the runtime's preprocessing, and the int8 model is checked by
-running it on LiteRT through the runtime's own classifier, next to the float Keras model.
+running it on LiteRT through the runtime's own classifier, next to the float model.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import tensorflow as tf
 import edgeface
 from edgeface import artefact
 from edgeface.artefact import ModelMetadata
-from edgeface.model import FaceClassifier, label_probabilities
-from edgeface_convert.dataset import FaceSet
+from edgeface.dataset import FaceSet
+from edgeface.model import FaceClassifier
+from edgeface_convert.keras_io import SourceModel
 from edgeface_convert.quiet import captured_output
-from edgeface_convert.training import keras_probabilities
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ConversionReport:
 
         return [
             f"wrote {self.output}",
-            f"size: {self.source_size:,} B Keras file, {self.float_tflite_size:,} B float .tflite, "
+            f"size: {self.source_size:,} B source model, {self.float_tflite_size:,} B float .tflite, "
             f"{self.int8_size:,} B int8 .tflite ({100 * self.int8_size / self.float_tflite_size:.0f} % of float)",
             f"verified on {self.samples} faces ({self.verified_on}): top-1 agreement {percent(self.agreement)}, "
             f"probability difference mean {self.mean_probability_difference:.4f} max {self.max_probability_difference:.4f}",
@@ -56,22 +56,18 @@ class ConversionReport:
         ]
 
 
-def _converter(model: tf.keras.Model) -> tf.lite.TFLiteConverter:
-    return tf.lite.TFLiteConverter.from_keras_model(model)
-
-
 def _convert(converter: tf.lite.TFLiteConverter) -> bytes:
     with captured_output():
         return converter.convert()
 
 
-def to_float_flatbuffer(model: tf.keras.Model) -> bytes:
+def to_float_flatbuffer(source: SourceModel) -> bytes:
     """The model as a float32 `.tflite`, for size and speed comparisons."""
-    return _convert(_converter(model))
+    return _convert(source.converter())
 
 
-def to_int8_flatbuffer(model: tf.keras.Model, calibration: np.ndarray) -> bytes:
-    """Weights, activations, input and output all int8, built-in int8 ops only.
+def to_int8_flatbuffer(source: SourceModel, calibration: np.ndarray) -> bytes:
+    """Weights, activations, input and output all int8, built-in int8 ops only (no Flex ops).
 
     calibration: float32 (n, height, width, channels) preprocessed faces that set the value ranges.
     """
@@ -82,7 +78,7 @@ def to_int8_flatbuffer(model: tf.keras.Model, calibration: np.ndarray) -> bytes:
         for crop in calibration:
             yield [crop[np.newaxis]]
 
-    converter = _converter(model)
+    converter = source.converter()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -91,45 +87,53 @@ def to_int8_flatbuffer(model: tf.keras.Model, calibration: np.ndarray) -> bytes:
     return _convert(converter)
 
 
-def write_int8_model(
-    model: tf.keras.Model, metadata: ModelMetadata, source: Path, calibration: FaceSet, output: Path
-) -> ModelMetadata:
-    """Quantizes `model`, embeds `metadata` (with the source's sha256 and tool versions) and writes `output`."""
-    stamped = replace(
+def stamp(metadata: ModelMetadata, source: SourceModel) -> ModelMetadata:
+    """`metadata` with the source model's name and sha256 and the versions of the tools used."""
+    return replace(
         metadata,
-        source={"file": source.name, "sha256": _file_sha256(source)},
+        source={"file": source.path.name, "sha256": file_sha256(source.path)},
         converter={"edgeface": edgeface.__version__, "tensorflow": tf.__version__},
     )
-    output.write_bytes(artefact.embed(to_int8_flatbuffer(model, calibration.crops), stamped))
-    return stamped
 
 
-def verify(model: tf.keras.Model, source: Path, output: Path, faces: FaceSet, verified_on: str) -> ConversionReport:
-    """Compares the float Keras model with the int8 file (run on LiteRT) on `faces`."""
-    float_probabilities = keras_probabilities(model, faces.crops)
-    classifier = FaceClassifier(output)
-    int8_probabilities = label_probabilities(classifier.scores(faces.crops), classifier.metadata.output)
-    float_top, int8_top = float_probabilities.argmax(axis=1), int8_probabilities.argmax(axis=1)
-    difference = np.abs(float_probabilities - int8_probabilities)
+def verify(source: SourceModel, output: Path, faces: FaceSet, verified_on: str) -> ConversionReport:
+    """Compares the float model with the int8 file (run on LiteRT) on `faces`."""
+    float_top = source.probabilities(faces.crops)
+    int8_top = FaceClassifier(output).probabilities(faces.crops)
+    difference = np.abs(float_top - int8_top)
+    float_label, int8_label = float_top.argmax(axis=1), int8_top.argmax(axis=1)
     labelled = len(faces.targets) > 0 and bool((faces.targets >= 0).all())
     return ConversionReport(
         output=str(output),
-        source_size=source.stat().st_size if source.is_file() else 0,
-        float_tflite_size=len(to_float_flatbuffer(model)),
+        source_size=tree_size(source.path),
+        float_tflite_size=len(to_float_flatbuffer(source)),
         int8_size=output.stat().st_size,
         verified_on=verified_on,
         samples=len(faces.crops),
-        agreement=float((float_top == int8_top).mean()) if len(faces.crops) else 0.0,
+        agreement=float((float_label == int8_label).mean()) if len(faces.crops) else 0.0,
         mean_probability_difference=float(difference.mean()) if difference.size else 0.0,
         max_probability_difference=float(difference.max()) if difference.size else 0.0,
-        float_accuracy=float((float_top == faces.targets).mean()) if labelled else None,
-        int8_accuracy=float((int8_top == faces.targets).mean()) if labelled else None,
+        float_accuracy=float((float_label == faces.targets).mean()) if labelled else None,
+        int8_accuracy=float((int8_label == faces.targets).mean()) if labelled else None,
     )
 
 
-def _file_sha256(path: Path) -> str:
+def _files(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, or of a folder's files' contents in path order (a SavedModel)."""
     digest = hashlib.sha256()
-    for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
-        if file.is_file():
-            digest.update(file.read_bytes())
+    for file in _files(path):
+        digest.update(file.read_bytes())
     return digest.hexdigest()
+
+
+def tree_size(path: Path) -> int:
+    """Bytes in a file, or in all files under a folder."""
+    return sum(file.stat().st_size for file in _files(path))
+
+
+def write_model(flatbuffer: bytes, metadata: ModelMetadata, output: Path) -> None:
+    output.write_bytes(artefact.embed(flatbuffer, metadata))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
+import tensorflow as tf
 
 from edgeface.metrics import classification_report
-from edgeface.model import label_probabilities
-from edgeface_convert.dataset import FaceSet
+from edgeface.dataset import FaceSet
+from edgeface_convert.keras_io import SourceModel
 
 SMALLEST_INPUT = 22  # three unpadded 3×3 convolutions, each followed by 2×2 pooling, need this many pixels
 
@@ -47,30 +50,73 @@ def build_classic_cnn(input_shape: tuple[int, int, int], n_labels: int, learning
     return model
 
 
-def train_model(train: FaceSet, validation: FaceSet, epochs: int, batch_size: int, seed: int) -> keras.Model:
-    """A freshly built classic CNN fitted on `train`, printing one progress line per epoch."""
-    keras.utils.set_random_seed(seed)
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How `train_model` fits: `patience` epochs without a better validation loss stop it early."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    seed: int = 0
+    patience: int = 8
+    augment: bool = True
+
+
+def face_augmenter(value_range: tuple[float, float], seed: int) -> keras.Sequential:
+    """Random changes a face photo plausibly has: mirror image, a small tilt, shift and zoom,
+    other light. Applied to training batches only; the saved model does not contain it."""
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            layers.RandomFlip("horizontal", seed=seed),
+            layers.RandomRotation(0.03, fill_mode="nearest", seed=seed + 1),  # ±11°
+            layers.RandomTranslation(0.06, 0.06, fill_mode="nearest", seed=seed + 2),
+            layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 3),
+            layers.RandomBrightness(0.15, value_range=value_range, seed=seed + 4),
+            layers.RandomContrast(0.2, value_range=value_range, seed=seed + 5),
+        ],
+        name="face_augmenter",
+    )
+
+
+def class_weights(targets: np.ndarray, n_labels: int) -> np.ndarray:
+    """float32 (n_labels,): total / (labels × count), so every label weighs the same in the loss
+    however unequal the number of photos per person."""
+    counts = np.bincount(targets, minlength=n_labels).astype(np.float64)
+    weights = np.divide(len(targets), n_labels * counts, out=np.zeros(n_labels), where=counts > 0)
+    return weights.astype(np.float32)
+
+
+def train_model(
+    train: FaceSet, validation: FaceSet, settings: TrainingSettings, value_range: tuple[float, float]
+) -> keras.Model:
+    """A freshly built classic CNN fitted on `train`, one progress line per epoch.
+
+    With a validation split, training stops after `settings.patience` epochs without a lower
+    validation loss and keeps the best weights.
+    """
+    keras.utils.set_random_seed(settings.seed)
     model = build_classic_cnn(train.crops.shape[1:], len(train.labels))
+    weights = class_weights(train.targets, len(train.labels))[train.targets]
+    batches = tf.data.Dataset.from_tensor_slices((train.crops, train.targets.astype(np.float32), weights))
+    batches = batches.shuffle(len(train.targets), seed=settings.seed).batch(settings.batch_size)
+    if settings.augment:
+        augmenter = face_augmenter(value_range, settings.seed)
+        batches = batches.map(lambda x, y, w: (augmenter(x, training=True), y, w))
+    has_validation = len(validation.targets) > 0
+    stop_early = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=settings.patience, restore_best_weights=True
+    )
     model.fit(
-        train.crops,
-        train.targets.astype(np.float32),
-        validation_data=(validation.crops, validation.targets.astype(np.float32)) if len(validation.targets) else None,
-        epochs=epochs,
-        batch_size=batch_size,
-        shuffle=True,
+        batches.prefetch(2),
+        validation_data=(validation.crops, validation.targets.astype(np.float32)) if has_validation else None,
+        epochs=settings.epochs,
+        callbacks=[stop_early] if has_validation else [],
         verbose=2,
     )
     return model
 
 
-def keras_probabilities(model: keras.Model, crops: np.ndarray) -> np.ndarray:
-    """(n, n_labels) probabilities from the float Keras model."""
-    units = model.output_shape[-1]
-    scores = model.predict(crops, verbose=0, batch_size=64) if len(crops) else np.empty((0, units))
-    return label_probabilities(np.asarray(scores, dtype=np.float32), "sigmoid" if units == 1 else "softmax")
-
-
-def evaluate(model: keras.Model, faces: FaceSet) -> dict:
+def evaluate(source: SourceModel, faces: FaceSet) -> dict:
     """`edgeface.metrics.classification_report` of the float model on `faces`."""
-    predicted = np.argmax(keras_probabilities(model, faces.crops), axis=1)
+    predicted = np.argmax(source.probabilities(faces.crops), axis=1)
     return classification_report(faces.targets, predicted, faces.labels)

@@ -1,4 +1,7 @@
-"""Face crops from image folders, made with the runtime's own detector and preprocessing."""
+"""Face crops from labelled image folders, made with the runtime's own detector and preprocessing.
+
+Used by training and calibration on the workstation and by `edgeface eval` on the device.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.detect import make_detector
+from edgeface.detect import WholeImageDetector, make_detector
 from edgeface.images import ImageError, decode, is_image_name, read_input
 from edgeface.preprocess import Preprocessing, crop_faces
+from edgeface.progress import Progress
 
 
 @dataclass
@@ -65,11 +69,21 @@ def evenly_spaced(items: list, limit: int) -> list:
     return [items[int(i)] for i in np.linspace(0, len(items) - 1, limit)]
 
 
-def load_faces(files: Iterable[tuple[str, int]], labels: tuple[str, ...], spec: Preprocessing) -> FaceSet:
-    """The largest face of each image, cropped as `spec` says; images without one are listed, not used."""
+def load_faces(
+    files: Iterable[tuple[str, int]], labels: tuple[str, ...], spec: Preprocessing, keep_no_face: bool = False
+) -> FaceSet:
+    """The largest face of each image, cropped as `spec` says.
+
+    Images where the detector finds no face are listed in `no_face`, and used whole when
+    `keep_no_face` is set (for photos that are mostly face but defeat the detector).
+    """
+    files = list(files)
     detector = make_detector(spec.detector)
+    whole_image = WholeImageDetector()
     crops, targets, paths, no_face, unreadable = [], [], [], [], []
+    progress = Progress(len(files), "reading faces")
     for path, target in files:
+        progress.step()
         try:
             pixels = decode(read_input(path).content)
         except ImageError:
@@ -78,10 +92,13 @@ def load_faces(files: Iterable[tuple[str, int]], labels: tuple[str, ...], spec: 
         boxes = detector.detect(pixels)
         if not boxes:
             no_face.append(path)
-            continue
+            if not keep_no_face:
+                continue
+            boxes = whole_image.detect(pixels)
         crops.append(crop_faces(pixels, [max(boxes, key=lambda box: box.area)], spec)[0])
         targets.append(target)
         paths.append(path)
+    progress.done()
     shape = (len(crops), *spec.input_shape)
     return FaceSet(
         np.asarray(crops, dtype=np.float32).reshape(shape),
@@ -93,12 +110,45 @@ def load_faces(files: Iterable[tuple[str, int]], labels: tuple[str, ...], spec: 
     )
 
 
-def load_labelled_faces(root: str | Path, spec: Preprocessing) -> FaceSet:
+def load_labelled_faces(root: str | Path, spec: Preprocessing, keep_no_face: bool = False) -> FaceSet:
     """Faces from `root/<label>/<images>`."""
     labels, files = labelled_images(root)
     if len(labels) < 2:
         raise ValueError(f"{root} needs at least two label folders (found {len(labels)})")
-    return load_faces(files, labels, spec)
+    return load_faces(files, labels, spec, keep_no_face)
+
+
+LFW_SUBSET = "lfw_subset"
+
+
+def lfw_subset_patches() -> np.ndarray:
+    """scikit-image's lfw_subset as uint8 BGR (200, 25, 25, 3): 100 LFW face crops, then 100 non-faces.
+
+    The faces are anonymous strangers for open-set calibration; needs scikit-image.
+    """
+    from skimage import data
+
+    grey = np.round(data.lfw_subset() * 255).astype(np.uint8)
+    return np.repeat(grey[..., np.newaxis], 3, axis=3)
+
+
+def crop_patches(patches: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """Model inputs from images that already are face crops, each used whole."""
+    whole_image = WholeImageDetector()
+    return np.concatenate([crop_faces(patch, whole_image.detect(patch), spec) for patch in patches])
+
+
+def stranger_faces(source: str, spec: Preprocessing) -> tuple[np.ndarray, str]:
+    """Crops of people a model does not know, and a description of where they came from.
+
+    source: "lfw_subset" (scikit-image's 100 LFW faces) or a folder of face photos (sub-folders too).
+    """
+    if source == LFW_SUBSET:
+        return crop_patches(lfw_subset_patches()[:100], spec), "scikit-image lfw_subset faces"
+    if not Path(source).is_dir():
+        raise ValueError(f"strangers: {source} is neither a folder nor {LFW_SUBSET!r}")
+    files = [(str(path), -1) for path in sorted(Path(source).rglob("*")) if path.is_file() and is_image_name(path)]
+    return load_faces(files, (), spec).crops, f"faces in {source}"
 
 
 def stratified_split(targets: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
