@@ -277,6 +277,14 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"labels ({metadata['output']}): {', '.join(metadata['labels'])}")
     print(f"preprocessing: {json.dumps(metadata['preprocessing'])}")
     print(f"ops: {', '.join(f'{op} ×{count}' for op, count in facts['ops'].items())}")
+    rule = metadata.get("unknown_rule")
+    if rule:
+        print(
+            f"unknown rule: confidence >= {rule['min_confidence']:.4f}, margin >= {rule['min_margin']:.4f}; "
+            f"{100 * rule['false_accept']:.1f} % of {rule['strangers']} strangers accepted ({rule['stranger_source']})"
+        )
+    else:
+        print("unknown rule: none (every face gets a known label)")
     print(f"source: {json.dumps(metadata['source'])}; converter: {json.dumps(metadata['converter'])}")
     print(f"file: {facts['path']}, {facts['size']:,} bytes, sha256 {facts['sha256']}")
     return EXIT_OK
