@@ -154,6 +154,11 @@ def _calibrate_rule(
         f"{100 * rule.false_accept:.1f} % of {rule.strangers} strangers ({description}) accepted, "
         f"{100 * rule.known_accept:.1f} % of known faces accepted"
     )
+    if rule.known_accept == 0:
+        note(
+            "warning: at this false-accept rate every face is 'unknown': the model is as sure of strangers "
+            "as of the people it knows; more photos per person, or a higher --far, help"
+        )
     return rule
 
 

@@ -20,8 +20,15 @@ def output_kind(n_labels: int) -> str:
     return "sigmoid" if n_labels == 2 else "softmax"
 
 
-def build_classic_cnn(input_shape: tuple[int, int, int], n_labels: int, learning_rate: float = 1e-3) -> keras.Model:
-    """The compiled model for (height, width, channels) inputs in the preprocessing's value range."""
+def build_classic_cnn(
+    input_shape: tuple[int, int, int], n_labels: int, learning_rate: float = 1e-3, label_smoothing: float = 0.1
+) -> keras.Model:
+    """The compiled model for (height, width, channels) inputs in the preprocessing's value range.
+
+    Targets are one-hot rows for softmax and 0/1 for the sigmoid. Label smoothing keeps the model
+    from pushing probabilities to 1: an int8 output cannot tell 0.997 from 1.0, and an unknown
+    rule needs room above the confidence strangers get.
+    """
     if min(input_shape[:2]) < SMALLEST_INPUT:
         raise ValueError(f"input size must be at least {SMALLEST_INPUT}×{SMALLEST_INPUT} pixels")
     sigmoid = output_kind(n_labels) == "sigmoid"
@@ -44,7 +51,11 @@ def build_classic_cnn(input_shape: tuple[int, int, int], n_labels: int, learning
     )
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss="binary_crossentropy" if sigmoid else "sparse_categorical_crossentropy",
+        loss=(
+            keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+            if sigmoid
+            else keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+        ),
         metrics=["accuracy"],
     )
     return model
@@ -59,6 +70,14 @@ class TrainingSettings:
     seed: int = 0
     patience: int = 8
     augment: bool = True
+    label_smoothing: float = 0.1
+
+
+def model_targets(faces: FaceSet) -> np.ndarray:
+    """What the loss compares outputs with: one-hot rows (softmax), or 0/1 for labels[1] (sigmoid)."""
+    if output_kind(len(faces.labels)) == "sigmoid":
+        return faces.targets.astype(np.float32)
+    return np.eye(len(faces.labels), dtype=np.float32)[faces.targets]
 
 
 def face_augmenter(value_range: tuple[float, float], seed: int) -> keras.Sequential:
@@ -95,9 +114,9 @@ def train_model(
     validation loss and keeps the best weights.
     """
     keras.utils.set_random_seed(settings.seed)
-    model = build_classic_cnn(train.crops.shape[1:], len(train.labels))
+    model = build_classic_cnn(train.crops.shape[1:], len(train.labels), label_smoothing=settings.label_smoothing)
     weights = class_weights(train.targets, len(train.labels))[train.targets]
-    batches = tf.data.Dataset.from_tensor_slices((train.crops, train.targets.astype(np.float32), weights))
+    batches = tf.data.Dataset.from_tensor_slices((train.crops, model_targets(train), weights))
     batches = batches.shuffle(len(train.targets), seed=settings.seed).batch(settings.batch_size)
     if settings.augment:
         augmenter = face_augmenter(value_range, settings.seed)
@@ -108,9 +127,10 @@ def train_model(
     )
     model.fit(
         batches.prefetch(2),
-        validation_data=(validation.crops, validation.targets.astype(np.float32)) if has_validation else None,
+        validation_data=(validation.crops, model_targets(validation)) if has_validation else None,
         epochs=settings.epochs,
         callbacks=[stop_early] if has_validation else [],
+        shuffle=False,  # the batches are already shuffled with the seed
         verbose=2,
     )
     return model
