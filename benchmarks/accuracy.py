@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ from edgeface.preprocess import Preprocessing  # noqa: E402
 from edgeface_convert.keras_io import SourceModel  # noqa: E402
 from edgeface_convert.quantize import to_float_flatbuffer, to_int8_flatbuffer, write_model  # noqa: E402
 from edgeface_convert.training import TrainingSettings, output_kind, train_model  # noqa: E402
+from timing import median_ms  # noqa: E402  (benchmarks/ is on the path when run as a script)
 
 SEED = 0
 
@@ -86,16 +86,6 @@ def nearest_neighbour_top1(train: FaceSet, test: FaceSet) -> float:
     b = test.crops.reshape(len(test.crops), -1)
     distances = (b**2).sum(1)[:, None] - 2 * b @ a.T + (a**2).sum(1)[None, :]
     return float((train.targets[distances.argmin(axis=1)] == test.targets).mean())
-
-
-def median_ms(action, repeat: int = 200) -> float:
-    action()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def latencies(source: SourceModel, int8_path: Path, folder: Path, face: np.ndarray) -> dict:

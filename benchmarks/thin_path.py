@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +17,7 @@ from edgeface.detect import make_detector
 from edgeface.images import decode, is_image_name, read_input
 from edgeface.model import FaceClassifier
 from edgeface.preprocess import crop_faces
-
-
-def median_ms(action, repeat: int) -> float:
-    """Median wall time of `action()` in milliseconds, after one warm-up call."""
-    action()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+from timing import median_ms  # benchmarks/ is on the path when run as a script
 
 
 def main() -> None:

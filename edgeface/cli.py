@@ -70,11 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subcommand(
+    commands: argparse._SubParsersAction, name: str, summary: str, description: str, epilog: str = ""
+) -> argparse.ArgumentParser:
+    """One command: `summary` is its line in `edgeface --help`; `epilog` holds its examples."""
+    return commands.add_parser(name, help=summary, description=description, epilog=epilog, formatter_class=_Formatter)
+
+
 def _add_scan(commands: argparse._SubParsersAction) -> None:
-    scan = commands.add_parser(
+    scan = _subcommand(
+        commands,
         "scan",
-        help="classify the faces in image files and folders, once, into the log",
-        formatter_class=_Formatter,
+        summary="classify the faces in image files and folders, once, into the log",
         description="Find faces in each image, classify them with the model, print one line per image "
         "and record every image and face in the SQLite log. An image already in the log with the "
         "same content is not scanned again.",
@@ -92,10 +99,10 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_info(commands: argparse._SubParsersAction) -> None:
-    info = commands.add_parser(
+    info = _subcommand(
+        commands,
         "info",
-        help="show what a .tflite model holds: labels, preprocessing, tensors, ops",
-        formatter_class=_Formatter,
+        summary="show what a .tflite model holds: labels, preprocessing, tensors, ops",
         description="Loads the model on LiteRT and prints its labels, preprocessing, input and output "
         "tensors (dtype, scale, zero point), the ops it uses, its size and sha256.",
         epilog="example:\n  edgeface info faces.tflite --json",
@@ -105,10 +112,10 @@ def _add_info(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
-    train = commands.add_parser(
+    train = _subcommand(
+        commands,
         "train",
-        help="train the classic CNN on DIR/<label>/<images> (needs TensorFlow)",
-        formatter_class=_Formatter,
+        summary="train the classic CNN on DIR/<label>/<images> (needs TensorFlow)",
         description="Detect and crop the largest face in each image of DIR/<label>/, train the classic CNN "
         "(Conv 32/64/128, Dense 512, Dropout 0.5; softmax, or one sigmoid unit for two labels) and print "
         "accuracy, precision, recall, F1 and the confusion matrix on a stratified validation split.",
@@ -134,10 +141,10 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_convert(commands: argparse._SubParsersAction) -> None:
-    convert = commands.add_parser(
+    convert = _subcommand(
+        commands,
         "convert",
-        help="quantize a trained model to a full-integer int8 .tflite (needs TensorFlow)",
-        formatter_class=_Formatter,
+        summary="quantize a trained model to a full-integer int8 .tflite (needs TensorFlow)",
         description="Post-training full-integer int8 quantization calibrated on preprocessed faces. Labels, "
         "preprocessing and the unknown rule travel inside the .tflite. Prints sizes and float-vs-int8 "
         "agreement and accuracy, and exits 3 when agreement is below --min-agreement.",
@@ -162,10 +169,10 @@ def _add_convert(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_eval(commands: argparse._SubParsersAction) -> None:
-    evaluate = commands.add_parser(
+    evaluate = _subcommand(
+        commands,
         "eval",
-        help="measure a model on labelled faces: accuracy, F1, confusion matrix, unknown rule",
-        formatter_class=_Formatter,
+        summary="measure a model on labelled faces: accuracy, F1, confusion matrix, unknown rule",
         description="Runs the model on DIR/<label>/ images and prints the metrics `train` prints. Folders "
         "whose name is not one of the model's labels hold strangers, used to measure false accepts. "
         "A .tflite runs on LiteRT; a .h5 or .keras model needs TensorFlow.",
@@ -204,10 +211,10 @@ def _add_trust_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:
-    demo = commands.add_parser(
+    demo = _subcommand(
+        commands,
         "demo",
-        help="train, convert and scan end to end on images scikit-image ships (needs TensorFlow)",
-        formatter_class=_Formatter,
+        summary="train, convert and scan end to end on images scikit-image ships (needs TensorFlow)",
         description="Trains a face / not-face model on scikit-image's lfw_subset, reports held-out "
         "metrics, quantizes it to int8 and scans a few real photos into a SQLite log in DIR.",
     )
