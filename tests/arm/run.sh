@@ -59,11 +59,12 @@ install_host_tools() {
     command -v qemu-aarch64-static >/dev/null && command -v debootstrap >/dev/null && return
     say "installing qemu-user-static and debootstrap with apt-get"
     local packages=(qemu-user-static debootstrap)
+    local log=$CACHE/apt-get.log
     export DEBIAN_FRONTEND=noninteractive
     # A fresh machine may have no package lists yet; update only when the first try fails.
-    as_root apt-get install -y -q --no-install-recommends "${packages[@]}" >/dev/null \
-        || { as_root apt-get update -q >/dev/null && as_root apt-get install -y -q --no-install-recommends "${packages[@]}" >/dev/null; } \
-        || die "apt-get could not install ${packages[*]}"
+    as_root apt-get install -y -q --no-install-recommends "${packages[@]}" >"$log" 2>&1 \
+        || { as_root apt-get update -q >>"$log" 2>&1 && as_root apt-get install -y -q --no-install-recommends "${packages[@]}" >>"$log" 2>&1; } \
+        || { tail -n 20 "$log" >&2; die "apt-get could not install ${packages[*]} (log: $log)"; }
 }
 
 # The Debian mirror this machine already uses (the first `deb` source of a release suite, not
@@ -73,21 +74,21 @@ debian_mirror() {
     local mirror
     mirror=$(
         {
-            [[ -f /etc/apt/sources.list ]] && awk '
-                $1 == "deb" { sub(/^deb +(\[[^]]*\] +)?/, ""); if ($2 !~ /-/) { print $1; exit } }' /etc/apt/sources.list
+            # One-line format: deb [options] URI SUITE COMPONENTS...
+            [[ -f /etc/apt/sources.list ]] && awk '$1 == "deb" {
+                    sub(/^deb +(\[[^]]*\] +)?/, ""); if ($2 !~ /-/) print $1 }' /etc/apt/sources.list
+            # deb822 format: stanzas of Types/URIs/Suites/Enabled fields, separated by blank lines.
             for file in /etc/apt/sources.list.d/*.sources; do
-                [[ -f $file ]] || continue
-                # deb822 stanzas: Types/URIs/Suites fields, separated by blank lines.
-                awk 'BEGIN { RS = ""; FS = "\n" }
-                    {
-                        types = uris = suites = ""
+                [[ -f $file ]] && awk 'BEGIN { RS = ""; FS = "\n" } {
+                        deb = release = 0; uri = ""
                         for (i = 1; i <= NF; i++) {
-                            if ($i ~ /^Types:/) types = $i
-                            if ($i ~ /^URIs:/) { uris = $i; sub(/^URIs: */, "", uris) }
-                            if ($i ~ /^Suites:/) suites = $i
-                            if ($i ~ /^Enabled: *no/) types = ""
+                            split($i, words, /[ \t]+/)
+                            if (words[1] == "Types:") for (w in words) if (words[w] == "deb") deb = 1
+                            if (words[1] == "URIs:") uri = words[2]
+                            if (words[1] == "Suites:") for (w = 2; w in words; w++) if (words[w] !~ /-/) release = 1
+                            if (words[1] == "Enabled:" && words[2] == "no") deb = 0
                         }
-                        if (types ~ /[ :]deb( |$)/ && suites ~ /: *[a-z]+( |$)|  *[a-z]+( |$)/) { split(uris, u, " "); print u[1]; exit }
+                        if (deb && release && uri != "") print uri
                     }' "$file"
             done
         } | head -n 1
@@ -132,7 +133,6 @@ write_fake_pi4_cpu() {
     [[ $FAKE_CPU == 1 ]] || { say "NOT writing the fake Pi 4 CPU topology (--no-fake-cpu): expect LiteRT to crash"; return; }
     mkdir -p "$cpus" "$ROOT/proc"
     for name in possible present online; do echo 0-3 >"$cpus/$name"; done
-    echo 3 >"$cpus/kernel_max"   # NR_CPUS - 1 on a real kernel is larger; 3 is still consistent
     for n in 0 1 2 3; do
         dir="$cpus/cpu$n"
         mkdir -p "$dir/topology" "$dir/cpufreq"
@@ -186,7 +186,7 @@ manylinux_platforms() {
 }
 
 ensure_wheels() {
-    local site=$ROOT$SITE_IN_ROOT wanted platforms wheel
+    local site=$ROOT$SITE_IN_ROOT wanted platforms wheel requirements
     mapfile -t requirements < <(runtime_requirements)
     platforms=$(manylinux_platforms)
     wanted="${requirements[*]} | $platforms"
@@ -198,8 +198,8 @@ ensure_wheels() {
     rm -rf "$site" "$site.tmp" "$CACHE/wheels"
     # shellcheck disable=SC2086  # $platforms is a list of options
     "$X86_PYTHON" -m pip download -q --disable-pip-version-check --only-binary=:all: --python-version 3.11 \
-        --implementation cp $platforms -d "$CACHE/wheels" "${requirements[@]}" \
-        || die "pip could not download the aarch64 wheels"
+        --implementation cp $platforms -d "$CACHE/wheels" "${requirements[@]}" >"$CACHE/pip.log" 2>&1 \
+        || { tail -n 20 "$CACHE/pip.log" >&2; die "pip could not download the aarch64 wheels (log: $CACHE/pip.log)"; }
     mkdir -p "$site.tmp"
     for wheel in "$CACHE"/wheels/*.whl; do
         "$X86_PYTHON" -m zipfile -e "$wheel" "$site.tmp" || die "could not unpack $wheel"
@@ -257,15 +257,20 @@ arm_side() {
     guest_step "edgeface scan" "$WORK/arm.jsonl" -m edgeface scan "$PHOTOS" --model "$MODEL" --db "$WORK/arm.db" --json
 }
 
+keep_on_failure() {
+    (($1 == 0)) || echo "work folder kept for inspection: $WORK" >&2
+}
+
 main() {
     parse_args "$@"
     [[ -x $X86_PYTHON ]] || die "no x86 Python at $X86_PYTHON (make the repo's .venv, or set EDGEFACE_X86_PYTHON)"
     mkdir -p "$CACHE"
+    ulimit -c 0   # a crashing guest (see --no-fake-cpu) must not leave qemu core files behind
     exec 9>"$CACHE/.lock"
     flock -w 1800 9 || die "another tests/arm/run.sh holds $CACHE/.lock"
     install_host_tools
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/edgeface-arm.XXXXXX")
-    trap 'echo "work folder kept for inspection: $WORK" >&2' ERR
+    trap 'keep_on_failure $?' EXIT
     ensure_root
     write_fake_pi4_cpu
     ensure_wheels
@@ -274,7 +279,6 @@ main() {
     x86_side
     arm_side
     "$X86_PYTHON" "$HERE/compare.py" "$WORK" || die "x86 and arm64 results differ (files in $WORK)"
-    trap - ERR
     if [[ $KEEP == 1 ]]; then echo "work folder: $WORK"; else rm -rf "$WORK"; fi
     echo "PASS (tests/arm): edgeface runs on emulated arm64 (Cortex-A72) and agrees with x86; $((SECONDS - START)) s"
 }
