@@ -128,7 +128,7 @@ ensure_root() {
 # into ROOT/sys and ROOT/proc. qemu-user looks paths up under -L ROOT first; without this the
 # guest reads the host's x86 topology and LiteRT >= 2.2 segfaults while creating the interpreter.
 write_fake_pi4_cpu() {
-    local cpus="$ROOT/sys/devices/system/cpu" n dir index
+    local cpus="$ROOT/sys/devices/system/cpu" n dir index name
     rm -rf "$cpus" "$ROOT/proc/cpuinfo"
     [[ $FAKE_CPU == 1 ]] || { say "NOT writing the fake Pi 4 CPU topology (--no-fake-cpu): expect LiteRT to crash"; return; }
     mkdir -p "$cpus" "$ROOT/proc"
