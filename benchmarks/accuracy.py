@@ -74,10 +74,12 @@ def train_float(faces: FaceSet, spec: Preprocessing, epochs: int) -> SourceModel
     return SourceModel(Path("benchmark.h5"), metadata, keras_model=model)
 
 
-def int8_classifier(source: SourceModel, calibration: np.ndarray, folder: Path, threads: int = 1) -> FaceClassifier:
+def int8_classifier(source: SourceModel, calibration: np.ndarray, folder: Path, count: int) -> FaceClassifier:
+    """The int8 model calibrated on `count` training faces spread over all of them, as `convert` picks."""
     path = folder / f"int8-{len(source.metadata.labels)}.tflite"
-    write_model(to_int8_flatbuffer(source, calibration[:300]), source.metadata, path)
-    return FaceClassifier(path, threads=threads)
+    chosen = calibration[np.linspace(0, len(calibration) - 1, min(count, len(calibration))).astype(int)]
+    write_model(to_int8_flatbuffer(source, chosen), source.metadata, path)
+    return FaceClassifier(path, threads=1)
 
 
 def nearest_neighbour_top1(train: FaceSet, test: FaceSet) -> float:
@@ -102,12 +104,12 @@ def latencies(source: SourceModel, int8_path: Path, folder: Path, face: np.ndarr
     return result
 
 
-def closed_set(dataset: Dataset, faces: FaceSet, epochs: int, folder: Path) -> dict:
+def closed_set(dataset: Dataset, faces: FaceSet, epochs: int, calibration: int, folder: Path) -> dict:
     train_indices, test_indices = stratified_split(faces.targets, dataset.test_fraction, SEED)
     train, test = faces.subset(train_indices), faces.subset(test_indices)
     say(f"{dataset.name}: closed set, {len(train.paths)} train / {len(test.paths)} test faces of {len(faces.labels)} people")
     source = train_float(train, dataset.spec, epochs)
-    classifier = int8_classifier(source, train.crops, folder)
+    classifier = int8_classifier(source, train.crops, folder, calibration)
     float_top = source.probabilities(test.crops).argmax(axis=1)
     int8_top = classifier.probabilities(test.crops).argmax(axis=1)
     float_report = classification_report(test.targets, float_top, faces.labels)
@@ -127,7 +129,7 @@ def closed_set(dataset: Dataset, faces: FaceSet, epochs: int, folder: Path) -> d
     return result
 
 
-def open_set(dataset: Dataset, faces: FaceSet, epochs: int, folder: Path) -> dict:
+def open_set(dataset: Dataset, faces: FaceSet, epochs: int, calibration: int, folder: Path) -> dict:
     rng = np.random.default_rng(SEED)
     held = rng.choice(len(faces.labels), size=dataset.stranger_people, replace=False)
     calibration_people, test_people = held[: len(held) // 2], held[len(held) // 2 :]
@@ -147,7 +149,7 @@ def open_set(dataset: Dataset, faces: FaceSet, epochs: int, folder: Path) -> dic
         f"to calibrate and {len(strangers_test)} to test"
     )
     source = train_float(train, dataset.spec, epochs)
-    classifier = int8_classifier(source, train.crops, folder)
+    classifier = int8_classifier(source, train.crops, folder, calibration)
     known_probabilities = classifier.probabilities(test.crops)
     correct = known_probabilities.argmax(axis=1) == test.targets
     rule = calibrate(
@@ -171,6 +173,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--epochs", type=int, default=80)
+    parser.add_argument("--calibration", type=int, default=300, help="calibration faces, as convert's --max-calibration")
     parser.add_argument("--only", choices=[d.name for d in DATASETS])
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -184,8 +187,8 @@ def main() -> None:
             say(f"{dataset.name}: {len(faces.paths)} faces, {len(faces.no_face)} photos without a detected face left out")
             results[dataset.name] = {
                 "photos_without_face": len(faces.no_face),
-                "closed_set": closed_set(dataset, faces, args.epochs, Path(scratch)),
-                "open_set": open_set(dataset, faces, args.epochs, Path(scratch)),
+                "closed_set": closed_set(dataset, faces, args.epochs, args.calibration, Path(scratch)),
+                "open_set": open_set(dataset, faces, args.epochs, args.calibration, Path(scratch)),
                 "seconds": round(time.monotonic() - started),
             }
             print(json.dumps({dataset.name: results[dataset.name]}, indent=2), flush=True)
