@@ -27,7 +27,8 @@ from edgeface.model import FaceClassifier, ModelError
 from edgeface.pipeline import ImageResult, Pipeline
 from edgeface.preprocess import PreprocessingError
 from edgeface.scan import describe, scan
-from edgeface.store import LogError, ResultLog, default_path
+from edgeface.logview import parse_time, write_rows
+from edgeface.store import LogError, LogQuery, ResultLog, default_path
 
 EXIT_OK, EXIT_INPUTS_FAILED, EXIT_ERROR = 0, 1, 2  # 3: `convert` quality check failed
 CONVERT_INSTALL = "pip install 'edgeface[convert]'"
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="also log informational messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_scan(commands)
+    _add_log(commands)
     _add_info(commands)
     _add_train(commands)
     _add_convert(commands)
@@ -89,6 +91,7 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
         "  edgeface scan a.jpg b.png --model faces.tflite --json > results.jsonl",
     )
     scan.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders of them")
+    scan.add_argument("-r", "--recursive", action="store_true", help="also scan the sub-folders of folders")
     scan.add_argument("--model", default=os.environ.get("EDGEFACE_MODEL"), help="int8 .tflite from `edgeface convert` ($EDGEFACE_MODEL)")
     scan.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
     scan.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
@@ -96,6 +99,32 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
     scan.add_argument("--threads", type=int, default=None, help="LiteRT threads (default: LiteRT's choice)")
     scan.add_argument("--detector", choices=DETECTOR_NAMES, help="override the model's face detector")
     scan.add_argument("--margin", type=float, help="override the model's crop margin (fraction of the box)")
+
+
+def _add_log(commands: argparse._SubParsersAction) -> None:
+    log = _subcommand(
+        commands,
+        "log",
+        summary="show what the log holds: recent results, or counts per label per day",
+        description="Reads the SQLite log: by default the newest results, one row per face (or per image "
+        "without faces), with filters. Times are shown in UTC; --since and --until take a date, a date "
+        "and time (local unless it names an offset), or an age such as 30m, 6h, 2d, 1w.",
+        epilog="examples:\n  edgeface log --since 1d --label alice\n  edgeface log --summary --csv > per-day.csv\n"
+        "  edgeface log --unknown --json",
+    )
+    log.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
+    log.add_argument("--since", help="only results from this time on")
+    log.add_argument("--until", help="only results before this time")
+    log.add_argument("--label", help="only faces with this label")
+    known = log.add_mutually_exclusive_group()
+    known.add_argument("--unknown", action="store_true", help="only faces the unknown rule rejected")
+    known.add_argument("--known", action="store_true", help="only faces the unknown rule accepted")
+    log.add_argument("--source", help="only inputs from this source (e.g. scan)")
+    log.add_argument("--limit", type=int, default=50, help="at most this many rows (not for --summary)")
+    log.add_argument("--summary", action="store_true", help="faces per day, label and unknown flag instead")
+    style = log.add_mutually_exclusive_group()
+    style.add_argument("--json", action="store_true", help="one JSON object per row")
+    style.add_argument("--csv", action="store_true", help="CSV with a header row")
 
 
 def _add_info(commands: argparse._SubParsersAction) -> None:
@@ -224,7 +253,12 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """The `edgeface` command: parse `argv` (default: sys.argv), run, return the exit code."""
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs parsed arguments; edgeface's own errors become one line on stderr and exit code 2."""
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="edgeface: %(levelname)s: %(message)s",
@@ -261,7 +295,7 @@ def run_scan(args: argparse.Namespace) -> int:
 
     db = args.db or default_path()
     with ResultLog(db) as log:
-        summary = scan(args.paths, pipeline, log, on_result=show, rescan=args.rescan)
+        summary = scan(args.paths, pipeline, log, on_result=show, rescan=args.rescan, recursive=args.recursive)
     print(
         f"{summary.images} images, {summary.faces} faces, {len(summary.failed)} failed, "
         f"{summary.already} already in the log, {len(summary.skipped)} other files skipped; log: {db}",
@@ -269,7 +303,30 @@ def run_scan(args: argparse.Namespace) -> int:
     )
     for result in summary.failed:
         print(f"failed: {result.path}: {result.error}", file=sys.stderr)
-    return EXIT_INPUTS_FAILED if summary.failed else EXIT_OK
+    for problem in summary.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    return EXIT_INPUTS_FAILED if summary.failed or summary.problems else EXIT_OK
+
+
+def run_log(args: argparse.Namespace) -> int:
+    db = args.db or default_path()
+    if not db.exists():
+        return _fail(f"no log at {db}: scan something first, or pass --db")
+    try:
+        query = LogQuery(
+            since=parse_time(args.since) if args.since else None,
+            until=parse_time(args.until) if args.until else None,
+            label=args.label,
+            unknown=True if args.unknown else False if args.known else None,
+            source=args.source,
+            limit=args.limit,
+        )
+    except ValueError as error:
+        return _fail(str(error))
+    with ResultLog(db) as log:
+        rows = log.summary(query) if args.summary else log.recent(query)
+    write_rows(rows, "json" if args.json else "csv" if args.csv else "table")
+    return EXIT_OK
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -335,6 +392,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "scan": run_scan,
+    "log": run_log,
     "info": run_info,
     "eval": run_eval,
     "train": run_workstation,

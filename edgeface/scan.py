@@ -3,45 +3,71 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from edgeface.images import ImageError, is_image_name, read_input
 from edgeface.pipeline import ImageResult, Pipeline
 from edgeface.store import ResultLog
 
 SOURCE = "scan"
+BATCH_SIZE = 32  # outcomes per transaction: fewer fsyncs, and little to redo after a crash
+BATCH_SECONDS = 1.0  # ...but never hold an outcome back longer than this
 
 
 @dataclass
 class ScanSummary:
-    """Counts for one scan. `already` inputs were in the log with the same content and not redone."""
+    """Counts for one scan. `already` inputs were in the log with the same content and not redone;
+    `problems` are folders that could not be read and symlink loops, which are not inputs."""
 
     images: int = 0
     faces: int = 0
     already: int = 0
     skipped: list[str] = field(default_factory=list)
     failed: list[ImageResult] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
 
-def image_paths(paths: Iterable[str], skipped: list[str]) -> Iterator[str]:
-    """Image files named by `paths`, in order; a folder gives its image files, sorted.
+def image_paths(paths: Iterable[str], recursive: bool, summary: ScanSummary) -> Iterator[str]:
+    """Image files named by `paths`, in order; a folder gives its image files sorted by name, and
+    with `recursive` those of its sub-folders too.
 
-    Files that are not images are appended to `skipped`. Paths that do not exist are yielded, so
-    they end as a recorded error rather than vanishing.
+    Other files go to `summary.skipped`; unreadable folders and symlink loops to `summary.problems`.
+    Paths that do not exist are yielded, so they end as a recorded error rather than vanishing.
     """
     for path in paths:
         if os.path.isdir(path):
-            for entry in sorted(Path(path).iterdir()):
-                if entry.is_file() and is_image_name(entry):
-                    yield str(entry)
-                elif not entry.is_dir():
-                    skipped.append(str(entry))
+            yield from _folder_images(path, recursive, summary)
         elif os.path.exists(path) and not is_image_name(path):
-            skipped.append(path)
+            summary.skipped.append(path)
         else:
             yield path
+
+
+def _folder_images(top: str, recursive: bool, summary: ScanSummary) -> Iterator[str]:
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(error: OSError) -> None:
+        summary.problems.append(f"cannot read folder {error.filename}: {error.strerror}")
+
+    for folder, subfolders, files in os.walk(top, onerror=unreadable, followlinks=True):
+        status = os.stat(folder)
+        identity = (status.st_dev, status.st_ino)
+        if identity in seen:  # a symlink back up the tree: walking on would never end
+            summary.problems.append(f"symlink loop, not followed: {folder}")
+            subfolders.clear()
+            continue
+        seen.add(identity)
+        subfolders.sort()
+        if not recursive:
+            subfolders.clear()
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            if is_image_name(name) and os.path.isfile(path):
+                yield path
+            else:
+                summary.skipped.append(path)
 
 
 def scan(
@@ -50,27 +76,41 @@ def scan(
     log: ResultLog,
     on_result: Callable[[ImageResult], None] = lambda result: None,
     rescan: bool = False,
+    recursive: bool = False,
 ) -> ScanSummary:
-    """Processes every image under `paths` into `log`, calling `on_result` after each is recorded."""
+    """Processes every image under `paths` into `log`, calling `on_result` after each is processed.
+
+    Outcomes are committed in small batches; an interrupted scan keeps what it committed, and the
+    next run skips those inputs.
+    """
     summary = ScanSummary()
     classifier = pipeline.classifier
     model_id = log.register_model(classifier.sha256, str(classifier.path), classifier.labels)
-    for path in image_paths(paths, summary.skipped):
-        try:
-            source = read_input(path)
-        except ImageError as error:
-            result = ImageResult.unreadable(path, str(error))
-        else:
-            if not rescan and log.is_recorded(source.path, source.sha256):
-                summary.already += 1
-                continue
-            result = pipeline.process(source)
-        log.record(result, SOURCE, model_id)
-        summary.images += 1
-        summary.faces += len(result.faces)
-        if result.error:
-            summary.failed.append(result)
-        on_result(result)
+    pending: list[ImageResult] = []
+    flushed = time.monotonic()
+    try:
+        for path in image_paths(paths, recursive, summary):
+            try:
+                source = read_input(path)
+            except ImageError as error:
+                result = ImageResult.unreadable(path, str(error))
+            else:
+                if not rescan and log.is_recorded(source.path, source.sha256):
+                    summary.already += 1
+                    continue
+                result = pipeline.process(source)
+            pending.append(result)
+            summary.images += 1
+            summary.faces += len(result.faces)
+            if result.error:
+                summary.failed.append(result)
+            on_result(result)
+            if len(pending) >= BATCH_SIZE or time.monotonic() - flushed >= BATCH_SECONDS:
+                log.record_batch(pending, SOURCE, model_id)
+                pending, flushed = [], time.monotonic()
+    finally:
+        if pending:
+            log.record_batch(pending, SOURCE, model_id)
     return summary
 
 

@@ -11,6 +11,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -58,6 +59,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE faces ADD COLUMN unknown INTEGER NOT NULL DEFAULT 0 CHECK (unknown IN (0, 1));
     """,
+    # 3: `edgeface log --source` and `--unknown` filters.
+    """
+    CREATE INDEX inputs_source ON inputs (source, processed_at);
+    CREATE INDEX faces_unknown ON faces (unknown);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -73,6 +79,37 @@ def default_path() -> Path:
         return Path(os.environ["STATE_DIRECTORY"].split(":")[0]) / "edgeface.db"
     state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(state_home) / "edgeface" / "edgeface.db"
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """Filters for `recent` and `summary`; times are UTC ISO 8601 strings, compared as text."""
+
+    since: str | None = None
+    until: str | None = None
+    label: str | None = None
+    unknown: bool | None = None
+    source: str | None = None
+    limit: int = 50
+
+    def conditions(self) -> tuple[str, list]:
+        """A WHERE clause with ? placeholders, and its parameters (never values in the SQL text)."""
+        clauses, params = ["1"], []
+        for clause, value in (
+            ("i.processed_at >= ?", self.since),
+            ("i.processed_at < ?", self.until),
+            ("f.label = ?", self.label),
+            ("f.unknown = ?", None if self.unknown is None else int(self.unknown)),
+            ("i.source = ?", self.source),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        return " AND ".join(clauses), params
+
+
+def _row_dict(cursor: sqlite3.Cursor, row: tuple) -> dict:
+    return {column[0]: value for column, value in zip(cursor.description, row)}
 
 
 class LogError(RuntimeError):
@@ -148,34 +185,62 @@ class ResultLog:
 
     def record(self, result: ImageResult, source: str, model_id: int) -> None:
         """Stores one outcome and its faces, replacing an earlier outcome of the same input."""
+        self.record_batch([result], source, model_id)
+
+    def record_batch(self, results: list[ImageResult], source: str, model_id: int) -> None:
+        """Stores several outcomes in one transaction: all of them, or none after a crash."""
         with self.transaction() as db:
-            db.execute(
-                "DELETE FROM inputs WHERE path = ? AND ifnull(sha256, '') = ifnull(?, '')",
-                (result.path, result.sha256),
-            )
-            cursor = db.execute(
-                "INSERT INTO inputs (source, path, sha256, size, width, height, status, error, model_id, "
-                "processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    source,
-                    result.path,
-                    result.sha256,
-                    result.size,
-                    result.width,
-                    result.height,
-                    "error" if result.error else "done",
-                    result.error,
-                    model_id,
-                    _now(),
-                ),
-            )
-            db.executemany(
-                "INSERT INTO faces (input_id, x, y, w, h, label, confidence, unknown) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (cursor.lastrowid, *face.box.as_list(), face.label, face.confidence, face.unknown)
-                    for face in result.faces
-                ],
-            )
+            for result in results:
+                db.execute(
+                    "DELETE FROM inputs WHERE path = ? AND ifnull(sha256, '') = ifnull(?, '')",
+                    (result.path, result.sha256),
+                )
+                cursor = db.execute(
+                    "INSERT INTO inputs (source, path, sha256, size, width, height, status, error, model_id, "
+                    "processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        source,
+                        result.path,
+                        result.sha256,
+                        result.size,
+                        result.width,
+                        result.height,
+                        "error" if result.error else "done",
+                        result.error,
+                        model_id,
+                        _now(),
+                    ),
+                )
+                db.executemany(
+                    "INSERT INTO faces (input_id, x, y, w, h, label, confidence, unknown) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (cursor.lastrowid, *face.box.as_list(), face.label, face.confidence, face.unknown)
+                        for face in result.faces
+                    ],
+                )
+
+    def recent(self, query: LogQuery) -> list[dict]:
+        """Inputs and their faces, newest first: one row per face, or one per input without faces
+        (errors, photos with no face) unless the query asks about faces."""
+        where, params = query.conditions()
+        rows = self._db.execute(
+            "SELECT i.processed_at AS time, i.source, i.path, i.status, i.error, f.label, f.confidence, "
+            "f.unknown, f.x, f.y, f.w, f.h FROM inputs i LEFT JOIN faces f ON f.input_id = i.id "
+            f"WHERE {where} ORDER BY i.processed_at DESC, i.id DESC, f.id LIMIT ?",
+            (*params, query.limit),
+        )
+        return [_row_dict(rows, row) for row in rows.fetchall()]
+
+    def summary(self, query: LogQuery) -> list[dict]:
+        """Faces per UTC day, label and unknown flag, oldest day first."""
+        where, params = query.conditions()
+        rows = self._db.execute(
+            "SELECT substr(i.processed_at, 1, 10) AS day, f.label, f.unknown, count(*) AS faces "
+            f"FROM inputs i JOIN faces f ON f.input_id = i.id WHERE {where} "
+            "GROUP BY day, f.label, f.unknown ORDER BY day, f.label, f.unknown",
+            params,
+        )
+        return [_row_dict(rows, row) for row in rows.fetchall()]
 
     def label_counts(self) -> dict[str, int]:
         """How many faces the log holds per label."""

@@ -12,57 +12,18 @@ import sqlite3
 import subprocess
 import sys
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import h5py
 import numpy as np
 import pytest
 
-from conftest import run_edgeface
+from conftest import HELD_OUT_PER_LABEL, Trained, run_edgeface
 from edgeface import artefact
 from edgeface.detect import make_detector
 from edgeface.images import decode
 from edgeface.model import FaceClassifier, ModelError, label_probabilities
 from edgeface.preprocess import crop_faces
-
-HELD_OUT_PER_LABEL = 20
-
-
-@dataclass
-class Trained:
-    folder: Path
-    keras_file: Path
-    tflite_file: Path
-    held_out: list[tuple[Path, str]]
-    convert_report: dict
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, lfw_patches: np.ndarray) -> Trained:
-    """A face / not-face model trained and converted by the CLI, with 40 held-out PNGs it never saw."""
-    folder = tmp_path_factory.mktemp("e2e")
-    held_out = []
-    for label, patches in (("face", lfw_patches[:100]), ("not-face", lfw_patches[100:])):
-        (folder / "faces" / label).mkdir(parents=True)
-        (folder / "held_out" / label).mkdir(parents=True)
-        for i, patch in enumerate(patches):
-            target = folder / ("held_out" if i < HELD_OUT_PER_LABEL else "faces") / label / f"{i:03d}.png"
-            cv2.imwrite(str(target), patch)
-            if i < HELD_OUT_PER_LABEL:
-                held_out.append((target, label))
-    keras_file = folder / "face_or_not.h5"
-    train = run_edgeface(
-        "train", str(folder / "faces"), "-o", str(keras_file),
-        "--detector", "none", "--grayscale", "--input-size", "32", "--epochs", "20", "--batch-size", "16", "--seed", "3",
-    )  # fmt: skip
-    assert train.returncode == 0, train.stderr
-    assert "confusion matrix" in train.stdout
-    convert = run_edgeface("convert", str(keras_file), "--json")
-    assert convert.returncode == 0, convert.stderr
-    return Trained(folder, keras_file, keras_file.with_suffix(".tflite"), held_out, json.loads(convert.stdout))
-
 
 def test_train_writes_the_model_its_metadata_and_metrics(trained: Trained):
     with h5py.File(trained.keras_file, "r") as file:

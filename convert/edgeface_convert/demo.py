@@ -9,7 +9,6 @@ on `coins.png` the cascade mistakes coins for faces, which the model can reject.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cv2

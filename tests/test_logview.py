@@ -1,0 +1,46 @@
+"""Times people type for `edgeface log`, and the three output styles."""
+
+import io
+from datetime import datetime, timezone
+
+import pytest
+
+from edgeface.logview import parse_time, write_rows
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("30m", "2026-11-28T11:30:00.000+00:00"),
+        ("6h", "2026-11-28T06:00:00.000+00:00"),
+        ("2d", "2026-11-26T12:00:00.000+00:00"),
+        ("1w", "2026-11-21T12:00:00.000+00:00"),
+        ("2026-11-28T10:00:00+02:00", "2026-11-28T08:00:00.000+00:00"),
+    ],
+)
+def test_relative_and_absolute_times(text, expected):
+    assert parse_time(text, now=NOW) == expected
+
+
+def test_a_naive_time_is_local(monkeypatch):
+    local = datetime(2026, 11, 28, 9, 30).astimezone()
+    assert parse_time("2026-11-28 09:30") == local.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def test_nonsense_is_refused():
+    with pytest.raises(ValueError, match="not a time"):
+        parse_time("soon")
+
+
+def test_table_csv_and_json():
+    rows = [{"label": "alice", "confidence": 0.91234, "error": None}, {"label": "bob", "confidence": 0.5, "error": "x"}]
+    for style, expected in (
+        ("csv", "label,confidence,error\nalice,0.91234,\nbob,0.5,x\n"),
+        ("json", '{"label": "alice", "confidence": 0.91234, "error": null}\n{"label": "bob", "confidence": 0.5, "error": "x"}\n'),
+        ("table", "label  confidence  error\nalice  0.912\nbob    0.500       x\n"),
+    ):
+        out = io.StringIO()
+        write_rows(rows, style, out)
+        assert out.getvalue() == expected

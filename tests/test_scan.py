@@ -1,0 +1,133 @@
+"""`edgeface scan` over real folders: formats, recursion, symlink loops, unreadable folders,
+and `edgeface log` reading the result back."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import cv2
+import pytest
+
+from conftest import Trained, run_edgeface
+from edgeface.scan import ScanSummary, image_paths
+
+FORMATS = ("a.JPG", "b.jpeg", "c.Png", "d.BMP", "e.webp", "f.TIFF", "g.pgm", "h.ppm")
+
+
+@pytest.fixture()
+def photo_tree(trained: Trained, tmp_path: Path) -> Path:
+    """photos/ with one face crop in each format, a text file, and nested/ with one more face."""
+    face = cv2.imread(str(trained.held_out[0][0]))
+    root = tmp_path / "photos"
+    (root / "nested" / "deeper").mkdir(parents=True)
+    for name in FORMATS:
+        pixels = cv2.cvtColor(face, cv2.COLOR_BGR2GRAY) if name.endswith(".pgm") else face
+        assert cv2.imwrite(str(root / name.lower()), pixels)
+        (root / name.lower()).rename(root / name)
+    cv2.imwrite(str(root / "nested" / "deeper" / "i.png"), face)
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def scan(trained: Trained, db: Path, *args: str) -> subprocess.CompletedProcess:
+    return run_edgeface("scan", *args, "--model", str(trained.tflite_file), "--db", str(db), "--json")
+
+
+def scanned_names(run: subprocess.CompletedProcess) -> list[str]:
+    return sorted(Path(json.loads(line)["path"]).name for line in run.stdout.splitlines())
+
+
+def test_every_format_in_any_case_and_other_files_counted(trained: Trained, photo_tree: Path, tmp_path: Path):
+    run = scan(trained, tmp_path / "log.db", str(photo_tree))
+    assert run.returncode == 0, run.stderr
+    assert scanned_names(run) == sorted(FORMATS)
+    assert all(json.loads(line)["faces"] for line in run.stdout.splitlines())
+    assert "1 other files skipped" in run.stderr
+
+
+def test_recursive_scans_sub_folders(trained: Trained, photo_tree: Path, tmp_path: Path):
+    run = scan(trained, tmp_path / "log.db", str(photo_tree), "--recursive")
+    assert run.returncode == 0, run.stderr
+    assert scanned_names(run) == sorted([*FORMATS, "i.png"])
+
+
+def test_a_symlink_loop_is_reported_not_followed(trained: Trained, photo_tree: Path, tmp_path: Path):
+    os.symlink(photo_tree, photo_tree / "nested" / "back-to-top")
+    run = scan(trained, tmp_path / "log.db", str(photo_tree), "--recursive")
+    assert run.returncode == 1
+    assert "symlink loop, not followed" in run.stderr and "back-to-top" in run.stderr
+    assert scanned_names(run) == sorted([*FORMATS, "i.png"])  # each file once
+
+
+def walk_as_nobody(top: Path) -> tuple[list[str], ScanSummary]:
+    """`image_paths(top, recursive)` in a forked child that runs as nobody, where permissions apply
+    (root ignores them). Everything is imported before the fork: Python lives under /root here."""
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            summary = ScanSummary()
+            found = list(image_paths([str(top)], True, summary))
+            os.write(writer, json.dumps([found, summary.problems, summary.skipped]).encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        found, problems, skipped = json.loads(pipe.read())
+    os.waitpid(child, 0)
+    return found, ScanSummary(problems=problems, skipped=skipped)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become an unprivileged user")
+def test_an_unreadable_folder_is_reported_and_the_rest_walked(tmp_path: Path):
+    top = Path("/tmp") / f"edgeface-perm-{os.getpid()}"
+    shutil.rmtree(top, ignore_errors=True)
+    (top / "locked").mkdir(parents=True)
+    (top / "open.png").write_bytes(b"")
+    (top / "locked" / "hidden.png").write_bytes(b"")
+    os.chmod(top, 0o755)
+    os.chmod(top / "locked", 0o700)  # root's only
+    try:
+        found, summary = walk_as_nobody(top)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    assert found == [str(top / "open.png")]
+    assert summary.problems == [f"cannot read folder {top / 'locked'}: Permission denied"]
+
+
+def test_log_shows_filters_and_summarises(trained: Trained, tmp_path: Path):
+    db = tmp_path / "log.db"
+    assert scan(trained, db, str(trained.folder / "held_out" / "face"), str(trained.folder / "held_out" / "not-face")).returncode == 0
+    recent = run_edgeface("log", "--db", str(db), "--limit", "5", "--json")
+    assert recent.returncode == 0, recent.stderr
+    rows = [json.loads(line) for line in recent.stdout.splitlines()]
+    assert len(rows) == 5 and rows[0]["time"] >= rows[-1]["time"]
+    faces = run_edgeface("log", "--db", str(db), "--label", "face", "--limit", "1000", "--csv")
+    lines = faces.stdout.splitlines()
+    assert lines[0].startswith("time,source,path,status,error,label,confidence,unknown")
+    with sqlite3.connect(db) as connection:
+        expected = connection.execute("SELECT count(*) FROM faces WHERE label = 'face'").fetchone()[0]
+    assert len(lines) - 1 == expected
+    summary = run_edgeface("log", "--db", str(db), "--summary", "--json")
+    counts = [json.loads(line) for line in summary.stdout.splitlines()]
+    assert sum(row["faces"] for row in counts) == 40 and {row["label"] for row in counts} <= {"face", "not-face"}
+    assert run_edgeface("log", "--db", str(db), "--since", "1h", "--json").stdout.count("\n") == 40
+    assert run_edgeface("log", "--db", str(db), "--until", "1h", "--json").stdout == ""
+    assert "nothing in the log matches" in run_edgeface("log", "--db", str(db), "--unknown").stdout
+    table = run_edgeface("log", "--db", str(db), "--source", "scan", "--limit", "3")
+    assert table.stdout.splitlines()[0].split()[:3] == ["time", "source", "path"]
+
+
+def test_log_refuses_a_bad_time_and_a_missing_file(tmp_path: Path):
+    missing = run_edgeface("log", "--db", str(tmp_path / "none.db"))
+    assert missing.returncode == 2 and "no log at" in missing.stderr
+    sqlite3.connect(tmp_path / "empty.db").close()
+    bad = run_edgeface("log", "--db", str(tmp_path / "empty.db"), "--since", "last tuesday")
+    assert bad.returncode == 2 and "is not a time" in bad.stderr
