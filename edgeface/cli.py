@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import edgeface
@@ -24,11 +23,12 @@ from edgeface.dataset import stranger_faces
 from edgeface.detect import DETECTOR_NAMES, DetectorUnavailable
 from edgeface.evaluate import evaluate_folder, format_evaluation
 from edgeface.model import FaceClassifier, ModelError
-from edgeface.pipeline import ImageResult, Pipeline
+from edgeface.pipeline import ImageResult
 from edgeface.preprocess import PreprocessingError
 from edgeface.scan import describe, scan
 from edgeface.logview import parse_time, write_rows
 from edgeface.store import LogError, LogQuery, ResultLog, default_path
+from edgeface.workers import PipelineRecipe
 
 EXIT_OK, EXIT_INPUTS_FAILED, EXIT_ERROR = 0, 1, 2  # 3: `convert` quality check failed
 CONVERT_INSTALL = "pip install 'edgeface[convert]'"
@@ -96,7 +96,11 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
     scan.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
     scan.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
     scan.add_argument("--rescan", action="store_true", help="scan inputs again even when the log has them")
-    scan.add_argument("--threads", type=int, default=None, help="LiteRT threads (default: LiteRT's choice)")
+    scan.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1,
+        help="processes decoding, detecting and classifying at once; results are the same as with 1",
+    )  # fmt: skip
+    scan.add_argument("--threads", type=int, default=None, help="LiteRT threads per worker (default: 1 with several workers)")
     scan.add_argument("--detector", choices=DETECTOR_NAMES, help="override the model's face detector")
     scan.add_argument("--margin", type=float, help="override the model's crop margin (fraction of the box)")
 
@@ -282,20 +286,17 @@ def _fail(message: str) -> int:
 def run_scan(args: argparse.Namespace) -> int:
     if not args.model:
         return _fail("no model: pass --model FILE.tflite or set EDGEFACE_MODEL")
-    classifier = FaceClassifier(args.model, threads=args.threads)
-    spec = classifier.metadata.preprocessing
-    if args.detector:
-        spec = spec.with_detector(name=args.detector)
-    if args.margin is not None:
-        spec = replace(spec, margin=args.margin)
-    pipeline = Pipeline(classifier, spec)
+    if args.workers < 1:
+        return _fail("--workers must be at least 1")
+    threads = args.threads or (1 if args.workers > 1 else None)  # workers, not threads, share the cores
+    recipe = PipelineRecipe(args.model, threads, args.detector, args.margin)
 
     def show(result: ImageResult) -> None:
         print(json.dumps(result.to_dict()) if args.json else describe(result), flush=True)
 
     db = args.db or default_path()
     with ResultLog(db) as log:
-        summary = scan(args.paths, pipeline, log, on_result=show, rescan=args.rescan, recursive=args.recursive)
+        summary = scan(args.paths, recipe, log, show, args.rescan, args.recursive, args.workers)
     print(
         f"{summary.images} images, {summary.faces} faces, {len(summary.failed)} failed, "
         f"{summary.already} already in the log, {len(summary.skipped)} other files skipped; log: {db}",

@@ -75,10 +75,12 @@ class Pipeline:
     crop unlike the training crops lowers accuracy silently.
     """
 
-    def __init__(self, classifier: FaceClassifier, preprocessing: Preprocessing | None = None) -> None:
+    def __init__(
+        self, classifier: FaceClassifier, preprocessing: Preprocessing | None = None, report_differences: bool = True
+    ) -> None:
         model_spec = classifier.metadata.preprocessing
         self.preprocessing = preprocessing or model_spec
-        for difference in model_spec.differences(self.preprocessing):
+        for difference in model_spec.differences(self.preprocessing) if report_differences else []:
             log.warning("preprocessing differs from the model's (model -> now): %s", difference)
         self.classifier = classifier
         self.detector = make_detector(self.preprocessing.detector)

@@ -7,9 +7,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from edgeface.images import ImageError, is_image_name, read_input
-from edgeface.pipeline import ImageResult, Pipeline
+from edgeface.images import ImageError, InputFile, is_image_name, read_input
+from edgeface.pipeline import ImageResult
 from edgeface.store import ResultLog
+from edgeface.workers import PipelineRecipe, process_all
 
 SOURCE = "scan"
 BATCH_SIZE = 32  # outcomes per transaction: fewer fsyncs, and little to redo after a crash
@@ -72,33 +73,40 @@ def _folder_images(top: str, recursive: bool, summary: ScanSummary) -> Iterator[
 
 def scan(
     paths: Iterable[str],
-    pipeline: Pipeline,
+    recipe: PipelineRecipe,
     log: ResultLog,
     on_result: Callable[[ImageResult], None] = lambda result: None,
     rescan: bool = False,
     recursive: bool = False,
+    workers: int = 1,
 ) -> ScanSummary:
     """Processes every image under `paths` into `log`, calling `on_result` after each is processed.
 
+    With several `workers` the results, their order and the log are the same as with one.
     Outcomes are committed in small batches; an interrupted scan keeps what it committed, and the
     next run skips those inputs.
     """
     summary = ScanSummary()
+    pipeline = recipe.build()
     classifier = pipeline.classifier
     model_id = log.register_model(classifier.sha256, str(classifier.path), classifier.labels)
-    pending: list[ImageResult] = []
-    flushed = time.monotonic()
-    try:
+
+    def inputs() -> Iterator[InputFile | ImageResult]:
         for path in image_paths(paths, recursive, summary):
             try:
                 source = read_input(path)
             except ImageError as error:
-                result = ImageResult.unreadable(path, str(error))
-            else:
-                if not rescan and log.is_recorded(source.path, source.sha256):
-                    summary.already += 1
-                    continue
-                result = pipeline.process(source)
+                yield ImageResult.unreadable(path, str(error))
+                continue
+            if not rescan and log.is_recorded(source.path, source.sha256):
+                summary.already += 1
+                continue
+            yield source
+
+    pending: list[ImageResult] = []
+    flushed = time.monotonic()
+    try:
+        for result in process_all(inputs(), pipeline, recipe, workers):
             pending.append(result)
             summary.images += 1
             summary.faces += len(result.faces)

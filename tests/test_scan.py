@@ -131,3 +131,22 @@ def test_log_refuses_a_bad_time_and_a_missing_file(tmp_path: Path):
     sqlite3.connect(tmp_path / "empty.db").close()
     bad = run_edgeface("log", "--db", str(tmp_path / "empty.db"), "--since", "last tuesday")
     assert bad.returncode == 2 and "is not a time" in bad.stderr
+
+
+def test_two_workers_give_exactly_what_one_gives(trained: Trained, photo_tree: Path, tmp_path: Path):
+    def scan_with(workers: str) -> tuple[str, list[tuple]]:
+        db = tmp_path / f"log-{workers}.db"
+        run = scan(trained, db, str(photo_tree), str(trained.folder / "held_out"), "--recursive", "--workers", workers)
+        assert run.returncode == 0, run.stderr
+        with sqlite3.connect(db) as connection:
+            rows = connection.execute(
+                "SELECT i.path, i.sha256, i.status, f.x, f.y, f.w, f.h, f.label, f.confidence, f.unknown "
+                "FROM inputs i LEFT JOIN faces f ON f.input_id = i.id ORDER BY i.id, f.id"
+            ).fetchall()
+        return run.stdout, rows
+
+    serial_output, serial_rows = scan_with("1")
+    parallel_output, parallel_rows = scan_with("2")
+    assert parallel_output == serial_output
+    assert parallel_rows == serial_rows
+    assert len(serial_rows) == len(FORMATS) + 1 + 40

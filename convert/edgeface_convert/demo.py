@@ -18,11 +18,10 @@ from skimage import data
 from edgeface.artefact import ModelMetadata
 from edgeface.detect import DetectorSettings
 from edgeface.metrics import format_report
-from edgeface.model import FaceClassifier
-from edgeface.pipeline import Pipeline
 from edgeface.preprocess import Preprocessing
 from edgeface.scan import describe, scan
 from edgeface.store import ResultLog
+from edgeface.workers import PipelineRecipe
 from edgeface.dataset import FaceSet, crop_patches, lfw_subset_patches, stratified_split
 from edgeface_convert.keras_io import SourceModel, save_trained
 from edgeface_convert.quantize import stamp, to_int8_flatbuffer, verify, write_model
@@ -84,7 +83,7 @@ def run_demo(workdir: Path, epochs: int, seed: int) -> int:
     say(f"3/4 scanning real photos in {photos} with the int8 model on LiteRT")
     write_photos(photos)
     with ResultLog(log_file) as log:
-        summary = scan([str(photos)], Pipeline(FaceClassifier(tflite_file)), log, on_result=lambda r: say(describe(r)))
+        summary = scan([str(photos)], PipelineRecipe(str(tflite_file)), log, on_result=lambda r: say(describe(r)))
         say(f"4/4 the log {log_file} holds inputs {log.status_counts()} and faces {log.label_counts()}")
     say(
         "next: edgeface scan YOUR_PHOTOS "

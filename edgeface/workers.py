@@ -1,0 +1,83 @@
+"""Running the pipeline on every core: one process per worker, each with its own model.
+
+Results come back in input order, so a scan with N workers prints and logs exactly what a scan
+with one worker does. Only a few inputs are in flight at a time (two per worker), so memory stays
+flat however many files there are.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
+
+from edgeface.images import InputFile
+from edgeface.model import FaceClassifier
+from edgeface.pipeline import ImageResult, Pipeline
+
+IN_FLIGHT_PER_WORKER = 2
+
+Item = InputFile | ImageResult  # an ImageResult here is an input that failed before processing
+
+
+@dataclass(frozen=True)
+class PipelineRecipe:
+    """How to build a Pipeline, here or in another process (a model path travels; an interpreter
+    does not).
+
+    threads: LiteRT threads (None: LiteRT's choice); detector, margin: overrides of the model's
+    preprocessing (None: the model's own).
+    """
+
+    model: str
+    threads: int | None = None
+    detector: str | None = None
+    margin: float | None = None
+
+    def build(self, report_differences: bool = True) -> Pipeline:
+        classifier = FaceClassifier(self.model, self.threads)
+        spec = classifier.metadata.preprocessing
+        if self.detector:
+            spec = spec.with_detector(name=self.detector)
+        if self.margin is not None:
+            spec = replace(spec, margin=self.margin)
+        return Pipeline(classifier, spec, report_differences)
+
+
+_worker_pipeline: Pipeline | None = None
+
+
+def _start_worker(recipe: PipelineRecipe) -> None:
+    global _worker_pipeline
+    _worker_pipeline = recipe.build(report_differences=False)  # the parent already warned once
+
+
+def _process(source: InputFile) -> ImageResult:
+    return _worker_pipeline.process(source)
+
+
+def process_all(items: Iterable[Item], pipeline: Pipeline, recipe: PipelineRecipe, workers: int) -> Iterator[ImageResult]:
+    """The result of each item, in order: `pipeline` in this process for one worker, else a pool
+    of `workers` processes built from `recipe`. Items that already are results pass through."""
+    if workers <= 1:
+        for item in items:
+            yield item if isinstance(item, ImageResult) else pipeline.process(item)
+        return
+    # spawn, not fork: a forked copy of a process that already runs LiteRT's threads is not safe.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(recipe,)) as pool:
+        in_flight: deque[Future] = deque()
+        for item in items:
+            in_flight.append(pool.submit(_process, item) if isinstance(item, InputFile) else _done(item))
+            if len(in_flight) >= IN_FLIGHT_PER_WORKER * workers:
+                yield in_flight.popleft().result()
+        while in_flight:
+            yield in_flight.popleft().result()
+
+
+def _done(result: ImageResult) -> Future:
+    future: Future = Future()
+    future.set_result(result)
+    return future
