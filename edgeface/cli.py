@@ -20,7 +20,7 @@ from pathlib import Path
 import edgeface
 from edgeface.artefact import MetadataError
 from edgeface.dataset import stranger_faces
-from edgeface.detect import DETECTOR_NAMES, DetectorUnavailable
+from edgeface.detect import DETECTOR_NAMES, YUNET_MODEL_VARIABLE, DetectorUnavailable
 from edgeface.evaluate import evaluate_folder, format_evaluation
 from edgeface.model import FaceClassifier, ModelError
 from edgeface.pipeline import ImageResult
@@ -103,6 +103,7 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
     scan.add_argument("--threads", type=int, default=None, help="LiteRT threads per worker (default: 1 with several workers)")
     scan.add_argument("--detector", choices=DETECTOR_NAMES, help="override the model's face detector")
     scan.add_argument("--margin", type=float, help="override the model's crop margin (fraction of the box)")
+    _add_yunet_option(scan)
 
 
 def _add_log(commands: argparse._SubParsersAction) -> None:
@@ -216,12 +217,22 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--strangers", metavar="SOURCE", help="more strangers: a folder of faces, or lfw_subset")
     evaluate.add_argument("--keep-no-face", action="store_true", help="use images where no face is found whole")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_yunet_option(evaluate)
     _add_trust_option(evaluate)
 
 
 def _add_crop_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", choices=DETECTOR_NAMES, default="haar", help="'none' when images already are face crops")
     parser.add_argument("--margin", type=float, default=0.1, help="added around each face box, as a fraction of it")
+    parser.add_argument("--align", action="store_true", help="turn each face until its eyes are level (needs --detector yunet)")
+    _add_yunet_option(parser)
+
+
+def _add_yunet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--yunet-model", metavar="FILE",
+        help=f"YuNet's ONNX file, for --detector yunet (default: ${YUNET_MODEL_VARIABLE})",
+    )  # fmt: skip
 
 
 def _add_stranger_options(parser: argparse.ArgumentParser, far_default: float | None = 0.01) -> None:
@@ -268,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
         format="edgeface: %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
+    if getattr(args, "yunet_model", None):
+        os.environ[YUNET_MODEL_VARIABLE] = args.yunet_model  # seen by detectors here and in workers
     try:
         return COMMANDS[args.command](args)
     except (ModelError, LogError, DetectorUnavailable, PreprocessingError, MetadataError) as error:
@@ -290,13 +303,14 @@ def run_scan(args: argparse.Namespace) -> int:
         return _fail("--workers must be at least 1")
     threads = args.threads or (1 if args.workers > 1 else None)  # workers, not threads, share the cores
     recipe = PipelineRecipe(args.model, threads, args.detector, args.margin)
+    pipeline = recipe.build()  # a bad model stops here, before the log is created
 
     def show(result: ImageResult) -> None:
         print(json.dumps(result.to_dict()) if args.json else describe(result), flush=True)
 
     db = args.db or default_path()
     with ResultLog(db) as log:
-        summary = scan(args.paths, recipe, log, show, args.rescan, args.recursive, args.workers)
+        summary = scan(args.paths, pipeline, recipe, log, show, args.rescan, args.recursive, args.workers)
     print(
         f"{summary.images} images, {summary.faces} faces, {len(summary.failed)} failed, "
         f"{summary.already} already in the log, {len(summary.skipped)} other files skipped; log: {db}",

@@ -16,7 +16,7 @@ from edgeface.detect import DETECTOR_NAMES, DetectorSettings
 from edgeface.geometry import Box
 
 COLORS = ("gray", "rgb")
-ALIGNMENTS = ("none",)
+ALIGNMENTS = ("none", "eyes")
 
 
 class PreprocessingError(ValueError):
@@ -34,7 +34,7 @@ class Preprocessing:
     """
 
     detector: DetectorSettings = field(default_factory=DetectorSettings)
-    alignment: str = "none"
+    alignment: str = "none"  # "eyes": turn each face until its eyes are level (needs yunet)
     margin: float = 0.0
     color: str = "rgb"
     width: int = 64
@@ -45,6 +45,7 @@ class Preprocessing:
         checks = [
             (self.detector.name in DETECTOR_NAMES, f"detector must be one of {DETECTOR_NAMES}"),
             (self.alignment in ALIGNMENTS, f"alignment must be one of {ALIGNMENTS}"),
+            (self.alignment != "eyes" or self.detector.name == "yunet", "alignment 'eyes' needs the yunet detector"),
             (0.0 <= self.margin <= 1.0, "margin must be between 0 and 1"),
             (self.color in COLORS, f"color must be one of {COLORS}"),
             (8 <= self.width <= 1024 and 8 <= self.height <= 1024, "width and height must be 8..1024"),
@@ -127,7 +128,9 @@ def crop_faces(image: np.ndarray, boxes: list[Box], spec: Preprocessing) -> np.n
     """
     crops = np.empty((len(boxes), *spec.input_shape), dtype=np.float32)
     for i, box in enumerate(boxes):
-        crops[i] = _prepare(_cut(image, box.expand(spec.margin)), spec)
+        expanded = box.expand(spec.margin)
+        face = _cut_level(image, expanded) if spec.alignment == "eyes" and box.eyes else _cut(image, expanded)
+        crops[i] = _prepare(face, spec)
     return crops
 
 
@@ -140,6 +143,15 @@ def _cut(image: np.ndarray, box: Box) -> np.ndarray:
     if pad_left or pad_top or pad_right or pad_bottom:
         inside = cv2.copyMakeBorder(inside, pad_top, pad_bottom, pad_left, pad_right, cv2.BORDER_REPLICATE)
     return inside
+
+
+def _cut_level(image: np.ndarray, box: Box) -> np.ndarray:
+    """The pixels of `box` after turning the image about the box centre until the eyes are level."""
+    (right_x, right_y), (left_x, left_y) = box.eyes
+    angle = np.degrees(np.arctan2(left_y - right_y, left_x - right_x))
+    turn = cv2.getRotationMatrix2D((box.x + box.w / 2, box.y + box.h / 2), angle, 1.0)
+    turn[:, 2] -= (box.x, box.y)  # and move the box's corner to the crop's origin
+    return cv2.warpAffine(image, turn, (box.w, box.h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _prepare(face: np.ndarray, spec: Preprocessing) -> np.ndarray:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from edgeface.images import ImageError, InputFile, is_image_name, read_input
-from edgeface.pipeline import ImageResult
+from edgeface.pipeline import ImageResult, Pipeline
 from edgeface.store import ResultLog
 from edgeface.workers import PipelineRecipe, process_all
 
@@ -73,6 +73,7 @@ def _folder_images(top: str, recursive: bool, summary: ScanSummary) -> Iterator[
 
 def scan(
     paths: Iterable[str],
+    pipeline: Pipeline,
     recipe: PipelineRecipe,
     log: ResultLog,
     on_result: Callable[[ImageResult], None] = lambda result: None,
@@ -82,12 +83,13 @@ def scan(
 ) -> ScanSummary:
     """Processes every image under `paths` into `log`, calling `on_result` after each is processed.
 
-    With several `workers` the results, their order and the log are the same as with one.
+    `pipeline` runs here (it is `recipe.build()`, made by the caller so that a bad model fails
+    before anything is opened); `recipe` builds the workers' copies. With several `workers` the
+    results, their order and the log are the same as with one.
     Outcomes are committed in small batches; an interrupted scan keeps what it committed, and the
     next run skips those inputs.
     """
     summary = ScanSummary()
-    pipeline = recipe.build()
     classifier = pipeline.classifier
     model_id = log.register_model(classifier.sha256, str(classifier.path), classifier.labels)
 

@@ -54,7 +54,8 @@ def test_round_trip_and_differences():
         ({"margin": 2.0}, "margin"),
         ({"width": 4}, "width"),
         ({"value_range": (1.0, 0.0)}, "value_range"),
-        ({"alignment": "eyes"}, "alignment"),
+        ({"alignment": "nose"}, "alignment"),
+        ({"alignment": "eyes"}, "yunet"),
     ],
 )
 def test_unusable_settings_are_refused(change, message):

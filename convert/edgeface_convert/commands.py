@@ -48,6 +48,7 @@ def note(text: str) -> None:
 def run_train(args: argparse.Namespace) -> int:
     spec = Preprocessing(
         detector=DetectorSettings(name=args.detector),
+        alignment="eyes" if args.align else "none",
         margin=args.margin,
         color="gray" if args.grayscale else "rgb",
         width=args.input_size,
@@ -222,6 +223,7 @@ def _metadata_for(source: SourceModel, args: argparse.Namespace) -> ModelMetadat
             raise CommandError(f"cannot read --labels {args.labels}: {error.strerror}") from None
         spec = Preprocessing(
             detector=DetectorSettings(name=args.detector),
+            alignment="eyes" if args.align else "none",
             margin=args.margin,
             color="gray" if channels == 1 else "rgb",
             width=int(width),

@@ -83,7 +83,8 @@ def run_demo(workdir: Path, epochs: int, seed: int) -> int:
     say(f"3/4 scanning real photos in {photos} with the int8 model on LiteRT")
     write_photos(photos)
     with ResultLog(log_file) as log:
-        summary = scan([str(photos)], PipelineRecipe(str(tflite_file)), log, on_result=lambda r: say(describe(r)))
+        recipe = PipelineRecipe(str(tflite_file))
+        summary = scan([str(photos)], recipe.build(), recipe, log, on_result=lambda r: say(describe(r)))
         say(f"4/4 the log {log_file} holds inputs {log.status_counts()} and faces {log.label_counts()}")
     say(
         "next: edgeface scan YOUR_PHOTOS "
