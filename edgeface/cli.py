@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import edgeface
+from edgeface.annotate import AnnotationError, write_annotated
 from edgeface.artefact import MetadataError
 from edgeface.dataset import stranger_faces
 from edgeface.detect import DETECTOR_NAMES, YUNET_MODEL_VARIABLE, DetectorUnavailable
@@ -25,7 +26,9 @@ from edgeface.evaluate import evaluate_folder, format_evaluation
 from edgeface.model import FaceClassifier, ModelError
 from edgeface.pipeline import ImageResult
 from edgeface.preprocess import PreprocessingError
-from edgeface.scan import describe, scan
+from edgeface.progress import Progress
+from edgeface.scan import scan
+from edgeface.scanview import ScanTable
 from edgeface.logview import parse_time, write_rows
 from edgeface.store import LogError, LogQuery, ResultLog, default_path
 from edgeface.workers import PipelineRecipe
@@ -96,6 +99,10 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
     scan.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
     scan.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
     scan.add_argument("--rescan", action="store_true", help="scan inputs again even when the log has them")
+    scan.add_argument(
+        "--annotate", type=Path, metavar="DIR",
+        help="also write a copy of each photo with boxes and labels drawn, under DIR (same relative paths)",
+    )  # fmt: skip
     scan.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1,
         help="processes decoding, detecting and classifying at once; results are the same as with 1",
@@ -305,12 +312,27 @@ def run_scan(args: argparse.Namespace) -> int:
     recipe = PipelineRecipe(args.model, threads, args.detector, args.margin)
     pipeline = recipe.build()  # a bad model stops here, before the log is created
 
+    table = ScanTable(pipeline.classifier.labels)
+    progress = Progress("scanning")
+    annotation_problems: list[str] = []
+
     def show(result: ImageResult) -> None:
-        print(json.dumps(result.to_dict()) if args.json else describe(result), flush=True)
+        if sys.stdout.isatty():
+            progress.clear()  # the rows and the progress line share the terminal
+        if args.json:
+            print(json.dumps(result.to_dict()), flush=True)
+        else:
+            table.row(result)
+        if args.annotate:
+            try:
+                write_annotated(args.annotate, result)
+            except AnnotationError as error:
+                annotation_problems.append(str(error))
 
     db = args.db or default_path()
     with ResultLog(db) as log:
-        summary = scan(args.paths, pipeline, recipe, log, show, args.rescan, args.recursive, args.workers)
+        summary = scan(args.paths, pipeline, recipe, log, show, args.rescan, args.recursive, args.workers, progress)
+    summary.problems.extend(annotation_problems)
     print(
         f"{summary.images} images, {summary.faces} faces, {len(summary.failed)} failed, "
         f"{summary.already} already in the log, {len(summary.skipped)} other files skipped; log: {db}",

@@ -81,7 +81,7 @@ def load_faces(
     detector = make_detector(spec.detector)
     whole_image = WholeImageDetector()
     crops, targets, paths, no_face, unreadable = [], [], [], [], []
-    progress = Progress(len(files), "reading faces")
+    progress = Progress("reading faces", len(files))
     for path, target in files:
         progress.step()
         try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from edgeface.images import ImageError, InputFile, is_image_name, read_input
 from edgeface.pipeline import ImageResult, Pipeline
+from edgeface.progress import Progress
 from edgeface.store import ResultLog
 from edgeface.workers import PipelineRecipe, process_all
 
@@ -80,6 +81,7 @@ def scan(
     rescan: bool = False,
     recursive: bool = False,
     workers: int = 1,
+    progress: Progress | None = None,
 ) -> ScanSummary:
     """Processes every image under `paths` into `log`, calling `on_result` after each is processed.
 
@@ -87,14 +89,17 @@ def scan(
     before anything is opened); `recipe` builds the workers' copies. With several `workers` the
     results, their order and the log are the same as with one.
     Outcomes are committed in small batches; an interrupted scan keeps what it committed, and the
-    next run skips those inputs.
+    next run skips those inputs. The files are listed first so that `progress` knows the total.
     """
     summary = ScanSummary()
+    progress = progress or Progress(SOURCE)
+    found = list(image_paths(paths, recursive, summary))
+    progress.start(len(found))
     classifier = pipeline.classifier
     model_id = log.register_model(classifier.sha256, str(classifier.path), classifier.labels)
 
     def inputs() -> Iterator[InputFile | ImageResult]:
-        for path in image_paths(paths, recursive, summary):
+        for path in found:
             try:
                 source = read_input(path)
             except ImageError as error:
@@ -102,6 +107,7 @@ def scan(
                 continue
             if not rescan and log.is_recorded(source.path, source.sha256):
                 summary.already += 1
+                progress.step()
                 continue
             yield source
 
@@ -115,25 +121,12 @@ def scan(
             if result.error:
                 summary.failed.append(result)
             on_result(result)
+            progress.step()
             if len(pending) >= BATCH_SIZE or time.monotonic() - flushed >= BATCH_SECONDS:
                 log.record_batch(pending, SOURCE, model_id)
                 pending, flushed = [], time.monotonic()
     finally:
         if pending:
             log.record_batch(pending, SOURCE, model_id)
+        progress.done()
     return summary
-
-
-def describe(result: ImageResult) -> str:
-    """One readable line for an image's outcome."""
-    if result.error:
-        return f"{result.path}: error: {result.error}"
-    if not result.faces:
-        return f"{result.path}: no face"
-    faces = ", ".join(
-        f"{'unknown (nearest ' + face.label + ')' if face.unknown else face.label} {face.confidence:.2f} "
-        f"at {face.box.x},{face.box.y} {face.box.w}x{face.box.h}"
-        for face in result.faces
-    )
-    count = "1 face" if len(result.faces) == 1 else f"{len(result.faces)} faces"
-    return f"{result.path}: {count}: {faces}"

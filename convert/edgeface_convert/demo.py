@@ -19,7 +19,8 @@ from edgeface.artefact import ModelMetadata
 from edgeface.detect import DetectorSettings
 from edgeface.metrics import format_report
 from edgeface.preprocess import Preprocessing
-from edgeface.scan import describe, scan
+from edgeface.scan import scan
+from edgeface.scanview import ScanTable
 from edgeface.store import ResultLog
 from edgeface.workers import PipelineRecipe
 from edgeface.dataset import FaceSet, crop_patches, lfw_subset_patches, stratified_split
@@ -84,7 +85,9 @@ def run_demo(workdir: Path, epochs: int, seed: int) -> int:
     write_photos(photos)
     with ResultLog(log_file) as log:
         recipe = PipelineRecipe(str(tflite_file))
-        summary = scan([str(photos)], recipe.build(), recipe, log, on_result=lambda r: say(describe(r)))
+        pipeline = recipe.build()
+        table = ScanTable(pipeline.classifier.labels)
+        summary = scan([str(photos)], pipeline, recipe, log, on_result=table.row)
         say(f"4/4 the log {log_file} holds inputs {log.status_counts()} and faces {log.label_counts()}")
     say(
         "next: edgeface scan YOUR_PHOTOS "

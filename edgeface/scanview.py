@@ -1,0 +1,58 @@
+"""What `edgeface scan` prints for people: one table row per face, written as results arrive.
+
+The columns are sized from the model's labels before the first row, so the table lines up
+while it streams; the image path comes last because its width cannot be known in advance.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from edgeface.pipeline import FaceResult, ImageResult
+
+HEADER = ("LABEL", "CONF", "BOX", "IMAGE")
+BOX_WIDTH = len("1000,1000 1000x1000")
+
+
+def shown_path(path: str) -> str:
+    """`path` relative to the working folder when it lies below it, else as it is."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def face_label(face: FaceResult) -> str:
+    """The label a person reads: an unknown face shows the nearest known label after a tilde."""
+    return f"unknown ~{face.label}" if face.unknown else face.label
+
+
+class ScanTable:
+    """Aligned rows for scan results; `row(result)` writes an image's rows (a face each, or one
+    row saying "no face" or "error") and flushes, so a slow scan shows its progress line by line."""
+
+    def __init__(self, labels: Sequence[str], stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stdout
+        longest = max((len(f"unknown ~{label}") for label in labels), default=0)
+        self._widths = (max(longest, len("(no face)"), len(HEADER[0])), len("0.000"), BOX_WIDTH)
+        self._header_written = False
+
+    def _line(self, label: str, confidence: str, box: str, image: str) -> None:
+        cells = (label, confidence, box)
+        padded = "  ".join(cell.ljust(width) for cell, width in zip(cells, self._widths))
+        self._stream.write(f"{padded}  {image}".rstrip() + "\n")
+
+    def row(self, result: ImageResult) -> None:
+        if not self._header_written:
+            self._line(*HEADER)
+            self._header_written = True
+        image = shown_path(result.path)
+        if result.error:
+            self._line("(error)", "", "", f"{image}: {result.error}")
+        elif not result.faces:
+            self._line("(no face)", "", "", image)
+        for face in result.faces:
+            box = face.box
+            self._line(face_label(face), f"{face.confidence:.3f}", f"{box.x},{box.y} {box.w}x{box.h}", image)
+        self._stream.flush()
