@@ -110,6 +110,8 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
     scan.add_argument("--threads", type=int, default=None, help="LiteRT threads per worker (default: 1 with several workers)")
     scan.add_argument("--detector", choices=DETECTOR_NAMES, help="override the model's face detector")
     scan.add_argument("--margin", type=float, help="override the model's crop margin (fraction of the box)")
+    scan.add_argument("--min-face", type=int, metavar="PX", help="override the smallest face side reported, in pixels")
+    scan.add_argument("--max-faces", type=int, metavar="N", help="keep only the N largest faces of each image (0: all)")
     _add_yunet_option(scan)
 
 
@@ -309,7 +311,7 @@ def run_scan(args: argparse.Namespace) -> int:
     if args.workers < 1:
         return _fail("--workers must be at least 1")
     threads = args.threads or (1 if args.workers > 1 else None)  # workers, not threads, share the cores
-    recipe = PipelineRecipe(args.model, threads, args.detector, args.margin)
+    recipe = PipelineRecipe(args.model, threads, args.detector, args.margin, args.min_face, args.max_faces)
     pipeline = recipe.build()  # a bad model stops here, before the log is created
 
     table = ScanTable(pipeline.classifier.labels)

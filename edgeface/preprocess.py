@@ -45,6 +45,10 @@ class Preprocessing:
         checks = [
             (self.detector.name in DETECTOR_NAMES, f"detector must be one of {DETECTOR_NAMES}"),
             (self.alignment in ALIGNMENTS, f"alignment must be one of {ALIGNMENTS}"),
+            (self.detector.min_size >= 1, "the detector's min_size (--min-face) must be at least 1 pixel"),
+            (self.detector.max_faces >= 0, "the detector's max_faces (--max-faces) must be 0 (all) or more"),
+            (self.detector.scale_factor > 1.0, "the detector's scale_factor must be above 1"),
+            (0.0 < self.detector.score_threshold < 1.0, "the detector's score_threshold must be between 0 and 1"),
             (self.alignment != "eyes" or self.detector.name == "yunet", "alignment 'eyes' needs the yunet detector"),
             (0.0 <= self.margin <= 1.0, "margin must be between 0 and 1"),
             (self.color in COLORS, f"color must be one of {COLORS}"),

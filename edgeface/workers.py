@@ -27,20 +27,24 @@ class PipelineRecipe:
     """How to build a Pipeline, here or in another process (a model path travels; an interpreter
     does not).
 
-    threads: LiteRT threads (None: LiteRT's choice); detector, margin: overrides of the model's
-    preprocessing (None: the model's own).
+    threads: LiteRT threads (None: LiteRT's choice); detector, margin, min_face (pixels) and
+    max_faces: overrides of the model's preprocessing (None: the model's own).
     """
 
     model: str
     threads: int | None = None
     detector: str | None = None
     margin: float | None = None
+    min_face: int | None = None
+    max_faces: int | None = None
 
     def build(self, report_differences: bool = True) -> Pipeline:
         classifier = FaceClassifier(self.model, self.threads)
         spec = classifier.metadata.preprocessing
-        if self.detector:
-            spec = spec.with_detector(name=self.detector)
+        overrides = {"name": self.detector, "min_size": self.min_face, "max_faces": self.max_faces}
+        changes = {key: value for key, value in overrides.items() if value is not None}
+        if changes:
+            spec = spec.with_detector(**changes)
         if self.margin is not None:
             spec = replace(spec, margin=self.margin)
         return Pipeline(classifier, spec, report_differences)

@@ -56,6 +56,8 @@ def test_round_trip_and_differences():
         ({"value_range": (1.0, 0.0)}, "value_range"),
         ({"alignment": "nose"}, "alignment"),
         ({"alignment": "eyes"}, "yunet"),
+        ({"detector": DetectorSettings(min_size=0)}, "min-face"),
+        ({"detector": DetectorSettings(max_faces=-1)}, "max-faces"),
     ],
 )
 def test_unusable_settings_are_refused(change, message):

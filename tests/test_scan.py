@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from conftest import Trained, run_edgeface
+from conftest import Trained, run_edgeface, skimage_bgr
 from edgeface.scan import ScanSummary, image_paths
 
 FORMATS = ("a.JPG", "b.jpeg", "c.Png", "d.BMP", "e.webp", "f.TIFF", "g.pgm", "h.ppm")
@@ -150,3 +150,16 @@ def test_two_workers_give_exactly_what_one_gives(trained: Trained, photo_tree: P
     assert parallel_output == serial_output
     assert parallel_rows == serial_rows
     assert len(serial_rows) == len(FORMATS) + 1 + 40
+
+
+def test_min_face_and_max_faces_override_the_model(trained: Trained, tmp_path: Path):
+    coins = tmp_path / "coins.png"
+    cv2.imwrite(str(coins), skimage_bgr("coins"))  # the cascade takes six coins for faces
+    counts = []
+    for limits in ((), ("--max-faces", "2"), ("--min-face", "60")):
+        run = scan(trained, tmp_path / "l.db", str(coins), "--detector", "haar", "--rescan", *limits)
+        assert run.returncode == 0, run.stderr
+        counts.append(len(json.loads(run.stdout)["faces"]))
+    assert counts[0] == 6 and counts[1] == 2 and 1 <= counts[2] < 6
+    refused = scan(trained, tmp_path / "l.db", str(coins), "--min-face", "0")
+    assert refused.returncode == 2 and "--min-face" in refused.stderr
