@@ -78,7 +78,7 @@ def int8_classifier(source: SourceModel, calibration: np.ndarray, folder: Path, 
     """The int8 model calibrated on `count` training faces spread over all of them, as `convert` picks."""
     path = folder / f"int8-{len(source.metadata.labels)}.tflite"
     chosen = calibration[np.linspace(0, len(calibration) - 1, min(count, len(calibration))).astype(int)]
-    write_model(to_int8_flatbuffer(source, chosen), source.metadata, path)
+    write_model(to_int8_flatbuffer(source, chosen), source.metadata, path, chosen)
     return FaceClassifier(path, threads=1)
 
 
@@ -92,7 +92,7 @@ def nearest_neighbour_top1(train: FaceSet, test: FaceSet) -> float:
 
 def latencies(source: SourceModel, int8_path: Path, folder: Path, face: np.ndarray) -> dict:
     float_path = folder / "float.tflite"
-    write_model(to_float_flatbuffer(source), source.metadata, float_path)
+    write_model(to_float_flatbuffer(source), source.metadata, float_path, face)
     result = {}
     for threads in (1, 2):
         for kind, path in (("int8", int8_path), ("float", float_path)):

@@ -21,17 +21,46 @@ from edgeface.openset import UnknownRule
 from edgeface.preprocess import Preprocessing, PreprocessingError
 
 FORMAT = "edgeface-model"
-SCHEMA_VERSION = 2  # 2 added unknown_rule
+SCHEMA_VERSION = 3  # 2 added unknown_rule, 3 self_test
 MEMBER = "edgeface.json"
 TFLITE_IDENTIFIER = b"TFL3"
 OUTPUTS = ("softmax", "sigmoid")
-_KNOWN_KEYS = {"format", "schema_version", "labels", "output", "preprocessing", "source", "converter", "unknown_rule"}
+_KNOWN_KEYS = {
+    "format", "schema_version", "labels", "output", "preprocessing", "source", "converter", "unknown_rule", "self_test",
+}  # fmt: skip
 # A fixed timestamp keeps the archive, and so the model file, byte-for-byte reproducible.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 class MetadataError(ValueError):
     """A model whose edgeface metadata is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class SelfTest:
+    """A few face crops and the probabilities the int8 model gave them when it was made.
+
+    A daemon checks them before it reports ready: a damaged file, or a runtime that computes
+    differently on this machine, fails loudly instead of logging wrong names for months.
+    inputs: base64 of each crop's uint8 pixels, in the model's input shape.
+    tolerance: the largest difference in any probability that still passes.
+    """
+
+    inputs: tuple[str, ...]
+    probabilities: tuple[tuple[float, ...], ...]
+    tolerance: float
+
+    def to_dict(self) -> dict:
+        return {"inputs": list(self.inputs), "probabilities": [list(p) for p in self.probabilities],
+                "tolerance": self.tolerance}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SelfTest:
+        return cls(
+            tuple(str(item) for item in data["inputs"]),
+            tuple(tuple(float(value) for value in row) for row in data["probabilities"]),
+            float(data["tolerance"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -43,6 +72,7 @@ class ModelMetadata:
     source: facts about the model this one was converted from (e.g. "sha256", "file").
     converter: versions of the tools that made the artefact.
     unknown_rule: when to answer "unknown" instead of the top label; None if never calibrated.
+    self_test: sample inputs and outputs checked before a daemon starts; None in older models.
     extra: fields written by a newer edgeface, kept unread.
     """
 
@@ -52,6 +82,7 @@ class ModelMetadata:
     source: dict = field(default_factory=dict)
     converter: dict = field(default_factory=dict)
     unknown_rule: UnknownRule | None = None
+    self_test: SelfTest | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -80,6 +111,8 @@ class ModelMetadata:
         )
         if self.unknown_rule is not None:
             document["unknown_rule"] = self.unknown_rule.to_dict()
+        if self.self_test is not None:
+            document["self_test"] = self.self_test.to_dict()
         return document
 
     def to_json(self) -> str:
@@ -105,6 +138,7 @@ class ModelMetadata:
                 source=dict(document.get("source", {})),
                 converter=dict(document.get("converter", {})),
                 unknown_rule=UnknownRule.from_dict(document["unknown_rule"]) if document.get("unknown_rule") else None,
+                self_test=SelfTest.from_dict(document["self_test"]) if document.get("self_test") else None,
                 extra={key: value for key, value in document.items() if key not in _KNOWN_KEYS},
             )
         except KeyError as missing:

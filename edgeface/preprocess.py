@@ -166,6 +166,16 @@ def _prepare(face: np.ndarray, spec: Preprocessing) -> np.ndarray:
         face = cv2.cvtColor(face, cv2.COLOR_BGR2RGB)
     shrinking = face.shape[0] > spec.height or face.shape[1] > spec.width
     face = cv2.resize(face, (spec.width, spec.height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    face = face.reshape(spec.input_shape).astype(np.float32)
+    return pixels_to_values(face.reshape(spec.input_shape), spec)
+
+
+def pixels_to_values(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """uint8 crop pixels (0..255) as the model's float32 input values in `spec.value_range`."""
     low, high = spec.value_range
-    return face * np.float32((high - low) / 255.0) + np.float32(low)
+    return pixels.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low)
+
+
+def values_to_pixels(values: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """The inverse of `pixels_to_values`: model input values back to uint8 pixels."""
+    low, high = spec.value_range
+    return np.clip(np.round((values - low) * (255.0 / (high - low))), 0, 255).astype(np.uint8)

@@ -180,7 +180,7 @@ def run_convert(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else source.path.with_suffix(".tflite")
     flatbuffer = to_int8_flatbuffer(source, calibration.crops)
     stamped = stamp(metadata, source)
-    write_model(flatbuffer, stamped, output)
+    write_model(flatbuffer, stamped, output, calibration.crops)
     verification, verified_on = _verification_faces(args.verify, source.training, metadata, calibration)
     report = verify(source, output, verification, verified_on)
     strangers = _stranger_spec(args.strangers, [], "") if args.strangers else source.training.get("strangers")
@@ -189,7 +189,7 @@ def run_convert(args: argparse.Namespace) -> int:
         stranger_crops = _load_strangers(strangers, metadata.preprocessing)
         far = args.far if args.far is not None else source.training.get("far", DEFAULT_FAR)
         rule = _calibrate_rule(FaceClassifier(output).probabilities, verification, stranger_crops, far)
-        write_model(flatbuffer, replace(stamped, unknown_rule=rule), output)
+        write_model(flatbuffer, replace(stamped, unknown_rule=rule), output, calibration.crops)
     elif stamped.unknown_rule:
         note("unknown rule: kept as calibrated on the float model (its strangers are not available here)")
     if args.json:

@@ -77,7 +77,7 @@ def run_demo(workdir: Path, epochs: int, seed: int) -> int:
     save_trained(model, keras_file, metadata, {"data": "skimage.data.lfw_subset", "seed": seed})
 
     say("2/4 quantizing to int8, calibrated on the training patches")
-    write_model(to_int8_flatbuffer(source, train.crops), stamp(metadata, source), tflite_file)
+    write_model(to_int8_flatbuffer(source, train.crops), stamp(metadata, source), tflite_file, train.crops)
     say("\n".join(verify(source, tflite_file, held_out, "the held-out lfw_subset patches").lines()))
 
     photos, log_file = workdir / "photos", workdir / "edgeface.db"
