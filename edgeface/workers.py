@@ -1,7 +1,7 @@
 """Running the pipeline on every core: one process per worker, each with its own model.
 
 Results come back in input order, so a scan with N workers prints and logs exactly what a scan
-with one worker does. Only a few inputs are in flight at a time (two per worker), so memory stays
+with one worker does. Only a few inputs are in flight at a time (four per worker), so memory stays
 flat however many files there are.
 """
 
@@ -13,11 +13,13 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
+import cv2
+
 from edgeface.images import InputFile
 from edgeface.model import FaceClassifier
 from edgeface.pipeline import ImageResult, Pipeline
 
-IN_FLIGHT_PER_WORKER = 2
+IN_FLIGHT_PER_WORKER = 4  # enough that one slow photo does not leave the other workers idle
 
 Item = InputFile | ImageResult  # an ImageResult here is an input that failed before processing
 
@@ -55,6 +57,7 @@ _worker_pipeline: Pipeline | None = None
 
 def _start_worker(recipe: PipelineRecipe) -> None:
     global _worker_pipeline
+    cv2.setNumThreads(1)  # the workers share the cores; OpenCV's own threads would oversubscribe them
     _worker_pipeline = recipe.build(report_differences=False)  # the parent already warned once
 
 
