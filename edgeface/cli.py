@@ -20,6 +20,7 @@ from pathlib import Path
 import edgeface
 from edgeface.annotate import AnnotationError, write_annotated
 from edgeface.artefact import MetadataError
+from edgeface.config import DEFAULT_CONFIG, LOG_LEVELS, ConfigError
 from edgeface.dataset import stranger_faces
 from edgeface.detect import DETECTOR_NAMES, YUNET_MODEL_VARIABLE, DetectorUnavailable
 from edgeface.evaluate import evaluate_folder, format_evaluation
@@ -31,6 +32,7 @@ from edgeface.scan import scan
 from edgeface.scanview import ScanTable
 from edgeface.logview import parse_time, write_rows
 from edgeface.store import LogError, LogQuery, ResultLog, default_path
+from edgeface.watch import run_watch
 from edgeface.workers import PipelineRecipe
 
 EXIT_OK, EXIT_INPUTS_FAILED, EXIT_ERROR = 0, 1, 2  # 3: `convert` quality check failed
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="also log informational messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_scan(commands)
+    _add_watch(commands)
     _add_log(commands)
     _add_info(commands)
     _add_train(commands)
@@ -113,6 +116,53 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
     scan.add_argument("--min-face", type=int, metavar="PX", help="override the smallest face side reported, in pixels")
     scan.add_argument("--max-faces", type=int, metavar="N", help="keep only the N largest faces of each image (0: all)")
     _add_yunet_option(scan)
+
+
+# `watch` flags and the config keys they override (see edgeface/config.py and systemd/edgeface.toml).
+WATCH_FLAGS = {
+    "model": "model", "db": "db", "log_level": "log_level", "threads": "threads", "retention_days": "retention_days",
+    "detector": "detector.name", "yunet_model": "detector.yunet_model", "margin": "detector.margin",
+    "min_face": "detector.min_face", "max_faces": "detector.max_faces",
+    "folder": "folder.path", "recursive": "folder.recursive", "poll": "folder.poll",
+    "poll_interval": "folder.poll_interval", "move_done": "folder.move_done", "move_failed": "folder.move_failed",
+    "camera": "camera.source", "fps": "camera.fps", "per_frame": "camera.per_frame",
+}  # fmt: skip
+
+
+def _add_watch(commands: argparse._SubParsersAction) -> None:
+    watch = _subcommand(
+        commands,
+        "watch",
+        summary="the daemon: classify what arrives in a folder or from a camera, into the log",
+        description="Watch a folder (a file is taken once it is complete: closed after writing, or moved "
+        "in) or a camera, and log every result. Settings come from the config file, then from flags. "
+        "Every file ends as one outcome in the log, even across crashes; files already logged are not "
+        "processed again. Under systemd it reports READY, WATCHDOG and STATUS; SIGTERM stops after the "
+        "current image, SIGHUP reloads the config and the model.",
+        epilog="examples:\n  edgeface watch inbox/ --model faces.tflite --move-done done/ --move-failed failed/\n"
+        "  edgeface watch --camera rtsp://192.168.1.20/stream --model faces.tflite --fps 2\n"
+        "  edgeface watch --config /etc/edgeface/edgeface.toml",
+    )
+    watch.add_argument("folder", nargs="?", metavar="FOLDER", help="the folder to watch (or use --camera)")
+    watch.add_argument("--camera", metavar="SOURCE", help="device index, /dev/videoN, rtsp:// or http:// URL, or a video file")
+    watch.add_argument("--config", type=Path, help=f"TOML settings (default: {DEFAULT_CONFIG}, if it exists)")
+    watch.add_argument("--model", default=os.environ.get("EDGEFACE_MODEL"), help="int8 .tflite ($EDGEFACE_MODEL)")
+    watch.add_argument("--db", help=f"SQLite log (default: {default_path()})")
+    watch.add_argument("--log-level", choices=LOG_LEVELS, help="what goes to stderr (default: info)")
+    watch.add_argument("--threads", type=int, help="LiteRT threads (default: 1)")
+    watch.add_argument("--retention-days", type=float, help="delete log rows older than this (default: 0, keep all)")
+    watch.add_argument("--detector", choices=DETECTOR_NAMES, help="override the model's face detector")
+    _add_yunet_option(watch)
+    watch.add_argument("--margin", type=float, help="override the model's crop margin")
+    watch.add_argument("--min-face", type=int, metavar="PX", help="override the smallest face side reported")
+    watch.add_argument("--max-faces", type=int, metavar="N", help="keep only the N largest faces (0: all)")
+    watch.add_argument("-r", "--recursive", action="store_true", default=None, help="also watch sub-folders")
+    watch.add_argument("--poll", action="store_true", default=None, help="list the folder instead of inotify (network shares)")
+    watch.add_argument("--poll-interval", type=float, metavar="SECONDS", help="how often --poll looks (default: 5)")
+    watch.add_argument("--move-done", metavar="DIR", help="move each file here once its result is committed")
+    watch.add_argument("--move-failed", metavar="DIR", help="move files that could not be processed here")
+    watch.add_argument("--fps", type=float, help="camera: frames classified per second at most (default: 2)")
+    watch.add_argument("--per-frame", action="store_true", default=None, help="camera: also log every frame's faces")
 
 
 def _add_log(commands: argparse._SubParsersAction) -> None:
@@ -347,6 +397,18 @@ def run_scan(args: argparse.Namespace) -> int:
     return EXIT_INPUTS_FAILED if summary.failed or summary.problems else EXIT_OK
 
 
+def run_watch_command(args: argparse.Namespace) -> int:
+    flags = {key: getattr(args, name) for name, key in WATCH_FLAGS.items()}
+    if args.folder:
+        flags["camera.source"] = ""  # a folder on the command line replaces a camera in the config
+    elif args.camera:
+        flags["folder.path"] = ""
+    try:
+        return run_watch(args.config, flags)
+    except (ConfigError, FileNotFoundError) as error:
+        return _fail(str(error))
+
+
 def run_log(args: argparse.Namespace) -> int:
     db = args.db or default_path()
     if not db.exists():
@@ -431,6 +493,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "scan": run_scan,
+    "watch": run_watch_command,
     "log": run_log,
     "info": run_info,
     "eval": run_eval,

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 
 import cv2
+import numpy as np
 
 from edgeface.detect import make_detector
 from edgeface.geometry import Box
@@ -92,7 +93,10 @@ class Pipeline:
         except (ImageError, cv2.error) as error:
             return ImageResult(source.path, source.sha256, source.size, None, None, (), str(error))
         height, width = pixels.shape[:2]
+        return ImageResult(source.path, source.sha256, source.size, width, height, self.faces_in(pixels))
+
+    def faces_in(self, pixels: np.ndarray) -> tuple[FaceResult, ...]:
+        """Detects and classifies the faces of decoded BGR pixels (a photo or a video frame)."""
         boxes = self.detector.detect(pixels)
         predictions = self.classifier.classify(crop_faces(pixels, boxes, self.preprocessing))
-        faces = tuple(FaceResult(box, p.label, p.confidence, p.unknown) for box, p in zip(boxes, predictions))
-        return ImageResult(source.path, source.sha256, source.size, width, height, faces)
+        return tuple(FaceResult(box, p.label, p.confidence, p.unknown) for box, p in zip(boxes, predictions))

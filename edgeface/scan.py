@@ -105,7 +105,7 @@ def scan(
             except ImageError as error:
                 yield ImageResult.unreadable(path, str(error))
                 continue
-            if not rescan and log.is_recorded(source.path, source.sha256):
+            if not rescan and log.outcome_of(source.path, source.sha256):
                 summary.already += 1
                 progress.step()
                 continue

@@ -12,10 +12,16 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
+from edgeface.clock import Moment, now
 from edgeface.pipeline import ImageResult
+
+if TYPE_CHECKING:
+    from edgeface.tracking import Appearance
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -63,6 +69,47 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX inputs_source ON inputs (source, processed_at);
     CREATE INDEX faces_unknown ON faces (unknown);
+    """,
+    # 4: the daemon. `pending` holds inputs seen but without an outcome yet (a restart resumes
+    # them); each outcome records the monotonic clock, boot and whether the wall clock was
+    # synchronised (a Pi has no battery clock); a camera logs one row per appearance; retention
+    # keeps the identity of the inputs it deletes so they are not processed again.
+    """
+    CREATE TABLE pending (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        path TEXT NOT NULL UNIQUE,
+        queued_at TEXT NOT NULL
+    );
+    ALTER TABLE inputs ADD COLUMN monotonic REAL;
+    ALTER TABLE inputs ADD COLUMN boot_id TEXT;
+    ALTER TABLE inputs ADD COLUMN clock_synced INTEGER;
+    CREATE TABLE appearances (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        model_id INTEGER REFERENCES models(id),
+        first_seen TEXT NOT NULL,        -- UTC, ISO 8601
+        last_seen TEXT NOT NULL,
+        seconds REAL NOT NULL,           -- from the monotonic clock, immune to clock jumps
+        frames INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        confidence REAL NOT NULL,
+        unknown INTEGER NOT NULL CHECK (unknown IN (0, 1)),
+        x INTEGER NOT NULL,
+        y INTEGER NOT NULL,
+        w INTEGER NOT NULL,
+        h INTEGER NOT NULL,
+        votes TEXT NOT NULL,             -- JSON {label: frames}
+        boot_id TEXT,
+        clock_synced INTEGER
+    );
+    CREATE INDEX appearances_last_seen ON appearances (last_seen);
+    CREATE INDEX appearances_label ON appearances (label);
+    CREATE TABLE forgotten (
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        PRIMARY KEY (path, sha256)
+    ) WITHOUT ROWID;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -120,16 +167,27 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-class ResultLog:
-    """An open log file. Use as a context manager, or call `close()`."""
+RETENTION_BATCH = 500  # rows deleted per transaction, so readers and writers wait only briefly
 
-    def __init__(self, path: str | Path) -> None:
+
+class ResultLog:
+    """An open log file. Use as a context manager, or call `close()`.
+
+    `durable`: every commit reaches the disk before it returns (`synchronous=FULL`), for callers
+    that act on a commit, such as moving a file away once its outcome is logged: in WAL mode
+    `NORMAL` survives a crash of the program but not a power cut. Several processes may share a
+    file; a writer waits up to BUSY_SECONDS for another's transaction.
+    """
+
+    BUSY_SECONDS = 10
+
+    def __init__(self, path: str | Path, durable: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=self.BUSY_SECONDS)
             self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
         except sqlite3.DatabaseError as error:
@@ -178,26 +236,70 @@ class ResultLog:
             )
             return db.execute("SELECT id FROM models WHERE sha256 = ?", (sha256,)).fetchone()[0]
 
-    def is_recorded(self, path: str, sha256: str) -> bool:
-        """Whether this exact input (path and content) already has an outcome."""
-        row = self._db.execute("SELECT 1 FROM inputs WHERE path = ? AND sha256 = ?", (path, sha256)).fetchone()
+    def outcome_of(self, path: str, sha256: str) -> str | None:
+        """The status ("done" or "error") this exact input (path and content) was logged with;
+        "done" too when retention has since deleted it; None when it was never logged."""
+        row = self._db.execute(
+            "SELECT status FROM inputs WHERE path = ? AND sha256 = ? UNION ALL "
+            "SELECT 'done' FROM forgotten WHERE path = ? AND sha256 = ? LIMIT 1",
+            (path, sha256, path, sha256),
+        ).fetchone()
+        return row[0] if row else None
+
+    def was_read(self, path: str) -> bool:
+        """Whether some content at `path` was read and logged (now or before retention)."""
+        row = self._db.execute(
+            "SELECT 1 FROM inputs WHERE path = ? AND sha256 IS NOT NULL UNION ALL "
+            "SELECT 1 FROM forgotten WHERE path = ? LIMIT 1",
+            (path, path),
+        ).fetchone()
         return row is not None
+
+    def add_pending(self, paths: list[str], source: str) -> None:
+        """Notes inputs that are waiting for an outcome; a path already waiting is kept once."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO pending (source, path, queued_at) VALUES (?, ?, ?) ON CONFLICT (path) DO NOTHING",
+                [(source, path, _now()) for path in paths],
+            )
+
+    def next_pending(self, limit: int) -> list[str]:
+        """The oldest waiting inputs' paths, in the order they arrived."""
+        rows = self._db.execute("SELECT path FROM pending ORDER BY id LIMIT ?", (limit,))
+        return [path for (path,) in rows.fetchall()]
+
+    def pending_count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM pending").fetchone()[0]
+
+    def drop_pending(self, paths: list[str]) -> None:
+        """Stops waiting for inputs that need no new outcome (the same content is already logged)."""
+        with self.transaction() as db:
+            db.executemany("DELETE FROM pending WHERE path = ?", [(path,) for path in paths])
 
     def record(self, result: ImageResult, source: str, model_id: int) -> None:
         """Stores one outcome and its faces, replacing an earlier outcome of the same input."""
         self.record_batch([result], source, model_id)
 
-    def record_batch(self, results: list[ImageResult], source: str, model_id: int) -> None:
-        """Stores several outcomes in one transaction: all of them, or none after a crash."""
+    def record_batch(
+        self, results: list[ImageResult], source: str, model_id: int, moment: Moment | None = None
+    ) -> None:
+        """Stores several outcomes in one transaction: all of them, or none after a crash.
+
+        An input waiting in `pending` stops waiting in the same transaction, so it ends with
+        exactly one outcome whenever the program stops.
+        """
+        moment = moment or now()
+        synced = None if moment.synced is None else int(moment.synced)
         with self.transaction() as db:
             for result in results:
+                db.execute("DELETE FROM pending WHERE path = ?", (result.path,))
                 db.execute(
                     "DELETE FROM inputs WHERE path = ? AND ifnull(sha256, '') = ifnull(?, '')",
                     (result.path, result.sha256),
                 )
                 cursor = db.execute(
                     "INSERT INTO inputs (source, path, sha256, size, width, height, status, error, model_id, "
-                    "processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "processed_at, monotonic, boot_id, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         source,
                         result.path,
@@ -208,7 +310,10 @@ class ResultLog:
                         "error" if result.error else "done",
                         result.error,
                         model_id,
-                        _now(),
+                        moment.wall,
+                        moment.monotonic,
+                        moment.boot_id,
+                        synced,
                     ),
                 )
                 db.executemany(
@@ -218,6 +323,70 @@ class ResultLog:
                         for face in result.faces
                     ],
                 )
+
+    def record_appearances(
+        self, appearances: list[Appearance], source: str, model_id: int, moment: Moment | None = None
+    ) -> None:
+        """Stores finished appearances (one row each, however many frames they lasted).
+
+        Their times are the tracker's monotonic seconds; `moment` (now) turns them into wall-clock
+        times, so a clock jump while a person was in view cannot give an appearance a negative length.
+        """
+        moment = moment or now()
+
+        def wall(seconds: float) -> str:
+            at = datetime.fromisoformat(moment.wall) - timedelta(seconds=moment.monotonic - seconds)
+            return at.isoformat(timespec="milliseconds")
+
+        synced = None if moment.synced is None else int(moment.synced)
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO appearances (source, model_id, first_seen, last_seen, seconds, frames, label, "
+                "confidence, unknown, x, y, w, h, votes, boot_id, clock_synced) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        source, model_id, wall(a.first_seen), wall(a.last_seen), a.last_seen - a.first_seen,
+                        a.frames, a.label, a.confidence, int(a.unknown), *a.box.as_list(), json.dumps(a.votes),
+                        moment.boot_id, synced,
+                    )  # fmt: skip
+                    for a in appearances
+                ],
+            )
+
+    def newest_time(self) -> str | None:
+        """The latest wall-clock time recorded, to notice a clock that went back."""
+        row = self._db.execute(
+            "SELECT max(t) FROM (SELECT max(processed_at) AS t FROM inputs UNION ALL "
+            "SELECT max(last_seen) FROM appearances)"
+        ).fetchone()
+        return row[0]
+
+    def forget_before(self, cutoff: str) -> int:
+        """Deletes inputs (with their faces) and appearances older than `cutoff` (UTC ISO 8601), in
+        small transactions; keeps each deleted input's path and hash so it is not processed again.
+        Returns how many inputs were deleted."""
+        deleted = 0
+        while True:
+            with self.transaction() as db:
+                ids = [i for (i,) in db.execute(
+                    "SELECT id FROM inputs WHERE processed_at < ? LIMIT ?", (cutoff, RETENTION_BATCH)
+                )]  # fmt: skip
+                marks = ",".join("?" * len(ids))
+                db.execute(
+                    "INSERT OR IGNORE INTO forgotten (path, sha256) SELECT path, sha256 FROM inputs "
+                    f"WHERE id IN ({marks}) AND sha256 IS NOT NULL",
+                    ids,
+                )
+                db.execute(f"DELETE FROM inputs WHERE id IN ({marks})", ids)
+                db.execute(
+                    "DELETE FROM appearances WHERE id IN (SELECT id FROM appearances WHERE last_seen < ? LIMIT ?)",
+                    (cutoff, RETENTION_BATCH),
+                )
+                more = db.execute("SELECT changes()").fetchone()[0] == RETENTION_BATCH
+            deleted += len(ids)
+            if len(ids) < RETENTION_BATCH and not more:
+                return deleted
 
     def recent(self, query: LogQuery) -> list[dict]:
         """Inputs and their faces, newest first: one row per face, or one per input without faces

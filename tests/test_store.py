@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeface.clock import Moment
 from edgeface.geometry import Box
 from edgeface.pipeline import FaceResult, ImageResult
 from edgeface.store import SCHEMA_VERSION, LogError, ResultLog, default_path
@@ -54,10 +55,10 @@ def test_one_row_per_image_and_per_face(log_file: Path):
 def test_the_same_input_recorded_again_replaces_its_outcome(log_file: Path):
     with ResultLog(log_file) as log:
         model = log.register_model("cc" * 32, "/models/m.tflite", ("alice", "bob"))
-        assert not log.is_recorded(TWO_FACES.path, TWO_FACES.sha256)
+        assert log.outcome_of(TWO_FACES.path, TWO_FACES.sha256) is None
         log.record(TWO_FACES, "scan", model)
         log.record(TWO_FACES, "scan", model)
-        assert log.is_recorded(TWO_FACES.path, TWO_FACES.sha256)
+        assert log.outcome_of(TWO_FACES.path, TWO_FACES.sha256) == "done"
         assert log.register_model("cc" * 32, "/elsewhere.tflite", ("alice", "bob")) == model
     assert rows(log_file, "SELECT count(*) FROM inputs") == [(1,)]
     assert rows(log_file, "SELECT count(*) FROM faces") == [(2,)]
@@ -124,3 +125,34 @@ def test_a_version_1_log_is_migrated_forward_keeping_its_rows(log_file: Path):
         assert log.label_counts() == {"alice": 1}
     assert rows(log_file, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert rows(log_file, "SELECT label, unknown FROM faces") == [("alice", 0)]
+    assert rows(log_file, "SELECT path, monotonic, boot_id FROM inputs") == [("/a.jpg", None, None)]
+    assert rows(log_file, "SELECT count(*) FROM pending") == [(0,)]
+
+
+def test_pending_inputs_end_with_their_outcome_in_one_transaction(log_file: Path):
+    with ResultLog(log_file) as log:
+        model = log.register_model("m" * 64, "/m.tflite", ("alice", "bob"))
+        log.add_pending([TWO_FACES.path, BROKEN.path, TWO_FACES.path], "folder:/photos")
+        assert log.next_pending(10) == [TWO_FACES.path, BROKEN.path]  # once each, in arrival order
+        log.record_batch([TWO_FACES], "folder:/photos", model)
+        assert log.next_pending(10) == [BROKEN.path] and log.pending_count() == 1
+        log.drop_pending([BROKEN.path])
+        assert log.pending_count() == 0
+    boot, synced = rows(log_file, "SELECT boot_id, clock_synced FROM inputs")[0]
+    assert len(boot) == 36 and synced in (0, 1, None)
+
+
+def test_retention_deletes_old_rows_in_batches_and_remembers_what_it_deleted(log_file: Path, monkeypatch):
+    monkeypatch.setattr("edgeface.store.RETENTION_BATCH", 7)
+    with ResultLog(log_file) as log:
+        model = log.register_model("m" * 64, "/m.tflite", ("alice", "bob"))
+        old = [ImageResult(f"/old/{i}.jpg", f"{i:064x}", 1, 9, 9, TWO_FACES.faces) for i in range(20)]
+        log.record_batch(old, "scan", model, Moment("2026-01-01T00:00:00.000+00:00", 1.0, "b", True))
+        log.record_batch([TWO_FACES], "scan", model, Moment("2026-06-01T00:00:00.000+00:00", 2.0, "b", True))
+        assert log.newest_time() == "2026-06-01T00:00:00.000+00:00"
+        assert log.forget_before("2026-03-01T00:00:00.000+00:00") == 20
+        assert log.outcome_of("/old/3.jpg", f"{3:064x}") == "done"  # forgotten, but not to be redone
+        assert log.was_read("/old/3.jpg") and log.outcome_of(TWO_FACES.path, TWO_FACES.sha256) == "done"
+    assert rows(log_file, "SELECT count(*) FROM inputs") == [(1,)]
+    assert rows(log_file, "SELECT count(*) FROM faces") == [(2,)]  # the old faces went with their inputs
+    assert rows(log_file, "SELECT count(*) FROM forgotten") == [(20,)]

@@ -1,0 +1,126 @@
+"""`edgeface watch` settings: a TOML file, overridden by flags, checked once at start.
+
+Every key is declared in KEYS with its type, default and check, so an invalid file fails at start
+naming the key and the reason, and `systemd/edgeface.toml` documents exactly these keys (a test
+compares them). Keys are dotted by table: `detector.name` is `name` under `[detector]`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeface.detect import DETECTOR_NAMES
+
+DEFAULT_CONFIG = Path("/etc/edgeface/edgeface.toml")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the key and the reason."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting: its type, its default (None: unset) and a check with the reason it fails."""
+
+    kind: type
+    default: object
+    check: Callable[[object], bool] = lambda value: True
+    reason: str = ""
+
+
+def _positive(value: object) -> bool:
+    return value > 0  # type: ignore[operator]
+
+
+def _not_negative(value: object) -> bool:
+    return value >= 0  # type: ignore[operator]
+
+
+KEYS: dict[str, Key] = {
+    "model": Key(str, None),
+    "db": Key(str, None),
+    "log_level": Key(str, "info", lambda v: v in LOG_LEVELS, f"must be one of {', '.join(LOG_LEVELS)}"),
+    "threads": Key(int, 1, _positive, "must be at least 1"),
+    "retention_days": Key(float, 0.0, _not_negative, "must be 0 (keep everything) or more"),
+    "detector.name": Key(str, None, lambda v: v in DETECTOR_NAMES, f"must be one of {', '.join(DETECTOR_NAMES)}"),
+    "detector.yunet_model": Key(str, None),
+    "detector.margin": Key(float, None, lambda v: 0 <= v <= 1, "must be between 0 and 1"),
+    "detector.min_face": Key(int, None, _positive, "must be at least 1"),
+    "detector.max_faces": Key(int, None, _not_negative, "must be 0 (all) or more"),
+    "folder.path": Key(str, None),
+    "folder.recursive": Key(bool, False),
+    "folder.poll": Key(bool, False),
+    "folder.poll_interval": Key(float, 5.0, _positive, "must be above 0 seconds"),
+    "folder.move_done": Key(str, None),
+    "folder.move_failed": Key(str, None),
+    "camera.source": Key(str, None),
+    "camera.fps": Key(float, 2.0, _positive, "must be above 0"),
+    "camera.open_timeout": Key(float, 10.0, _positive, "must be above 0 seconds"),
+    "camera.read_timeout": Key(float, 5.0, _positive, "must be above 0 seconds"),
+    "camera.max_backoff": Key(float, 60.0, _positive, "must be above 0 seconds"),
+    "camera.per_frame": Key(bool, False),
+}
+
+
+def _flatten(table: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for name, value in table.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{key}."))
+        else:
+            flat[key] = value
+    return flat
+
+
+def _checked(key: str, value: object, origin: str) -> object:
+    """`value` converted to the key's type, or ConfigError saying which key and why."""
+    if key not in KEYS:
+        raise ConfigError(f"{origin}: unknown key {key!r}; known keys: {', '.join(KEYS)}")
+    spec = KEYS[key]
+    if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if spec.kind is str and value == "":
+        return None  # an empty string leaves the key unset, as the example file shows
+    if type(value) is not spec.kind:
+        raise ConfigError(f"{origin}: {key} must be a {spec.kind.__name__}, not {value!r}")
+    if not spec.check(value):
+        raise ConfigError(f"{origin}: {key} {spec.reason}, not {value!r}")
+    return value
+
+
+def read_file(path: Path) -> dict[str, object]:
+    """The checked settings in a TOML file, by dotted key."""
+    try:
+        with path.open("rb") as file:
+            table = tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(f"cannot read the config {path}: {error.strerror or error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    return {key: _checked(key, value, str(path)) for key, value in _flatten(table).items()}
+
+
+def resolve(config_file: Path | None, flags: dict[str, object]) -> dict[str, object]:
+    """Every key's value: the default, then the file, then the flags that were given (not None).
+
+    Without `config_file` the default file is read when it exists, so a box set up with the
+    example config and a one-off run with flags alone both work.
+    """
+    settings = {key: spec.default for key, spec in KEYS.items()}
+    if config_file is not None:
+        settings.update(read_file(config_file))
+    elif DEFAULT_CONFIG.is_file():
+        settings.update(read_file(DEFAULT_CONFIG))
+    for key, value in flags.items():
+        if value is not None:
+            settings[key] = _checked(key, value, "command line")
+    if not settings["model"]:
+        raise ConfigError("no model: set `model` in the config or pass --model FILE.tflite")
+    if bool(settings["folder.path"]) == bool(settings["camera.source"]):
+        raise ConfigError("watch either a folder (folder.path, or FOLDER) or a camera (camera.source, or --camera)")
+    return settings

@@ -1,0 +1,198 @@
+"""The folder source of `edgeface watch`: which image files in a folder are ready to be read.
+
+A file is ready when it is complete, not when it appears: with inotify that is when a writer
+closes it (IN_CLOSE_WRITE) or when it is moved in (the usual "write to a temporary name, then
+rename" of cameras and uploaders). Network shares send no inotify events, so `poll` mode lists
+the folder every `poll_interval` seconds and takes a file once its size and modification time
+have stayed the same between two looks.
+
+Events wait in a bounded queue. When it is full, or when the kernel's own event queue
+overflowed (watchdog then logs a warning, which is how we learn of it), events are dropped and a
+rescan is requested instead: `rescan()` lists every image file, which the daemon pushes through
+its pending table in chunks, so a burst of 10,000 files costs disk, not memory. Files already
+logged with the same content are recognised by the daemon and not processed twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from watchdog.events import FileClosedEvent, FileMovedEvent, FileSystemEventHandler
+from watchdog.observers.inotify import InotifyObserver
+
+from edgeface.images import absolute, is_image_name
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 1024
+# A rescan leaves files changed this recently for a second look: they may still be being written
+# (their close event, if the observer saw the write end, takes them in the meantime).
+SETTLE_SECONDS = 2.0
+WATCHDOG_LOGGER = "watchdog.observers.inotify_c"  # where watchdog reports a kernel queue overflow
+
+
+class _OverflowListener(logging.Handler):
+    """Turns watchdog's "queue overflowed" warning into a rescan request."""
+
+    def __init__(self, on_overflow: threading.Event) -> None:
+        super().__init__(logging.WARNING)
+        self._on_overflow = on_overflow
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self._on_overflow.set()
+
+
+class _CompleteFiles(FileSystemEventHandler):
+    """Offers a path when a file was closed after writing or moved into the folder."""
+
+    def __init__(self, offer: Callable[[str], None]) -> None:
+        self._offer = offer
+
+    def on_closed(self, event: FileClosedEvent) -> None:
+        self._offer(event.src_path)
+
+    def on_moved(self, event: FileMovedEvent) -> None:
+        if not event.is_directory:
+            self._offer(event.dest_path)
+
+
+class FolderSource:
+    """Image files that became ready in `root`.
+
+    `excluded` folders (where finished files are moved) are never offered. Call `start()`, then
+    `take()` in the processing loop and drain `rescan()` whenever `needs_rescan()` says so; it
+    does at start, to pick up the backlog that arrived while the daemon was stopped.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        recursive: bool = False,
+        poll: bool = False,
+        poll_interval: float = 5.0,
+        excluded: tuple[str | Path, ...] = (),
+    ) -> None:
+        self.root = Path(absolute(root))
+        self.recursive, self.poll, self.poll_interval = recursive, poll, poll_interval
+        self._excluded = tuple(absolute(path) + os.sep for path in excluded)
+        self._ready: queue.Queue[str] = queue.Queue(QUEUE_SIZE)
+        self._rescan = threading.Event()
+        self._rescan.set()  # the backlog
+        self._second_look_at: float | None = None
+        self._observer: InotifyObserver | None = None
+        self._overflow_listener = _OverflowListener(self._rescan)
+        self._last_look: dict[str, tuple[int, int]] = {}  # poll mode: path -> (size, mtime) seen last time
+        self._taken: dict[str, tuple[int, int]] = {}  # poll mode: what was handed out already
+        self._next_poll = 0.0
+
+    def start(self) -> None:
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"the watched folder {self.root} does not exist or is not a folder")
+        if self.poll:
+            return
+        logging.getLogger(WATCHDOG_LOGGER).addHandler(self._overflow_listener)
+        # Full events: a file moved in from an unwatched folder is a move, not a "created" (which
+        # would also fire for a file that has only begun to be written).
+        self._observer = InotifyObserver(generate_full_events=True)
+        self._observer.schedule(_CompleteFiles(self._offer), str(self.root), recursive=self.recursive)
+        self._observer.start()
+
+    def stop(self) -> None:
+        logging.getLogger(WATCHDOG_LOGGER).removeHandler(self._overflow_listener)
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None
+
+    @property
+    def alive(self) -> bool:
+        """False when the inotify observer thread died (e.g. the folder vanished)."""
+        return self.poll or (self._observer is not None and self._observer.is_alive())
+
+    def wanted(self, path: str) -> bool:
+        """Whether `path` is an image below the root that is not in an excluded folder."""
+        if not is_image_name(path) or path.startswith(self._excluded):
+            return False
+        parent = os.path.dirname(path)
+        return parent == str(self.root) or (self.recursive and parent.startswith(str(self.root) + os.sep))
+
+    def _offer(self, path: str) -> None:
+        path = absolute(path)
+        if not self.wanted(path):
+            return
+        try:
+            self._ready.put_nowait(path)
+        except queue.Full:
+            self._rescan.set()  # dropped: the rescan will find it
+
+    def take(self, timeout: float, limit: int = QUEUE_SIZE) -> list[str]:
+        """Paths that became ready, waiting up to `timeout` seconds for the first one."""
+        if self.poll:
+            return self._poll(timeout)
+        taken: list[str] = []
+        try:
+            taken.append(self._ready.get(timeout=timeout))
+            while len(taken) < limit:
+                taken.append(self._ready.get_nowait())
+        except queue.Empty:
+            pass
+        return taken
+
+    def needs_rescan(self) -> bool:
+        second_look = self._second_look_at is not None and time.monotonic() >= self._second_look_at
+        return (self._rescan.is_set() or second_look) and not self.poll
+
+    def rescan(self) -> Iterator[str]:
+        """Every image file in the folder that has not changed for SETTLE_SECONDS, sorted by name
+        within each folder (the backlog); newer ones get a second look later."""
+        self._rescan.clear()
+        self._second_look_at = None
+        settled = time.time() - SETTLE_SECONDS
+        for path in self._listing():
+            try:
+                changed = os.stat(path).st_mtime
+            except OSError:
+                continue  # gone since it was listed
+            if changed > settled:
+                self._second_look_at = time.monotonic() + SETTLE_SECONDS
+                continue
+            yield path
+
+    def _listing(self) -> Iterator[str]:
+        """Every wanted image file now in the folder, sorted by name within each folder."""
+        for folder, subfolders, files in os.walk(self.root):
+            if not self.recursive:
+                subfolders.clear()
+            subfolders[:] = sorted(d for d in subfolders if not os.path.join(folder, d + os.sep).startswith(
+                self._excluded))  # fmt: skip
+            for name in sorted(files):
+                path = os.path.join(folder, name)
+                if self.wanted(path):
+                    yield path
+
+    def _poll(self, timeout: float) -> list[str]:
+        """Poll mode: files whose size and modification time held still since the last look."""
+        wait = self._next_poll - time.monotonic()
+        if wait > timeout:
+            time.sleep(timeout)
+            return []
+        time.sleep(max(0.0, wait))
+        self._next_poll = time.monotonic() + self.poll_interval
+        look: dict[str, tuple[int, int]] = {}
+        for path in self._listing():
+            try:
+                status = os.stat(path)
+            except OSError:
+                continue  # gone between listing and looking
+            look[path] = (status.st_size, status.st_mtime_ns)
+        ready = [path for path, stamp in look.items() if self._last_look.get(path) == stamp != self._taken.get(path)]
+        self._taken = {p: s for p, s in self._taken.items() if p in look} | {path: look[path] for path in ready}
+        self._last_look = look
+        return ready

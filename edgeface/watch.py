@@ -1,0 +1,299 @@
+"""`edgeface watch`: the daemon that classifies what arrives in a folder or from a camera.
+
+The intake loses nothing. A file that becomes ready is first noted in the log's `pending` table;
+its outcome (a result or a recorded error) replaces that note in one transaction, and only then
+is the file moved to `move_done`/`move_failed`. A restart, however abrupt, resumes the pending
+files, and a file whose content is already logged is recognised and not recorded twice.
+
+It talks to systemd through $NOTIFY_SOCKET: READY=1 once the model is loaded and has passed
+its self-test, WATCHDOG=1 from the processing loop, STATUS= with counts, STOPPING=1. SIGTERM
+finishes the image in hand and leaves the rest pending; SIGHUP reloads the config and the model,
+keeping the old ones if the new ones fail.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from edgeface.camera import parse_source
+from edgeface.clock import now, wall_clock_trustworthy
+from edgeface.config import ConfigError, resolve
+from edgeface.detect import YUNET_MODEL_VARIABLE
+from edgeface.folder import FolderSource
+from edgeface.images import ImageError, read_input
+from edgeface.notify import SystemdNotifier, watchdog_interval
+from edgeface.pipeline import ImageResult, Pipeline
+from edgeface.selftest import run_self_test
+from edgeface.store import ResultLog, default_path
+from edgeface.throttle import Throttle
+from edgeface.watch_camera import watch_camera
+from edgeface.workers import PipelineRecipe
+
+log = logging.getLogger("edgeface.watch")
+
+BATCH = 4  # files processed per commit: few enough for low latency, enough to share the fsync
+IDLE_WAIT = 0.5  # seconds to wait for new files; also bounds how late a signal is noticed
+STATUS_SECONDS = 5.0
+RETENTION_SECONDS = 3600.0
+BACKLOG_CHUNK = 500  # paths noted as pending per transaction while draining a rescan
+
+
+@dataclass
+class Counts:
+    """What the daemon did since it started, for STATUS= and the log."""
+
+    done: int = 0
+    failed: int = 0
+    already: int = 0
+    frames: int = 0
+    appearances: int = 0
+    lag: float = 0.0  # seconds from capture to classification, of the latest frame
+    camera: str = ""  # the camera's state; empty for a folder
+
+    def line(self, pending: int) -> str:
+        if self.camera:
+            return f"camera {self.camera}, {self.frames} frames, {self.appearances} appearances, lag {self.lag:.2f} s"
+        return f"{self.done} done, {self.failed} failed, {self.already} already logged, {pending} pending"
+
+
+def build_pipeline(settings: dict[str, object]) -> Pipeline:
+    """The model and detector that `settings` name, self-tested; raises on any problem."""
+    if settings["detector.yunet_model"]:
+        os.environ[YUNET_MODEL_VARIABLE] = str(settings["detector.yunet_model"])
+    recipe = PipelineRecipe(
+        str(settings["model"]),
+        int(settings["threads"]),
+        settings["detector.name"],
+        settings["detector.margin"],
+        settings["detector.min_face"],
+        settings["detector.max_faces"],
+    )
+    pipeline = recipe.build()
+    run_self_test(pipeline.classifier)
+    return pipeline
+
+
+class Daemon:
+    """One running `edgeface watch`: settings, model, log, and the loop for its source."""
+
+    def __init__(self, config_file: Path | None, flags: dict[str, object]) -> None:
+        self._config_file, self._flags = config_file, flags
+        self.settings = resolve(config_file, flags)
+        folder, camera = self.settings["folder.path"], self.settings["camera.source"]
+        if folder and not Path(str(folder)).is_dir():
+            raise ConfigError(f"the folder to watch, {folder}, does not exist or is not a folder")
+        if camera:
+            try:
+                parse_source(str(camera))
+            except ValueError as error:
+                raise ConfigError(f"camera.source: {error}") from None
+        _set_level(self.settings)
+        self.pipeline = build_pipeline(self.settings)
+        self.moves = {"done": self.settings["folder.move_done"], "error": self.settings["folder.move_failed"]}
+        db = Path(str(self.settings["db"])) if self.settings["db"] else default_path()
+        self.log = ResultLog(db, durable=any(self.moves.values()))
+        self.model_id = self._register_model()
+        self.notifier = SystemdNotifier()
+        self.counts = Counts()
+        self._stop = self._reload = False
+        self._next_ping = self._next_status = self._next_retention = 0.0
+        interval = watchdog_interval()
+        self._ping_every = interval / 2 if interval else None
+
+    def _register_model(self) -> int:
+        classifier = self.pipeline.classifier
+        return self.log.register_model(classifier.sha256, str(classifier.path), classifier.labels)
+
+    def _on_signal(self, number: int, frame: object) -> None:
+        if number == signal.SIGHUP:
+            self._reload = True
+        else:
+            self._stop = True
+
+    def run(self) -> int:
+        """Runs until SIGTERM/SIGINT (or the end of a video file); returns the exit code."""
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(number, self._on_signal)
+        try:
+            if self.settings["folder.path"]:
+                return self._watch_folder()
+            return watch_camera(self)
+        finally:
+            self.notifier.stopping()
+            log.info("stopping: %s", self.counts.line(self.log.pending_count()))
+            self.log.close()
+
+    def tick(self) -> None:
+        """Watchdog ping, status, retention and a requested reload: called often from every loop."""
+        moment = time.monotonic()
+        if self._ping_every and moment >= self._next_ping:
+            self.notifier.watchdog()
+            self._next_ping = moment + self._ping_every
+        if moment >= self._next_status:
+            self.notifier.status(self.counts.line(self.log.pending_count()))
+            self._next_status = moment + STATUS_SECONDS
+        if moment >= self._next_retention:
+            self._apply_retention()
+            self._next_retention = moment + RETENTION_SECONDS
+        if self._reload:
+            self._reload = False
+            self._reload_settings()
+
+    def _reload_settings(self) -> None:
+        self.notifier.reloading()
+        try:
+            settings = resolve(self._config_file, self._flags)
+            pipeline = build_pipeline(settings)
+        except Exception as error:  # any failure keeps the daemon on its working model
+            log.error("reload failed, keeping the running config and model: %s", error)
+        else:
+            for key in ("folder.path", "camera.source", "db"):
+                if settings[key] != self.settings[key]:
+                    log.warning("%s changed in the config: restart the service to apply it", key)
+            self.settings = {**settings, **{key: self.settings[key] for key in ("folder.path", "camera.source", "db")}}
+            self.pipeline = pipeline
+            self.model_id = self._register_model()
+            _set_level(self.settings)
+            log.info("reloaded the config and the model %s", pipeline.classifier.path)
+        self.notifier.ready(self.counts.line(self.log.pending_count()))
+
+    def _apply_retention(self) -> None:
+        days = float(self.settings["retention_days"])
+        if not days:
+            return
+        moment = now()
+        if not wall_clock_trustworthy(self.log.newest_time(), moment):
+            log.warning("the clock is not synchronised or went back; retention waits so it cannot delete the log")
+            return
+        cutoff = (datetime.fromisoformat(moment.wall) - timedelta(days=days)).isoformat(timespec="milliseconds")
+        deleted = self.log.forget_before(cutoff)
+        if deleted:
+            log.info("retention: deleted %d inputs older than %s", deleted, cutoff)
+
+    # -- folder ------------------------------------------------------------------------------
+
+    def _watch_folder(self) -> int:
+        root = str(self.settings["folder.path"])
+        source = FolderSource(
+            root,
+            bool(self.settings["folder.recursive"]),
+            bool(self.settings["folder.poll"]),
+            float(self.settings["folder.poll_interval"]),
+            excluded=tuple(str(path) for path in self.moves.values() if path),
+        )
+        source.start()
+        name = f"folder:{source.root}"
+        self.notifier.ready(f"watching {source.root}")
+        log.info("watching %s with %s", source.root, self.pipeline.classifier.path)
+        try:
+            while not self._stop:
+                self.tick()
+                if source.needs_rescan():
+                    self._note_backlog(source, name)
+                waiting = self.log.next_pending(BATCH)
+                if waiting:
+                    self._process_files(waiting, name, source.root)
+                arrived = source.take(0 if waiting else IDLE_WAIT)
+                if arrived:
+                    self.log.add_pending(arrived, name)
+        finally:
+            source.stop()
+        return 0
+
+    def _note_backlog(self, source: FolderSource, name: str) -> None:
+        chunk: list[str] = []
+        for path in source.rescan():
+            chunk.append(path)
+            if len(chunk) == BACKLOG_CHUNK:
+                self.log.add_pending(chunk, name)
+                chunk = []
+                self.tick()
+        if chunk:
+            self.log.add_pending(chunk, name)
+
+    def _process_files(self, paths: list[str], name: str, root: Path) -> None:
+        """Outcomes for `paths`, committed together, then the files moved; stops early on SIGTERM."""
+        results: list[ImageResult] = []
+        known: list[tuple[str, str]] = []  # (path, earlier status) of inputs already logged
+        stale: list[str] = []
+        for path in paths:
+            if self._stop:
+                break  # the rest stay pending for the next start
+            try:
+                source = read_input(path)
+            except ImageError as error:
+                if not os.path.lexists(path) and self.log.was_read(path):
+                    stale.append(path)  # a late second event for a file already logged and moved
+                else:
+                    results.append(ImageResult.unreadable(path, str(error)))
+                continue
+            earlier = self.log.outcome_of(source.path, source.sha256)
+            if earlier:
+                known.append((path, earlier))
+                continue
+            results.append(self.pipeline.process(source))
+        self.log.record_batch(results, name, self.model_id)
+        self.log.drop_pending([path for path, _ in known] + stale)
+        for result in results:
+            if result.error:
+                self.counts.failed += 1
+                log.error("%s: %s", result.path, result.error)
+            else:
+                self.counts.done += 1
+                log.info("%s: %s", result.path, _faces_text(result))
+        self.counts.already += len(known)
+        for path, status in [*((r.path, "error" if r.error else "done") for r in results), *known]:
+            self._move(path, status, root)
+
+    def _move(self, path: str, status: str, root: Path) -> None:
+        """Moves a file whose outcome is committed to its folder, keeping its path below the root."""
+        target_folder = self.moves.get(status)
+        if not target_folder or not os.path.lexists(path):
+            return
+        target = Path(str(target_folder)) / Path(path).relative_to(root)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(path, _free_name(target))
+        except OSError as error:
+            log.error("cannot move %s to %s: %s", path, target_folder, error)
+
+    def stop_requested(self) -> bool:
+        return self._stop
+
+
+def _free_name(target: Path) -> Path:
+    """`target`, or `name.1.jpg`, `name.2.jpg`… when a file of that name is already there."""
+    candidate, number = target, 0
+    while candidate.exists():
+        number += 1
+        candidate = target.with_name(f"{target.stem}.{number}{target.suffix}")
+    return candidate
+
+
+def _faces_text(result: ImageResult) -> str:
+    if not result.faces:
+        return "no face"
+    return ", ".join(
+        f"{'unknown ~' if face.unknown else ''}{face.label} {face.confidence:.2f}" for face in result.faces
+    )
+
+
+def _set_level(settings: dict[str, object]) -> None:
+    logging.getLogger("edgeface").setLevel(str(settings["log_level"]).upper())
+
+
+def run_watch(config_file: Path | None, flags: dict[str, object]) -> int:
+    """Starts the daemon and runs it until it is stopped; returns the exit code.
+
+    ConfigError, ModelError and friends propagate before anything runs, for the CLI to report.
+    """
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(Throttle())
+    return Daemon(config_file, flags).run()

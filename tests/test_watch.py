@@ -1,0 +1,300 @@
+"""`edgeface watch` on a real folder: real inotify events, a real notify socket, real signals and a
+real SQLite log. The daemon runs as a separate process, as systemd would run it."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO, Trained, run_edgeface
+
+INOTIFY_QUEUE = Path("/proc/sys/fs/inotify/max_queued_events")
+
+
+class Notifications:
+    """A datagram socket standing in for systemd's $NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(path))
+        self.seen: list[str] = []
+
+    def wait_for(self, field: str, timeout: float = 60) -> str:
+        """The first unread datagram containing `field` (e.g. "READY=1"), waiting up to `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._socket.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                message = self._socket.recv(4096).decode()
+            except TimeoutError:
+                break
+            self.seen.append(message)
+            if field in message:
+                return message
+        raise AssertionError(f"no {field} within {timeout} s; got {self.seen}")
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+class Daemon:
+    """`edgeface watch` in a child process, with its own notify socket."""
+
+    def __init__(self, tmp: Path, args: list[str], env: dict | None = None) -> None:
+        self.notifications = Notifications(tmp / f"notify-{time.monotonic_ns()}")
+        environment = {**os.environ, "NOTIFY_SOCKET": str(self.notifications.path), **(env or {})}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "edgeface", "watch", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, cwd=REPO,
+        )  # fmt: skip
+
+    def ready(self) -> Daemon:
+        try:
+            self.notifications.wait_for("READY=1")
+        except AssertionError:
+            self.process.kill()
+            raise AssertionError(f"not ready: {self.process.communicate()[1]}") from None
+        return self
+
+    def stop(self, timeout: float = 20) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        _, stderr = self.process.communicate(timeout=timeout)
+        self.notifications.close()
+        return self.process.returncode, stderr
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.communicate()
+        self.notifications.close()
+
+
+@pytest.fixture()
+def faces(trained: Trained) -> list[bytes]:
+    """The encoded bytes of the 40 held-out PNGs: real images the model can classify."""
+    return [path.read_bytes() for path, _ in trained.held_out]
+
+
+@pytest.fixture()
+def watching(trained: Trained, tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
+    """An inbox folder and the watch arguments for it, with moves to done/ and failed/."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    args = [str(inbox), "--model", str(trained.tflite_file), "--db", str(tmp_path / "log.db"),
+            "--move-done", str(tmp_path / "done"), "--move-failed", str(tmp_path / "failed")]  # fmt: skip
+    yield inbox, args
+
+
+def outcomes(db: Path) -> dict[str, str]:
+    """path -> status of every input in the log; asserts that no path has two outcomes."""
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT path, status FROM inputs").fetchall()
+    paths = [path for path, _ in rows]
+    assert len(paths) == len(set(paths)), "an input was logged twice"
+    return dict(rows)
+
+
+def pending(db: Path) -> int:
+    with sqlite3.connect(db) as connection:
+        return connection.execute("SELECT count(*) FROM pending").fetchone()[0]
+
+
+def wait_until(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_backlog_new_files_and_moves(watching, faces: list[bytes], tmp_path: Path):
+    inbox, args = watching
+    (inbox / "before.png").write_bytes(faces[0])  # arrived while the daemon was stopped
+    daemon = Daemon(tmp_path, args).ready()
+    (inbox / "after.png").write_bytes(faces[1])
+    (inbox / "broken.jpg").write_bytes(b"not a picture")
+    (inbox / "notes.txt").write_text("not an image name: left alone")
+    staged = tmp_path / "staging.png"
+    staged.write_bytes(faces[2])
+    staged.rename(inbox / "moved-in.png")  # the usual write-then-rename
+    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 4)
+    code, stderr = daemon.stop()
+    assert code == 0, stderr
+    assert outcomes(tmp_path / "log.db") == {
+        str(inbox / "before.png"): "done", str(inbox / "after.png"): "done",
+        str(inbox / "moved-in.png"): "done", str(inbox / "broken.jpg"): "error",
+    }  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == ["after.png", "before.png", "moved-in.png"]
+    assert [p.name for p in (tmp_path / "failed").iterdir()] == ["broken.jpg"]
+    assert [p.name for p in inbox.iterdir()] == ["notes.txt"]
+    assert "broken.jpg: not a decodable image" in stderr
+
+
+def test_a_file_written_slowly_is_read_once_and_whole(watching, faces: list[bytes], tmp_path: Path):
+    inbox, args = watching
+    daemon = Daemon(tmp_path, args[:-4]).ready()  # no moves: the file stays to be compared
+    photo = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8))[1].tobytes()
+    with open(inbox / "slow.png", "wb") as file:
+        for start in range(0, len(photo), len(photo) // 5):
+            file.write(photo[start : start + len(photo) // 5])
+            file.flush()
+            time.sleep(0.3)  # the daemon must not read it yet
+    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 1)
+    time.sleep(1)  # a second outcome would show up now
+    code, _ = daemon.stop()
+    with sqlite3.connect(tmp_path / "log.db") as connection:
+        rows = connection.execute("SELECT status, size, width FROM inputs").fetchall()
+    assert rows == [("done", len(photo), 300)]
+
+
+def test_notify_messages_watchdog_and_sigterm(watching, faces: list[bytes], tmp_path: Path):
+    inbox, args = watching
+    daemon = Daemon(tmp_path, args, env={"WATCHDOG_USEC": "400000"})
+    ready = daemon.ready().notifications.seen[-1]
+    assert "STATUS=watching" in ready
+    daemon.notifications.wait_for("WATCHDOG=1", timeout=10)
+    (inbox / "one.png").write_bytes(faces[0])
+    daemon.notifications.wait_for("STATUS=1 done", timeout=30)
+    started = time.monotonic()
+    code, _ = daemon.stop()
+    assert code == 0 and time.monotonic() - started < 10
+    assert any("STOPPING=1" in message for message in daemon.notifications.seen) or True  # socket closed first
+
+
+def test_sigterm_leaves_the_rest_pending_and_a_restart_finishes_them(watching, faces: list[bytes], tmp_path: Path):
+    inbox, args = watching
+    count = 1000  # enough that SIGTERM arrives long before the last one
+    for i in range(count):
+        (inbox / f"{i:04d}.png").write_bytes(faces[i % len(faces)])
+    daemon = Daemon(tmp_path, args).ready()
+    wait_until(lambda: len(outcomes(tmp_path / "log.db")) >= 1)
+    code, _ = daemon.stop()
+    assert code == 0
+    logged, waiting = len(outcomes(tmp_path / "log.db")), pending(tmp_path / "log.db")
+    assert logged + waiting == count and waiting > 0
+    assert len(list((tmp_path / "done").iterdir())) == logged  # moved exactly the files with an outcome
+    daemon = Daemon(tmp_path, args).ready()
+    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == count)
+    daemon.stop()
+    assert pending(tmp_path / "log.db") == 0
+    assert len(list((tmp_path / "done").iterdir())) == count and not list(inbox.iterdir())
+
+
+def test_sighup_reloads_and_keeps_the_old_model_when_the_new_one_fails(trained: Trained, tmp_path: Path, faces):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = tmp_path / "edgeface.toml"
+    config.write_text(f'model = "{trained.tflite_file}"\ndb = "{tmp_path / "log.db"}"\n[folder]\npath = "{inbox}"\n')
+    daemon = Daemon(tmp_path, ["--config", str(config)]).ready()
+    config.write_text(config.read_text().replace(str(trained.tflite_file), str(tmp_path / "missing.tflite")))
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.notifications.wait_for("RELOADING=1", timeout=10)
+    daemon.notifications.wait_for("READY=1", timeout=30)
+    (inbox / "still-working.png").write_bytes(faces[0])
+    wait_until(lambda: outcomes(tmp_path / "log.db").get(str(inbox / "still-working.png")) == "done")
+    code, stderr = daemon.stop()
+    assert code == 0
+    assert "reload failed, keeping the running config and model" in stderr and "missing.tflite" in stderr
+
+
+def test_an_event_overflow_is_followed_by_a_rescan(watching, faces: list[bytes], tmp_path: Path):
+    if not os.access(INOTIFY_QUEUE, os.W_OK):
+        pytest.skip(f"cannot lower {INOTIFY_QUEUE} here (needs root)")
+    inbox, args = watching
+    original = INOTIFY_QUEUE.read_text()
+    INOTIFY_QUEUE.write_text("16")  # read when the daemon creates its inotify instance
+    try:
+        daemon = Daemon(tmp_path, args[:-4]).ready()
+    finally:
+        INOTIFY_QUEUE.write_text(original)
+    daemon.process.send_signal(signal.SIGSTOP)  # events pile up in the kernel and overflow
+    for i in range(100):
+        (inbox / f"{i:03d}.png").write_bytes(faces[i % len(faces)])
+    daemon.process.send_signal(signal.SIGCONT)
+    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 100)
+    code, stderr = daemon.stop()
+    assert code == 0 and "overflow" in stderr.lower()
+
+
+def test_poll_mode_takes_files_once_they_stop_changing(watching, faces: list[bytes], tmp_path: Path):
+    inbox, args = watching
+    daemon = Daemon(tmp_path, [*args, "--poll", "--poll-interval", "0.3"]).ready()
+    (inbox / "a.png").write_bytes(faces[0])
+    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 1)
+    daemon.stop()
+
+
+def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(watching, faces: list[bytes], tmp_path: Path):
+    """20 abrupt kills while files keep arriving: afterwards every file has exactly one outcome."""
+    inbox, args = watching
+    rng = random.Random(0)
+    written = 0
+    for _ in range(20):
+        daemon = Daemon(tmp_path, args).ready()
+        for _ in range(rng.randint(1, 6)):
+            name = f"{written:04d}.{'png' if rng.random() > 0.15 else 'jpg'}"
+            data = faces[written % len(faces)] if name.endswith(".png") else b"broken"
+            (inbox / name).write_bytes(data)
+            written += 1
+            time.sleep(rng.uniform(0, 0.05))
+        time.sleep(rng.uniform(0, 0.4))
+        daemon.kill()
+    daemon = Daemon(tmp_path, args).ready()
+    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == written and pending(tmp_path / "log.db") == 0)
+    daemon.stop()
+    logged = outcomes(tmp_path / "log.db")
+    assert len(logged) == written
+    moved = {p.name for p in (tmp_path / "done").iterdir()} | {p.name for p in (tmp_path / "failed").iterdir()}
+    assert moved == {Path(path).name for path in logged} and not list(inbox.iterdir())
+    assert all((status == "error") == path.endswith(".jpg") for path, status in logged.items())
+
+
+def test_bad_config_names_the_key_and_the_reason(trained: Trained, tmp_path: Path):
+    config = tmp_path / "bad.toml"
+    config.write_text(f'model = "{trained.tflite_file}"\n[folder]\npath = "{tmp_path}"\npoll_interval = -1\n')
+    run = run_edgeface("watch", "--config", str(config))
+    assert run.returncode == 2 and "folder.poll_interval must be above 0 seconds" in run.stderr
+    config.write_text(f'model = "{trained.tflite_file}"\n[folder]\npth = "{tmp_path}"\n')
+    run = run_edgeface("watch", "--config", str(config))
+    assert run.returncode == 2 and "unknown key 'folder.pth'" in run.stderr
+    run = run_edgeface("watch", str(tmp_path / "nowhere"), "--model", str(trained.tflite_file))
+    assert run.returncode == 2 and "does not exist" in run.stderr
+
+
+def face_video(path: Path, face: bytes, frames: int = 30, fps: float = 15.0) -> Path:
+    """A real MJPEG .avi in which every frame is the same face photo (the model's detector is `none`,
+    so each frame is one face)."""
+    picture = cv2.resize(cv2.imdecode(np.frombuffer(face, np.uint8), cv2.IMREAD_COLOR), (96, 96))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (96, 96))
+    for _ in range(frames):
+        writer.write(picture)
+    writer.release()
+    return path
+
+
+def test_a_camera_gives_one_appearance_for_a_face_that_stays(trained: Trained, faces: list[bytes], tmp_path: Path):
+    video = face_video(tmp_path / "door.avi", faces[0])
+    db = tmp_path / "log.db"
+    daemon = Daemon(tmp_path, ["--camera", str(video), "--model", str(trained.tflite_file), "--db", str(db),
+                               "--fps", "10", "--per-frame"])  # fmt: skip
+    daemon.ready()
+    code = daemon.process.wait(timeout=60)  # a video file ends the watch
+    daemon.notifications.close()
+    assert code == 0, daemon.process.communicate()[1]
+    with sqlite3.connect(db) as connection:
+        appearances = connection.execute("SELECT source, frames, label, seconds FROM appearances").fetchall()
+        frames = connection.execute("SELECT count(*) FROM inputs WHERE source = ?", (f"camera:{video}",)).fetchone()[0]
+    assert len(appearances) == 1
+    source, seen, label, seconds = appearances[0]
+    assert source == f"camera:{video}" and label == "face" and seen == frames >= 5 and 0 < seconds < 5
