@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scan(commands)
     _add_watch(commands)
     _add_log(commands)
+    _add_forget(commands)
     _add_info(commands)
     _add_train(commands)
     _add_convert(commands)
@@ -149,7 +150,7 @@ def _add_watch(commands: argparse._SubParsersAction) -> None:
     watch.add_argument("--model", default=os.environ.get("EDGEFACE_MODEL"), help="int8 .tflite ($EDGEFACE_MODEL)")
     watch.add_argument("--db", help=f"SQLite log (default: {default_path()})")
     watch.add_argument("--log-level", choices=LOG_LEVELS, help="what goes to stderr (default: info)")
-    watch.add_argument("--threads", type=int, help="LiteRT threads (default: 1)")
+    watch.add_argument("--threads", type=int, help="threads for LiteRT and for OpenCV's detector (default: 1)")
     watch.add_argument("--retention-days", type=float, help="delete log rows older than this (default: 0, keep all)")
     watch.add_argument("--detector", choices=DETECTOR_NAMES, help="override the model's face detector")
     _add_yunet_option(watch)
@@ -174,7 +175,7 @@ def _add_log(commands: argparse._SubParsersAction) -> None:
         "without faces), with filters. Times are shown in UTC; --since and --until take a date, a date "
         "and time (local unless it names an offset), or an age such as 30m, 6h, 2d, 1w.",
         epilog="examples:\n  edgeface log --since 1d --label alice\n  edgeface log --summary --csv > per-day.csv\n"
-        "  edgeface log --unknown --json",
+        "  edgeface log --unknown --json\n  edgeface log --appearances --since 6h",
     )
     log.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
     log.add_argument("--since", help="only results from this time on")
@@ -185,10 +186,31 @@ def _add_log(commands: argparse._SubParsersAction) -> None:
     known.add_argument("--known", action="store_true", help="only faces the unknown rule accepted")
     log.add_argument("--source", help="only inputs from this source (e.g. scan)")
     log.add_argument("--limit", type=int, default=50, help="at most this many rows (not for --summary)")
-    log.add_argument("--summary", action="store_true", help="faces per day, label and unknown flag instead")
+    what = log.add_mutually_exclusive_group()
+    what.add_argument("--summary", action="store_true", help="faces per day, label and unknown flag instead")
+    what.add_argument("--appearances", action="store_true", help="camera appearances (one row per person seen) instead")
     style = log.add_mutually_exclusive_group()
     style.add_argument("--json", action="store_true", help="one JSON object per row")
     style.add_argument("--csv", action="store_true", help="CSV with a header row")
+
+
+def _add_forget(commands: argparse._SubParsersAction) -> None:
+    forget = _subcommand(
+        commands,
+        "forget",
+        summary="delete a person's results, or everything before a date, from the log for good",
+        description="Deletes from the log every photo in which a face with the label was seen (the photo's "
+        "row and all its faces) and every camera appearance of the label, or everything logged before a "
+        "time, or, with both, what matches both. Deleted rows are overwritten, the write-ahead log is "
+        "emptied and the file rebuilt, so nothing is left to recover. Only the content hashes of the "
+        "deleted photos are kept, so that the same files are not classified again. Stop the daemon "
+        "first if it uses this log (`systemctl stop edgeface`), or run this as its user.",
+        epilog="examples:\n  edgeface forget --label alice\n  edgeface forget --before 2026-01-01 --db /var/lib/edgeface/edgeface.db",
+    )
+    forget.add_argument("--label", help="the person (label) to forget")
+    forget.add_argument("--before", help="forget what was logged before this time (a date, a time, or an age like 30d)")
+    forget.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
+    forget.add_argument("--json", action="store_true", help="print the counts as one JSON object")
 
 
 def _add_info(commands: argparse._SubParsersAction) -> None:
@@ -425,8 +447,27 @@ def run_log(args: argparse.Namespace) -> int:
     except ValueError as error:
         return _fail(str(error))
     with ResultLog(db) as log:
-        rows = log.summary(query) if args.summary else log.recent(query)
+        rows = log.summary(query) if args.summary else log.appearances(query) if args.appearances else log.recent(query)
     write_rows(rows, "json" if args.json else "csv" if args.csv else "table")
+    return EXIT_OK
+
+
+def run_forget(args: argparse.Namespace) -> int:
+    if args.label is None and args.before is None:
+        return _fail("say what to forget: --label NAME, --before TIME, or both")
+    db = args.db or default_path()
+    if not db.exists():
+        return _fail(f"no log at {db}: pass --db")
+    try:
+        before = parse_time(args.before) if args.before else None
+    except ValueError as error:
+        return _fail(str(error))
+    with ResultLog(db) as log:
+        counts = log.forget(args.label, before)
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        print(f"forgot {counts['inputs']} photos and {counts['appearances']} appearances; {db} was scrubbed")
     return EXIT_OK
 
 
@@ -495,6 +536,7 @@ COMMANDS = {
     "scan": run_scan,
     "watch": run_watch_command,
     "log": run_log,
+    "forget": run_forget,
     "info": run_info,
     "eval": run_eval,
     "train": run_workstation,

@@ -105,10 +105,8 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX appearances_last_seen ON appearances (last_seen);
     CREATE INDEX appearances_label ON appearances (label);
-    CREATE TABLE forgotten (
-        path TEXT NOT NULL,
-        sha256 TEXT NOT NULL,
-        PRIMARY KEY (path, sha256)
+    CREATE TABLE forgotten (             -- only the content of deleted inputs, not where it was
+        sha256 TEXT PRIMARY KEY
     ) WITHOUT ROWID;
     """,
 )
@@ -139,15 +137,19 @@ class LogQuery:
     source: str | None = None
     limit: int = 50
 
-    def conditions(self) -> tuple[str, list]:
-        """A WHERE clause with ? placeholders, and its parameters (never values in the SQL text)."""
+    def conditions(self, time: str = "i.processed_at", face: str = "f", source: str = "i") -> tuple[str, list]:
+        """A WHERE clause with ? placeholders, and its parameters (never values in the SQL text).
+
+        `time`, `face` and `source` name the column and table aliases the filters apply to, so
+        the same filters work on inputs with their faces and on appearances.
+        """
         clauses, params = ["1"], []
         for clause, value in (
-            ("i.processed_at >= ?", self.since),
-            ("i.processed_at < ?", self.until),
-            ("f.label = ?", self.label),
-            ("f.unknown = ?", None if self.unknown is None else int(self.unknown)),
-            ("i.source = ?", self.source),
+            (f"{time} >= ?", self.since),
+            (f"{time} < ?", self.until),
+            (f"{face}.label = ?", self.label),
+            (f"{face}.unknown = ?", None if self.unknown is None else int(self.unknown)),
+            (f"{source}.source = ?", self.source),
         ):
             if value is not None:
                 clauses.append(clause)
@@ -238,22 +240,19 @@ class ResultLog:
 
     def outcome_of(self, path: str, sha256: str) -> str | None:
         """The status ("done" or "error") this exact input (path and content) was logged with;
-        "done" too when retention has since deleted it; None when it was never logged."""
+        "done" too for content that retention or `forget` deleted (wherever it is now); None when
+        it was never logged."""
         row = self._db.execute(
             "SELECT status FROM inputs WHERE path = ? AND sha256 = ? UNION ALL "
-            "SELECT 'done' FROM forgotten WHERE path = ? AND sha256 = ? LIMIT 1",
-            (path, sha256, path, sha256),
+            "SELECT 'done' FROM forgotten WHERE sha256 = ? LIMIT 1",
+            (path, sha256, sha256),
         ).fetchone()
         return row[0] if row else None
 
     def was_read(self, path: str) -> bool:
-        """Whether some content at `path` was read and logged (now or before retention)."""
-        row = self._db.execute(
-            "SELECT 1 FROM inputs WHERE path = ? AND sha256 IS NOT NULL UNION ALL "
-            "SELECT 1 FROM forgotten WHERE path = ? LIMIT 1",
-            (path, path),
-        ).fetchone()
-        return row is not None
+        """Whether some content at `path` was read and logged."""
+        row = self._db.execute("SELECT 1 FROM inputs WHERE path = ? AND sha256 IS NOT NULL LIMIT 1", (path,))
+        return row.fetchone() is not None
 
     def add_pending(self, paths: list[str], source: str) -> None:
         """Notes inputs that are waiting for an outcome; a path already waiting is kept once."""
@@ -362,32 +361,6 @@ class ResultLog:
         ).fetchone()
         return row[0]
 
-    def forget_before(self, cutoff: str) -> int:
-        """Deletes inputs (with their faces) and appearances older than `cutoff` (UTC ISO 8601), in
-        small transactions; keeps each deleted input's path and hash so it is not processed again.
-        Returns how many inputs were deleted."""
-        deleted = 0
-        while True:
-            with self.transaction() as db:
-                ids = [i for (i,) in db.execute(
-                    "SELECT id FROM inputs WHERE processed_at < ? LIMIT ?", (cutoff, RETENTION_BATCH)
-                )]  # fmt: skip
-                marks = ",".join("?" * len(ids))
-                db.execute(
-                    "INSERT OR IGNORE INTO forgotten (path, sha256) SELECT path, sha256 FROM inputs "
-                    f"WHERE id IN ({marks}) AND sha256 IS NOT NULL",
-                    ids,
-                )
-                db.execute(f"DELETE FROM inputs WHERE id IN ({marks})", ids)
-                db.execute(
-                    "DELETE FROM appearances WHERE id IN (SELECT id FROM appearances WHERE last_seen < ? LIMIT ?)",
-                    (cutoff, RETENTION_BATCH),
-                )
-                more = db.execute("SELECT changes()").fetchone()[0] == RETENTION_BATCH
-            deleted += len(ids)
-            if len(ids) < RETENTION_BATCH and not more:
-                return deleted
-
     def recent(self, query: LogQuery) -> list[dict]:
         """Inputs and their faces, newest first: one row per face, or one per input without faces
         (errors, photos with no face) unless the query asks about faces."""
@@ -396,6 +369,16 @@ class ResultLog:
             "SELECT i.processed_at AS time, i.source, i.path, i.status, i.error, f.label, f.confidence, "
             "f.unknown, f.x, f.y, f.w, f.h FROM inputs i LEFT JOIN faces f ON f.input_id = i.id "
             f"WHERE {where} ORDER BY i.processed_at DESC, i.id DESC, f.id LIMIT ?",
+            (*params, query.limit),
+        )
+        return [_row_dict(rows, row) for row in rows.fetchall()]
+
+    def appearances(self, query: LogQuery) -> list[dict]:
+        """Camera appearances, the most recent first (filtered by when they ended)."""
+        where, params = query.conditions(time="a.last_seen", face="a", source="a")
+        rows = self._db.execute(
+            "SELECT a.first_seen, a.last_seen, round(a.seconds, 1) AS seconds, a.source, a.label, a.confidence, "
+            f"a.unknown, a.frames FROM appearances a WHERE {where} ORDER BY a.last_seen DESC, a.id DESC LIMIT ?",
             (*params, query.limit),
         )
         return [_row_dict(rows, row) for row in rows.fetchall()]
@@ -420,3 +403,68 @@ class ResultLog:
         """How many inputs the log holds per status ("done", "error")."""
         rows = self._db.execute("SELECT status, count(*) FROM inputs GROUP BY status ORDER BY status")
         return dict(rows.fetchall())
+
+    # -- forgetting: retention and `edgeface forget` -------------------------------------------
+
+    def forget_before(self, cutoff: str) -> int:
+        """Retention: deletes inputs (with their faces) and appearances older than `cutoff` (UTC
+        ISO 8601), in small transactions, keeping the deleted inputs' hashes. Returns the inputs deleted."""
+        deleted = self._forget_inputs("processed_at < ?", (cutoff,))
+        self._forget_appearances("last_seen < ?", (cutoff,))
+        return deleted
+
+    def forget(self, label: str | None, before: str | None) -> dict[str, int]:
+        """Deletes for good: every input in which a face labelled `label` was seen (with all its
+        faces) and that label's appearances, or everything older than `before`, or both filters
+        at once. Then scrubs the file (see `scrub`). Returns what was deleted."""
+        if label is None and before is None:
+            raise ValueError("forget needs a label, a time, or both")
+        inputs = ["1", *(["id IN (SELECT input_id FROM faces WHERE label = ?)"] if label is not None else []),
+                  *(["processed_at < ?"] if before is not None else [])]  # fmt: skip
+        appearances = ["1", *(["label = ?"] if label is not None else []), *(["last_seen < ?"] if before else [])]
+        params = tuple(value for value in (label, before) if value is not None)
+        self._db.execute("PRAGMA secure_delete = ON")  # freed pages are overwritten with zeros
+        counts = {
+            "inputs": self._forget_inputs(" AND ".join(inputs), params),
+            "appearances": self._forget_appearances(" AND ".join(appearances), params),
+        }
+        self.scrub()
+        return counts
+
+    def scrub(self) -> None:
+        """Leaves no deleted row readable in the files: the WAL is written back and cut to zero,
+        and VACUUM rebuilds the database without its free pages."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.execute("VACUUM")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _forget_inputs(self, where: str, params: tuple) -> int:
+        """Deletes the inputs matching `where` (and, by cascade, their faces) in batches, keeping
+        the hash of each one that was read so the same content is not processed again."""
+        deleted = 0
+        while True:
+            with self.transaction() as db:
+                ids = [i for (i,) in db.execute(f"SELECT id FROM inputs WHERE {where} LIMIT ?", (*params, RETENTION_BATCH))]
+                marks = ",".join("?" * len(ids))
+                db.execute(
+                    "INSERT OR IGNORE INTO forgotten (sha256) SELECT sha256 FROM inputs "
+                    f"WHERE id IN ({marks}) AND sha256 IS NOT NULL",
+                    ids,
+                )
+                db.execute(f"DELETE FROM inputs WHERE id IN ({marks})", ids)
+            deleted += len(ids)
+            if len(ids) < RETENTION_BATCH:
+                return deleted
+
+    def _forget_appearances(self, where: str, params: tuple) -> int:
+        deleted = 0
+        while True:
+            with self.transaction() as db:
+                db.execute(
+                    f"DELETE FROM appearances WHERE id IN (SELECT id FROM appearances WHERE {where} LIMIT ?)",
+                    (*params, RETENTION_BATCH),
+                )
+                count = db.execute("SELECT changes()").fetchone()[0]
+            deleted += count
+            if count < RETENTION_BATCH:
+                return deleted

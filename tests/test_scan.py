@@ -163,3 +163,19 @@ def test_min_face_and_max_faces_override_the_model(trained: Trained, tmp_path: P
     assert counts[0] == 6 and counts[1] == 2 and 1 <= counts[2] < 6
     refused = scan(trained, tmp_path / "l.db", str(coins), "--min-face", "0")
     assert refused.returncode == 2 and "--min-face" in refused.stderr
+
+
+def test_forget_a_label_then_a_rescan_does_not_bring_it_back(trained: Trained, tmp_path: Path):
+    db = tmp_path / "l.db"
+    photos = [str(path) for path, _ in trained.held_out[:4] + trained.held_out[-4:]]  # faces, then not-faces
+    assert scan(trained, db, *photos).returncode == 0
+    forget = run_edgeface("forget", "--label", "face", "--db", str(db), "--json")
+    assert forget.returncode == 0, forget.stderr
+    forgotten = json.loads(forget.stdout)["inputs"]
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT count(*) FROM faces WHERE label = 'face'").fetchone() == (0,)
+        left = connection.execute("SELECT count(*) FROM inputs").fetchone()[0]
+    assert forgotten >= 1 and left == 8 - forgotten
+    again = run_edgeface("scan", *photos, "--model", str(trained.tflite_file), "--db", str(db))
+    assert f"{forgotten + left} already in the log" in again.stderr  # forgotten content is not classified again
+    assert run_edgeface("forget", "--db", str(db)).returncode == 2

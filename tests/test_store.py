@@ -151,8 +151,34 @@ def test_retention_deletes_old_rows_in_batches_and_remembers_what_it_deleted(log
         log.record_batch([TWO_FACES], "scan", model, Moment("2026-06-01T00:00:00.000+00:00", 2.0, "b", True))
         assert log.newest_time() == "2026-06-01T00:00:00.000+00:00"
         assert log.forget_before("2026-03-01T00:00:00.000+00:00") == 20
-        assert log.outcome_of("/old/3.jpg", f"{3:064x}") == "done"  # forgotten, but not to be redone
-        assert log.was_read("/old/3.jpg") and log.outcome_of(TWO_FACES.path, TWO_FACES.sha256) == "done"
+        assert log.outcome_of("/elsewhere/3.jpg", f"{3:064x}") == "done"  # the content is not to be redone
+        assert not log.was_read("/old/3.jpg")  # but where it was is forgotten
+        assert log.outcome_of(TWO_FACES.path, TWO_FACES.sha256) == "done"
     assert rows(log_file, "SELECT count(*) FROM inputs") == [(1,)]
     assert rows(log_file, "SELECT count(*) FROM faces") == [(2,)]  # the old faces went with their inputs
     assert rows(log_file, "SELECT count(*) FROM forgotten") == [(20,)]
+
+
+def test_forget_a_label_leaves_nothing_of_it_in_the_files(log_file: Path):
+    alice_photo = ImageResult("/photos/alice-at-the-door.jpg", "cc" * 32, 10, 640, 480,
+                              (FaceResult(Box(5, 5, 40, 40), "alice", 0.97),))  # fmt: skip
+    with ResultLog(log_file) as log:
+        model = log.register_model("m" * 64, "/m.tflite", ("alice", "bob"))
+        log.record_batch([TWO_FACES, alice_photo, BROKEN], "scan", model)
+        assert log.forget("alice", None) == {"inputs": 2, "appearances": 0}
+        assert log.outcome_of("/anywhere.jpg", alice_photo.sha256) == "done"
+        assert log.label_counts() == {}  # TWO_FACES had alice too, so it went with all its faces
+    assert rows(log_file, "SELECT path FROM inputs") == [(BROKEN.path,)]
+    stored = b"".join(path.read_bytes() for path in log_file.parent.iterdir())
+    assert b"alice-at-the-door" not in stored and TWO_FACES.path.encode() not in stored
+
+
+def test_forget_before_a_time_and_refuses_nothing_to_go_by(log_file: Path):
+    with ResultLog(log_file) as log:
+        model = log.register_model("m" * 64, "/m.tflite", ("alice", "bob"))
+        log.record_batch([TWO_FACES], "scan", model, Moment("2026-01-01T00:00:00.000+00:00", 1.0, "b", True))
+        log.record_batch([BROKEN], "scan", model, Moment("2026-06-01T00:00:00.000+00:00", 2.0, "b", True))
+        assert log.forget(None, "2026-03-01T00:00:00.000+00:00")["inputs"] == 1
+        with pytest.raises(ValueError):
+            log.forget(None, None)
+    assert rows(log_file, "SELECT path FROM inputs") == [(BROKEN.path,)]
