@@ -13,6 +13,7 @@ keeping the old ones if the new ones fail.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -22,8 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import cv2
+
 from edgeface.camera import parse_source
-from edgeface.clock import now, wall_clock_trustworthy
+from edgeface.clock import clock_synchronized, now, wall_clock_trustworthy
 from edgeface.config import ConfigError, resolve
 from edgeface.detect import YUNET_MODEL_VARIABLE
 from edgeface.folder import FolderSource
@@ -54,17 +57,23 @@ class Counts:
     already: int = 0
     frames: int = 0
     appearances: int = 0
-    lag: float = 0.0  # seconds from capture to classification, of the latest frame
+    lag: float = 0.0  # seconds from a frame's capture to its classification, the latest frame's
+    max_lag: float = 0.0
+    skipped: int = 0  # frames the camera delivered that were too old to classify
     camera: str = ""  # the camera's state; empty for a folder
 
     def line(self, pending: int) -> str:
         if self.camera:
-            return f"camera {self.camera}, {self.frames} frames, {self.appearances} appearances, lag {self.lag:.2f} s"
+            return (
+                f"camera {self.camera}, {self.frames} frames classified, {self.skipped} skipped, "
+                f"{self.appearances} appearances, lag {self.lag:.3f} s (max {self.max_lag:.3f} s)"
+            )
         return f"{self.done} done, {self.failed} failed, {self.already} already logged, {pending} pending"
 
 
 def build_pipeline(settings: dict[str, object]) -> Pipeline:
     """The model and detector that `settings` name, self-tested; raises on any problem."""
+    cv2.setNumThreads(int(settings["threads"]))  # the detector's threads, like LiteRT's
     if settings["detector.yunet_model"]:
         os.environ[YUNET_MODEL_VARIABLE] = str(settings["detector.yunet_model"])
     recipe = PipelineRecipe(
@@ -121,6 +130,9 @@ class Daemon:
         """Runs until SIGTERM/SIGINT (or the end of a video file); returns the exit code."""
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, self._on_signal)
+        if clock_synchronized() is False:
+            log.warning("the clock is not synchronised (no time server reached yet?): rows are marked "
+                        "clock_synced = 0, and retention waits until it is")  # fmt: skip
         try:
             if self.settings["folder.path"]:
                 return self._watch_folder()
@@ -260,12 +272,32 @@ class Daemon:
         target = Path(str(target_folder)) / Path(path).relative_to(root)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(path, _free_name(target))
+            _move_out(path, target)
         except OSError as error:
             log.error("cannot move %s to %s: %s", path, target_folder, error)
 
     def stop_requested(self) -> bool:
         return self._stop
+
+
+def _move_out(path: str, target: Path) -> None:
+    """Moves `path` to `target` by a hard link and an unlink, or by copying across file systems.
+
+    Not by rename: the watched folder would see IN_MOVED_FROM, which watchdog holds for half a
+    second to pair with a move in, and every event queued behind it waits too. A target that
+    already is this file (a move cut short by a crash) is kept, and only the source removed.
+    """
+    if target.exists() and os.path.samefile(path, target):
+        os.unlink(path)
+        return
+    try:
+        os.link(path, _free_name(target))
+    except OSError as error:
+        if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):  # other file system, no hard links
+            raise
+        shutil.move(path, _free_name(target))
+        return
+    os.unlink(path)
 
 
 def _free_name(target: Path) -> Path:

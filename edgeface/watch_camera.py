@@ -67,7 +67,10 @@ def _classify(daemon: Daemon, frame: Frame, name: str) -> tuple:
     """The faces of one frame; with per_frame set, the frame is logged as an input too."""
     faces = daemon.pipeline.faces_in(frame.pixels)
     daemon.counts.frames += 1
-    daemon.counts.lag = frame.lag
+    counts = daemon.counts
+    counts.lag = frame.lag
+    counts.max_lag = max(counts.max_lag, counts.lag)
+    counts.skipped += frame.skipped
     if daemon.settings["camera.per_frame"]:
         moment = now()
         height, width = frame.pixels.shape[:2]
