@@ -149,17 +149,20 @@ def test_backlog_new_files_and_moves(watching, faces: list[bytes], tmp_path: Pat
     (inbox / "after.png").write_bytes(faces[1])
     (inbox / "broken.jpg").write_bytes(b"not a picture")
     (inbox / "notes.txt").write_text("not an image name: left alone")
+    (inbox / "x'); DROP TABLE inputs; --.png").write_bytes(faces[3])  # names are data, never SQL
     staged = tmp_path / "staging.png"
     staged.write_bytes(faces[2])
     staged.rename(inbox / "moved-in.png")  # the usual write-then-rename
-    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 4)
+    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 5)
     code, stderr = daemon.stop()
     assert code == 0, stderr
     assert outcomes(tmp_path / "log.db") == {
         str(inbox / "before.png"): "done", str(inbox / "after.png"): "done",
         str(inbox / "moved-in.png"): "done", str(inbox / "broken.jpg"): "error",
+        str(inbox / "x'); DROP TABLE inputs; --.png"): "done",
     }  # fmt: skip
-    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == ["after.png", "before.png", "moved-in.png"]
+    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == [
+        "after.png", "before.png", "moved-in.png", "x'); DROP TABLE inputs; --.png"]  # fmt: skip
     assert [p.name for p in (tmp_path / "failed").iterdir()] == ["broken.jpg"]
     assert [p.name for p in inbox.iterdir()] == ["notes.txt"]
     assert "broken.jpg: not a decodable image" in stderr
