@@ -254,7 +254,10 @@ arm_side() {
         say "note: this edgeface has no \`info\` command yet; skipping it"
         rm -f "$WORK/x86-info.json"
     fi
-    guest_step "edgeface scan" "$WORK/arm.jsonl" -m edgeface scan "$PHOTOS" --model "$MODEL" --db "$WORK/arm.db" --json
+    # One worker: a spawned worker would start the aarch64 python3 directly, which the x86 kernel
+    # cannot run without binfmt_misc (qemu-user only emulates the process it was started with).
+    guest_step "edgeface scan" "$WORK/arm.jsonl" -m edgeface scan "$PHOTOS" --model "$MODEL" --db "$WORK/arm.db" \
+        --json --workers 1
 }
 
 keep_on_failure() {
