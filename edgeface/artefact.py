@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import lzma
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -122,7 +123,7 @@ class ModelMetadata:
     def from_json(cls, text: str | bytes) -> ModelMetadata:
         try:
             document = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as bad:
+        except (ValueError, RecursionError) as bad:  # UnicodeDecodeError is a ValueError; deep nesting recurses
             raise MetadataError(f"{MEMBER} is not valid JSON: {bad}") from None
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise MetadataError(f"{MEMBER} is not an {FORMAT} document")
@@ -169,7 +170,10 @@ def read(model: bytes, name: str = "model") -> ModelMetadata:
     try:
         with zipfile.ZipFile(io.BytesIO(model)) as bundle:
             text = bundle.read(MEMBER)
-    except (zipfile.BadZipFile, KeyError, zlib.error, EOFError):
+    # A damaged or hostile archive can fail in many ways (encrypted or unknown compression, bad
+    # offsets, names that are not UTF-8); each means the same thing here.
+    except (zipfile.BadZipFile, KeyError, zlib.error, lzma.LZMAError, EOFError, OSError, RuntimeError, ValueError,
+            NotImplementedError):  # fmt: skip
         raise MetadataError(
             f"{name} carries no edgeface metadata (labels, preprocessing); "
             "make the model with `edgeface convert`"
