@@ -29,7 +29,7 @@ from edgeface.pipeline import ImageResult
 from edgeface.preprocess import PreprocessingError
 from edgeface.progress import Progress
 from edgeface.scan import scan
-from edgeface.scanview import ScanTable
+from edgeface.scanview import ScanTable, printable
 from edgeface.logview import parse_time, write_rows
 from edgeface.store import LogError, LogQuery, ResultLog, default_path
 from edgeface.watch import run_watch
@@ -413,9 +413,9 @@ def run_scan(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     for result in summary.failed:
-        print(f"failed: {result.path}: {result.error}", file=sys.stderr)
+        print(f"failed: {printable(result.path)}: {result.error}", file=sys.stderr)
     for problem in summary.problems:
-        print(f"problem: {problem}", file=sys.stderr)
+        print(f"problem: {printable(problem)}", file=sys.stderr)
     return EXIT_INPUTS_FAILED if summary.failed or summary.problems else EXIT_OK
 
 

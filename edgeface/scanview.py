@@ -17,10 +17,16 @@ HEADER = ("LABEL", "CONF", "BOX", "IMAGE")
 BOX_WIDTH = len("1000,1000 1000x1000")
 
 
+def printable(text: str) -> str:
+    """`text` with control characters (a newline in a file name) escaped, so one path is one line
+    and cannot pass for another line of output."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 def shown_path(path: str) -> str:
-    """`path` relative to the working folder when it lies below it, else as it is."""
+    """`path` relative to the working folder when it lies below it, else as it is; printable."""
     relative = os.path.relpath(path)
-    return path if relative.startswith("..") else relative
+    return printable(path if relative.startswith("..") else relative)
 
 
 def face_label(face: FaceResult) -> str:

@@ -34,6 +34,7 @@ def test_the_table_lines_up_every_kind_of_row():
         ), None),  # fmt: skip
         ImageResult("/x/b.jpg", "1" * 64, 10, 100, 100, (), None),
         ImageResult.unreadable("/x/c.jpg", "not a decodable image"),
+        ImageResult("/x/new\nline.jpg", "2" * 64, 10, 100, 100, (), None),
     ]
     out = io.StringIO()
     table = ScanTable(["alice", "bob"], out)
@@ -45,6 +46,7 @@ def test_the_table_lines_up_every_kind_of_row():
     assert lines[2].split() == ["unknown", "~bob", "0.412", "1000,2000", "300x300", "/x/a.jpg"]
     assert lines[3].split() == ["(no", "face)", "/x/b.jpg"]
     assert lines[4].split()[0] == "(error)" and lines[4].endswith("/x/c.jpg: not a decodable image")
+    assert lines[5].endswith("/x/new\\nline.jpg") and len(lines) == 6  # one path, one line
     image_column = lines[0].index("IMAGE")
     assert all(line.index("/x/") == image_column for line in lines[1:])
 
