@@ -51,16 +51,19 @@ class FaceClassifier:
             content = self.path.read_bytes()
         except OSError as error:
             raise ModelError(f"cannot read model {path}: {error.strerror}") from None
+        if content[4:8] != artefact.TFLITE_IDENTIFIER:
+            raise ModelError(f"{path} is not a TFLite model")
+        # The flatbuffer first: a file cut short is then called damaged, not "without metadata".
+        try:
+            self._interpreter = _interpreter_class()(model_content=content, num_threads=threads)
+            self._interpreter.allocate_tensors()
+        except ValueError as error:
+            raise ModelError(f"{path} is not a loadable TFLite model (damaged or cut short?): {error}") from None
         try:
             self.metadata: ModelMetadata = artefact.read(content, name=str(path))
         except MetadataError as error:
             raise ModelError(str(error)) from None
         self.sha256 = hashlib.sha256(content).hexdigest()
-        try:
-            self._interpreter = _interpreter_class()(model_content=content, num_threads=threads)
-            self._interpreter.allocate_tensors()
-        except ValueError as error:
-            raise ModelError(f"{path} is not a loadable TFLite model: {error}") from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._check_shapes()
@@ -72,11 +75,9 @@ class FaceClassifier:
 
     def _check_shapes(self) -> None:
         expected_input = self.metadata.preprocessing.input_shape
-        if tuple(self._input["shape"][1:]) != expected_input:
-            raise ModelError(
-                f"{self.path}: input shape {tuple(self._input['shape'][1:])} does not match "
-                f"its preprocessing {expected_input}"
-            )
+        actual_input = tuple(int(n) for n in self._input["shape"][1:])
+        if actual_input != expected_input:
+            raise ModelError(f"{self.path}: input shape {actual_input} does not match its preprocessing {expected_input}")
         if int(self._output["shape"][-1]) != self.metadata.output_units:
             raise ModelError(
                 f"{self.path}: {self._output['shape'][-1]} outputs do not match "

@@ -162,7 +162,16 @@ def _row_dict(cursor: sqlite3.Cursor, row: tuple) -> dict:
 
 
 class LogError(RuntimeError):
-    """The log file cannot be opened or is from a newer edgeface."""
+    """The log file cannot be opened or is from a newer edgeface.
+
+    When SQLite or the file system refused, the original error is the `__cause__`.
+    """
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """The device and inode of the file at `path`: what stays the same while it is the same file."""
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
 
 
 def _now() -> str:
@@ -178,22 +187,30 @@ class ResultLog:
     `durable`: every commit reaches the disk before it returns (`synchronous=FULL`), for callers
     that act on a commit, such as moving a file away once its outcome is logged: in WAL mode
     `NORMAL` survives a crash of the program but not a power cut. Several processes may share a
-    file; a writer waits up to BUSY_SECONDS for another's transaction.
+    file; a writer waits up to `busy_seconds` (BUSY_SECONDS) for another's transaction.
     """
 
     BUSY_SECONDS = 10
 
-    def __init__(self, path: str | Path, durable: bool = False) -> None:
+    def __init__(self, path: str | Path, durable: bool = False, busy_seconds: float = BUSY_SECONDS) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=self.BUSY_SECONDS)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_seconds)
+        except (sqlite3.DatabaseError, OSError) as error:
+            raise LogError(f"cannot open log {self.path}: {error}") from error
+        try:
+            self._file = _identity(self.path)
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
-        except sqlite3.DatabaseError as error:
-            raise LogError(f"cannot open log {self.path}: {error}") from None
+        except (sqlite3.DatabaseError, OSError) as error:
+            self._db.close()
+            raise LogError(f"cannot open log {self.path}: {error}") from error
+        except LogError:
+            self._db.close()
+            raise
 
     def __enter__(self) -> ResultLog:
         return self
@@ -204,16 +221,38 @@ class ResultLog:
     def close(self) -> None:
         self._db.close()
 
+    def replaced(self) -> bool:
+        """Whether the file at `path` is no longer the one open here: deleted, replaced or out of reach.
+
+        SQLite keeps writing to a deleted file, and its commits vanish when the connection closes;
+        a long-running writer asks this before it acts on a commit, and opens the log again.
+        """
+        try:
+            return _identity(self.path) != self._file
+        except OSError:
+            return True
+
+    def check_writable(self) -> None:
+        """Commits a write that changes nothing (the schema version, set again); raises when the log
+        is locked by another writer, read-only, or on a disk too full to take the write."""
+        with self.transaction() as db:
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Everything inside commits together or not at all."""
+        """Everything inside commits together or not at all.
+
+        A failed COMMIT is rolled back too (SQLite has already done so after a full disk or an I/O
+        error), so the connection is never left inside a transaction for the next caller.
+        """
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]

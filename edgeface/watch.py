@@ -9,15 +9,25 @@ It talks to systemd through $NOTIFY_SOCKET: READY=1 once the model is loaded and
 its self-test, WATCHDOG=1 from the processing loop, STATUS= with counts, STOPPING=1. SIGTERM
 finishes the image in hand and leaves the rest pending; SIGHUP reloads the config and the model,
 keeping the old ones if the new ones fail.
+
+A log that fails while the folder is watched (locked by another writer, read-only, on a full
+disk, deleted) is a fault to wait out, not a reason to exit: the daemon says so once, leaves the
+files where they are (in `pending`, or in the folder), opens the log again after a wait that
+grows from 1 to 30 s while it keeps feeding the watchdog and honouring SIGTERM, and lists the
+folder again once the log takes writes. A log deleted under the daemon is noticed before any file
+is moved, and a new one is started in its place. A log that no wait can mend (damaged, no SQLite
+file, or from a newer edgeface) stops the start instead, with exit code 2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import shutil
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,7 +44,7 @@ from edgeface.images import ImageError, read_input
 from edgeface.notify import SystemdNotifier, watchdog_interval
 from edgeface.pipeline import ImageResult, Pipeline
 from edgeface.selftest import run_self_test
-from edgeface.store import ResultLog, default_path
+from edgeface.store import LogError, ResultLog, default_path
 from edgeface.throttle import Throttle
 from edgeface.watch_camera import watch_camera
 from edgeface.workers import PipelineRecipe
@@ -46,6 +56,13 @@ IDLE_WAIT = 0.5  # seconds to wait for new files; also bounds how late a signal 
 STATUS_SECONDS = 5.0
 RETENTION_SECONDS = 3600.0
 BACKLOG_CHUNK = 500  # paths noted as pending per transaction while draining a rescan
+# Another process's transaction is waited for this long, then the log counts as failing: the loop
+# must not stall in SQLite for long, away from the watchdog and from SIGTERM.
+LOG_BUSY_SECONDS = 2.0
+FIRST_RETRY, LAST_RETRY = 1.0, 30.0  # seconds before opening a failing log again, doubling in between
+LOG_FAULTS = (sqlite3.Error, LogError)
+# What no wait mends: a person must restore or remove the file (a newer schema is a LogError of its own).
+LASTING_SQLITE_ERRORS = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
 
 
 @dataclass
@@ -62,13 +79,24 @@ class Counts:
     skipped: int = 0  # frames the camera delivered that were too old to classify
     camera: str = ""  # the camera's state; empty for a folder
 
-    def line(self, pending: int) -> str:
+    def line(self, pending: int | None) -> str:
+        """The counts as one line; `pending` is None while the log cannot be read."""
         if self.camera:
             return (
                 f"camera {self.camera}, {self.frames} frames classified, {self.skipped} skipped, "
                 f"{self.appearances} appearances, lag {self.lag:.3f} s (max {self.max_lag:.3f} s)"
             )
-        return f"{self.done} done, {self.failed} failed, {self.already} already logged, {pending} pending"
+        waiting = "" if pending is None else f", {pending} pending"
+        return f"{self.done} done, {self.failed} failed, {self.already} already logged{waiting}"
+
+
+@dataclass
+class LogFault:
+    """The log is failing: why, since when (monotonic seconds), and how long to wait before opening it again."""
+
+    reason: str
+    since: float
+    wait: float = FIRST_RETRY
 
 
 def build_pipeline(settings: dict[str, object]) -> Pipeline:
@@ -106,15 +134,25 @@ class Daemon:
         _set_level(self.settings)
         self.pipeline = build_pipeline(self.settings)
         self.moves = {"done": self.settings["folder.move_done"], "error": self.settings["folder.move_failed"]}
-        db = Path(str(self.settings["db"])) if self.settings["db"] else default_path()
-        self.log = ResultLog(db, durable=any(self.moves.values()))
-        self.model_id = self._register_model()
+        self.db = Path(str(self.settings["db"])) if self.settings["db"] else default_path()
         self.notifier = SystemdNotifier()
         self.counts = Counts()
+        self.log: ResultLog | None = None  # None while a failing log waits to be opened again
+        self.model_id = 0
+        self.fault: LogFault | None = None
+        self._catch_up = False  # list the folder again: files that arrived while the log failed are in it
         self._stop = self._reload = False
         self._next_ping = self._next_status = self._next_retention = 0.0
         interval = watchdog_interval()
         self._ping_every = interval / 2 if interval else None
+        try:
+            self._open_log()
+        except LOG_FAULTS as error:
+            if _lasting(error):
+                raise LogError(f"cannot use the log {self.db}: {_reason(error, self.db)}") from None
+            if camera:
+                raise  # the camera loop has no fault handling: the crash makes systemd start it again
+            self._log_failed(error)
 
     def _register_model(self) -> int:
         classifier = self.pipeline.classifier
@@ -139,8 +177,8 @@ class Daemon:
             return watch_camera(self)
         finally:
             self.notifier.stopping()
-            log.info("stopping: %s", self.counts.line(self.log.pending_count()))
-            self.log.close()
+            log.info("stopping: %s", self._status())
+            self._close_log()
 
     def tick(self) -> None:
         """Watchdog ping, status, retention and a requested reload: called often from every loop."""
@@ -149,32 +187,45 @@ class Daemon:
             self.notifier.watchdog()
             self._next_ping = moment + self._ping_every
         if moment >= self._next_status:
-            self.notifier.status(self.counts.line(self.log.pending_count()))
+            self.notifier.status(self._status())
             self._next_status = moment + STATUS_SECONDS
-        if moment >= self._next_retention:
+        if self.log is not None and moment >= self._next_retention:
             self._apply_retention()
             self._next_retention = moment + RETENTION_SECONDS
         if self._reload:
             self._reload = False
-            self._reload_settings()
+            self.notifier.reloading()
+            try:
+                self._reload_settings()
+            finally:
+                self.notifier.ready(self._status())
+
+    def _status(self) -> str:
+        """The STATUS= line: the counts, or what is wrong with the log. Never raises."""
+        if self.fault:
+            return f"the log is failing ({self.fault.reason}), retrying; {self.counts.line(None)}"
+        try:
+            pending = self.log.pending_count()
+        except LOG_FAULTS:
+            pending = None  # the loop meets the fault at its next write
+        return self.counts.line(pending)
 
     def _reload_settings(self) -> None:
-        self.notifier.reloading()
         try:
             settings = resolve(self._config_file, self._flags)
             pipeline = build_pipeline(settings)
         except Exception as error:  # any failure keeps the daemon on its working model
             log.error("reload failed, keeping the running config and model: %s", error)
-        else:
-            for key in ("folder.path", "camera.source", "db"):
-                if settings[key] != self.settings[key]:
-                    log.warning("%s changed in the config: restart the service to apply it", key)
-            self.settings = {**settings, **{key: self.settings[key] for key in ("folder.path", "camera.source", "db")}}
-            self.pipeline = pipeline
+            return
+        for key in ("folder.path", "camera.source", "db"):
+            if settings[key] != self.settings[key]:
+                log.warning("%s changed in the config: restart the service to apply it", key)
+        self.settings = {**settings, **{key: self.settings[key] for key in ("folder.path", "camera.source", "db")}}
+        self.pipeline = pipeline
+        _set_level(self.settings)
+        log.info("reloaded the config and the model %s", pipeline.classifier.path)
+        if self.log is not None:  # else it is registered when the log is opened again
             self.model_id = self._register_model()
-            _set_level(self.settings)
-            log.info("reloaded the config and the model %s", pipeline.classifier.path)
-        self.notifier.ready(self.counts.line(self.log.pending_count()))
 
     def _apply_retention(self) -> None:
         days = float(self.settings["retention_days"])
@@ -188,6 +239,72 @@ class Daemon:
         deleted = self.log.forget_before(cutoff)
         if deleted:
             log.info("retention: deleted %d inputs older than %s", deleted, cutoff)
+
+    # -- the log's faults ------------------------------------------------------------------------
+
+    def _open_log(self) -> None:
+        """Opens the log, registers the model and proves that a write gets through."""
+        self.log = ResultLog(self.db, durable=any(self.moves.values()), busy_seconds=LOG_BUSY_SECONDS)
+        try:
+            self.model_id = self._register_model()
+            self.log.check_writable()
+        except sqlite3.Error:
+            self._close_log()
+            raise
+
+    def _close_log(self) -> None:
+        if self.log is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.log.close()
+            self.log = None
+
+    def _check_log(self) -> None:
+        """Raises when the log file was deleted or replaced under the daemon: its commits would vanish."""
+        if self.log.replaced():
+            raise LogError(f"{self.db} was deleted or replaced while in use")
+
+    def _log_failed(self, error: Exception) -> None:
+        """Starts (or continues) a fault: says so once, or again when the reason changes, and closes the log
+        for the loop to open again later. Nothing is lost: what was not recorded is pending or in the folder."""
+        reason = _reason(error, self.db)
+        if self.fault is None or self.fault.reason != reason:
+            log.error("the log %s is failing: %s; files wait in the folder, and the log is opened again in %.0f s, "
+                      "then less often (every %.0f s at most)", self.db, reason,
+                      self.fault.wait if self.fault else FIRST_RETRY, LAST_RETRY)  # fmt: skip
+        if self.fault is None:
+            self.fault = LogFault(reason, time.monotonic())
+        self.fault.reason = reason
+        self._catch_up = True
+        self._close_log()
+        self.notifier.status(self._status())
+
+    def _reopen_log(self) -> None:
+        """Waits out the fault's current delay, feeding the watchdog, then opens the log again; a new, empty
+        log when the old one is gone."""
+        self._pause(self.fault.wait)
+        self.fault.wait = min(2 * self.fault.wait, LAST_RETRY)
+        if self._stop:
+            return
+        existed = self.db.exists()
+        try:
+            self._open_log()
+        except LOG_FAULTS as error:
+            self._log_failed(error)
+            return
+        if not existed:
+            log.warning("the log %s did not exist: started a new, empty one there", self.db)
+        log.warning("the log %s works again after %.0f s; catching up", self.db, time.monotonic() - self.fault.since)
+        self.fault = None
+
+    def _pause(self, seconds: float) -> None:
+        """Sleeps `seconds`, less if SIGTERM comes, ticking all the while (watchdog, status, reload)."""
+        deadline = time.monotonic() + seconds
+        while not self._stop:
+            self.tick()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(IDLE_WAIT, left))
 
     # -- folder ------------------------------------------------------------------------------
 
@@ -206,18 +323,30 @@ class Daemon:
         log.info("watching %s with %s", source.root, self.pipeline.classifier.path)
         try:
             while not self._stop:
-                self.tick()
-                if source.needs_rescan():
-                    self._note_backlog(source, name)
-                waiting = self.log.next_pending(BATCH)
-                if waiting:
-                    self._process_files(waiting, name, source.root)
-                arrived = source.take(0 if waiting else IDLE_WAIT)
-                if arrived:
-                    self.log.add_pending(arrived, name)
+                if self.log is None:
+                    self._reopen_log()
+                    continue
+                try:
+                    self._step(source, name)
+                except LOG_FAULTS as error:
+                    self._log_failed(error)
         finally:
             source.stop()
         return 0
+
+    def _step(self, source: FolderSource, name: str) -> None:
+        """One turn of the folder loop: housekeeping, the backlog when due, a batch of pending files, new arrivals."""
+        self.tick()
+        self._check_log()
+        if self._catch_up or source.needs_rescan():
+            self._note_backlog(source, name)
+            self._catch_up = False
+        waiting = self.log.next_pending(BATCH)
+        if waiting:
+            self._process_files(waiting, name, source.root)
+        arrived = source.take(0 if waiting else IDLE_WAIT)
+        if arrived:
+            self.log.add_pending(arrived, name)  # if this fails, the catch-up listing finds them
 
     def _note_backlog(self, source: FolderSource, name: str) -> None:
         chunk: list[str] = []
@@ -253,6 +382,7 @@ class Daemon:
             results.append(self.pipeline.process(source))
         self.log.record_batch(results, name, self.model_id)
         self.log.drop_pending([path for path, _ in known] + stale)
+        self._check_log()  # committed to a log deleted meanwhile is not committed: keep the files
         for result in results:
             if result.error:
                 self.counts.failed += 1
@@ -278,6 +408,27 @@ class Daemon:
 
     def stop_requested(self) -> bool:
         return self._stop
+
+
+def _reason(error: Exception, db: Path) -> str:
+    """What went wrong with the log, in SQLite's or the file system's words when one of them refused; for a read-only
+    log, also which of its files this process may not write (SQLite gives its -wal and -shm the log's permissions)."""
+    cause = (error.__cause__ or error) if isinstance(error, LogError) else error
+    text = str(cause)
+    if str(getattr(cause, "sqlite_errorname", "")).startswith("SQLITE_READONLY"):
+        files = (db, Path(f"{db}-wal"), Path(f"{db}-shm"))
+        read_only = [path.name for path in files if path.exists() and not os.access(path, os.W_OK)]
+        if read_only:
+            text += f" (read-only here: {', '.join(read_only)})"
+    return text
+
+
+def _lasting(error: Exception) -> bool:
+    """Whether no wait can mend this log fault: a log from a newer edgeface, or a file that is damaged or no log."""
+    cause = error.__cause__ if isinstance(error, LogError) else error
+    if isinstance(cause, sqlite3.Error):
+        return getattr(cause, "sqlite_errorname", None) in LASTING_SQLITE_ERRORS
+    return not isinstance(cause, OSError)
 
 
 def _move_out(path: str, target: Path) -> None:

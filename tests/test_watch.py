@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import socket
 import sqlite3
@@ -260,31 +259,6 @@ def test_poll_mode_takes_files_once_they_stop_changing(watching, faces: list[byt
     (inbox / "a.png").write_bytes(faces[0])
     wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 1)
     daemon.stop()
-
-
-def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(watching, faces: list[bytes], tmp_path: Path):
-    """20 abrupt kills while files keep arriving: afterwards every file has exactly one outcome."""
-    inbox, args = watching
-    rng = random.Random(0)
-    written = 0
-    for _ in range(20):
-        daemon = Daemon(tmp_path, args).ready()
-        for _ in range(rng.randint(1, 6)):
-            name = f"{written:04d}.{'png' if rng.random() > 0.15 else 'jpg'}"
-            data = faces[written % len(faces)] if name.endswith(".png") else b"broken"
-            (inbox / name).write_bytes(data)
-            written += 1
-            time.sleep(rng.uniform(0, 0.05))
-        time.sleep(rng.uniform(0, 0.4))
-        daemon.kill()
-    daemon = Daemon(tmp_path, args).ready()
-    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == written and pending(tmp_path / "log.db") == 0)
-    daemon.stop()
-    logged = outcomes(tmp_path / "log.db")
-    assert len(logged) == written
-    moved = {p.name for p in (tmp_path / "done").iterdir()} | {p.name for p in (tmp_path / "failed").iterdir()}
-    assert moved == {Path(path).name for path in logged} and not list(inbox.iterdir())
-    assert all((status == "error") == path.endswith(".jpg") for path, status in logged.items())
 
 
 def test_bad_config_names_the_key_and_the_reason(trained: Trained, tmp_path: Path):
