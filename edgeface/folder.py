@@ -91,6 +91,7 @@ class FolderSource:
         self._last_look: dict[str, tuple[int, int]] = {}  # poll mode: path -> (size, mtime) seen last time
         self._taken: dict[str, tuple[int, int]] = {}  # poll mode: what was handed out already
         self._next_poll = 0.0
+        self._identity: tuple[int, int] | None = None
 
     def start(self) -> None:
         if not self.root.is_dir():
@@ -103,6 +104,17 @@ class FolderSource:
         self._observer = InotifyObserver(generate_full_events=True)
         self._observer.schedule(_CompleteFiles(self._offer), str(self.root), recursive=self.recursive)
         self._observer.start()
+        self._identity = _identity(self.root)
+
+    def restart(self) -> bool:
+        """Watches the folder again once it is back (after it was removed, replaced or unmounted) and
+        asks for a rescan; False while it is still missing."""
+        self.stop()
+        if not self.root.is_dir():
+            return False
+        self.start()
+        self._rescan.set()
+        return True
 
     def stop(self) -> None:
         logging.getLogger(WATCHDOG_LOGGER).removeHandler(self._overflow_listener)
@@ -113,8 +125,12 @@ class FolderSource:
 
     @property
     def alive(self) -> bool:
-        """False when the inotify observer thread died (e.g. the folder vanished)."""
-        return self.poll or (self._observer is not None and self._observer.is_alive())
+        """False when the folder is gone or is another folder now (its watches went with the old
+        one), or the observer thread died. Poll mode needs no watches: it simply lists again."""
+        if self.poll:
+            return True
+        observing = self._observer is not None and self._observer.is_alive()
+        return observing and _identity(self.root) == self._identity
 
     def wanted(self, path: str) -> bool:
         """Whether `path` is an image below the root that is not in an excluded folder."""
@@ -196,3 +212,12 @@ class FolderSource:
         self._taken = {p: s for p, s in self._taken.items() if p in look} | {path: look[path] for path in ready}
         self._last_look = look
         return ready
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of `folder`, None when it is not there: a folder made anew has another inode."""
+    try:
+        status = os.stat(folder)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino)

@@ -174,6 +174,12 @@ def _identity(path: Path) -> tuple[int, int]:
     return status.st_dev, status.st_ino
 
 
+def _text(path: str) -> str:
+    """A path as SQLite text: a name that is not UTF-8 (undecodable bytes, which Python keeps as
+    surrogates) gets them as backslash escapes instead of failing to encode."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -284,13 +290,13 @@ class ResultLog:
         row = self._db.execute(
             "SELECT status FROM inputs WHERE path = ? AND sha256 = ? UNION ALL "
             "SELECT 'done' FROM forgotten WHERE sha256 = ? LIMIT 1",
-            (path, sha256, sha256),
+            (_text(path), sha256, sha256),
         ).fetchone()
         return row[0] if row else None
 
     def was_read(self, path: str) -> bool:
         """Whether some content at `path` was read and logged."""
-        row = self._db.execute("SELECT 1 FROM inputs WHERE path = ? AND sha256 IS NOT NULL LIMIT 1", (path,))
+        row = self._db.execute("SELECT 1 FROM inputs WHERE path = ? AND sha256 IS NOT NULL LIMIT 1", (_text(path),))
         return row.fetchone() is not None
 
     def add_pending(self, paths: list[str], source: str) -> None:
@@ -330,17 +336,18 @@ class ResultLog:
         synced = None if moment.synced is None else int(moment.synced)
         with self.transaction() as db:
             for result in results:
-                db.execute("DELETE FROM pending WHERE path = ?", (result.path,))
+                path = _text(result.path)
+                db.execute("DELETE FROM pending WHERE path = ?", (path,))
                 db.execute(
                     "DELETE FROM inputs WHERE path = ? AND ifnull(sha256, '') = ifnull(?, '')",
-                    (result.path, result.sha256),
+                    (path, result.sha256),
                 )
                 cursor = db.execute(
                     "INSERT INTO inputs (source, path, sha256, size, width, height, status, error, model_id, "
                     "processed_at, monotonic, boot_id, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         source,
-                        result.path,
+                        path,
                         result.sha256,
                         result.size,
                         result.width,

@@ -44,6 +44,7 @@ from edgeface.images import ImageError, read_input
 from edgeface.notify import SystemdNotifier, watchdog_interval
 from edgeface.pipeline import ImageResult, Pipeline
 from edgeface.selftest import run_self_test
+from edgeface.scanview import printable
 from edgeface.store import LogError, ResultLog, default_path
 from edgeface.throttle import Throttle
 from edgeface.watch_camera import watch_camera
@@ -141,6 +142,7 @@ class Daemon:
         self.model_id = 0
         self.fault: LogFault | None = None
         self._catch_up = False  # list the folder again: files that arrived while the log failed are in it
+        self._folder_lost = False
         self._stop = self._reload = False
         self._next_ping = self._next_status = self._next_retention = 0.0
         interval = watchdog_interval()
@@ -338,6 +340,9 @@ class Daemon:
         """One turn of the folder loop: housekeeping, the backlog when due, a batch of pending files, new arrivals."""
         self.tick()
         self._check_log()
+        if not self._folder_present(source):
+            time.sleep(IDLE_WAIT)  # pending files wait: they are not errors, their folder is away
+            return
         if self._catch_up or source.needs_rescan():
             self._note_backlog(source, name)
             self._catch_up = False
@@ -346,18 +351,39 @@ class Daemon:
             self._process_files(waiting, name, source.root)
         arrived = source.take(0 if waiting else IDLE_WAIT)
         if arrived:
-            self.log.add_pending(arrived, name)  # if this fails, the catch-up listing finds them
+            self._note_arrivals(arrived, name, source.root)  # if this fails, the catch-up listing finds them
+
+    def _folder_present(self, source: FolderSource) -> bool:
+        """Whether the watched folder is there and watched; re-watches it when it comes back."""
+        if source.alive:
+            return True
+        if not self._folder_lost:
+            log.error("the watched folder %s is gone or was replaced; waiting for it to come back", source.root)
+            self._folder_lost = True
+        if source.restart():
+            log.warning("the watched folder %s is back: watching it again and listing what is in it", source.root)
+            self._folder_lost = False
+        return not self._folder_lost
+
+    def _note_arrivals(self, paths: list[str], name: str, root: Path) -> None:
+        """Notes `paths` as pending; a name that is not UTF-8 (which the log cannot hold as text,
+        and which would not survive the pending table) ends at once as an error."""
+        badly_named = [path for path in paths if not _utf8(path)]
+        self.log.add_pending([path for path in paths if _utf8(path)], name)
+        if badly_named:
+            results = [ImageResult.unreadable(path, "the file name is not valid UTF-8") for path in badly_named]
+            self._finish(results, [], name, root)
 
     def _note_backlog(self, source: FolderSource, name: str) -> None:
         chunk: list[str] = []
         for path in source.rescan():
             chunk.append(path)
             if len(chunk) == BACKLOG_CHUNK:
-                self.log.add_pending(chunk, name)
+                self._note_arrivals(chunk, name, source.root)
                 chunk = []
                 self.tick()
         if chunk:
-            self.log.add_pending(chunk, name)
+            self._note_arrivals(chunk, name, source.root)
 
     def _process_files(self, paths: list[str], name: str, root: Path) -> None:
         """Outcomes for `paths`, committed together, then the files moved; stops early on SIGTERM."""
@@ -380,16 +406,23 @@ class Daemon:
                 known.append((path, earlier))
                 continue
             results.append(self.pipeline.process(source))
+        self._finish(results, known, name, root, stale)
+
+    def _finish(
+        self, results: list[ImageResult], known: list[tuple[str, str]], name: str, root: Path, stale: list[str] = ()
+    ) -> None:
+        """Commits `results` (and forgets the pending notes of `known` and `stale` inputs), then
+        reports and moves the files."""
         self.log.record_batch(results, name, self.model_id)
-        self.log.drop_pending([path for path, _ in known] + stale)
+        self.log.drop_pending([path for path, _ in known] + list(stale))
         self._check_log()  # committed to a log deleted meanwhile is not committed: keep the files
         for result in results:
             if result.error:
                 self.counts.failed += 1
-                log.error("%s: %s", result.path, result.error)
+                log.error("%s: %s", printable(result.path), result.error)
             else:
                 self.counts.done += 1
-                log.info("%s: %s", result.path, _faces_text(result))
+                log.info("%s: %s", printable(result.path), _faces_text(result))
         self.counts.already += len(known)
         for path, status in [*((r.path, "error" if r.error else "done") for r in results), *known]:
             self._move(path, status, root)
@@ -469,7 +502,21 @@ def _faces_text(result: ImageResult) -> str:
 
 
 def _set_level(settings: dict[str, object]) -> None:
-    logging.getLogger("edgeface").setLevel(str(settings["log_level"]).upper())
+    """edgeface's level; OpenCV's own messages (several per broken file, printed past our log
+    throttle) only at debug."""
+    level = str(settings["log_level"])
+    logging.getLogger("edgeface").setLevel(level.upper())
+    opencv = cv2.utils.logging
+    opencv.setLogLevel(opencv.LOG_LEVEL_INFO if level == "debug" else opencv.LOG_LEVEL_SILENT)
+
+
+def _utf8(path: str) -> bool:
+    """Whether a file name decoded by Python is valid UTF-8 (undecodable bytes become surrogates)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def run_watch(config_file: Path | None, flags: dict[str, object]) -> int:

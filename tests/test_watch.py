@@ -301,3 +301,34 @@ def test_a_camera_gives_one_appearance_for_a_face_that_stays(trained: Trained, f
     assert source == f"camera:{video}" and label == "face" and seen == frames >= 5 and 0 < seconds < 5
     shown = run_edgeface("log", "--db", str(db), "--appearances", "--json")
     assert shown.returncode == 0 and json.loads(shown.stdout)["frames"] == seen
+
+
+def test_a_file_name_that_is_not_utf8_is_one_error_and_the_daemon_goes_on(watching, faces, tmp_path: Path):
+    inbox, args = watching
+    daemon = Daemon(tmp_path, args).ready()
+    with open(os.path.join(os.fsencode(inbox), b"caf\xe9.png"), "wb") as file:  # Latin-1, not UTF-8
+        file.write(faces[0])
+    (inbox / "after.png").write_bytes(faces[1])
+    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 2)
+    code, _ = daemon.stop()
+    assert code == 0
+    logged = outcomes(tmp_path / "log.db")
+    assert logged[str(inbox / "after.png")] == "done" and logged[f"{inbox}/caf\\xe9.png"] == "error"
+    assert os.listdir(os.fsencode(tmp_path / "failed")) == [b"caf\xe9.png"]  # moved under its real name
+    scan = run_edgeface("scan", str(tmp_path / "failed"), "--model", str(args[2]), "--db", str(tmp_path / "s.db"))
+    assert scan.returncode == 0, scan.stderr  # scan logs it, with the odd byte escaped
+
+
+def test_a_watched_folder_that_goes_away_and_comes_back_is_watched_again(watching, faces, tmp_path: Path):
+    inbox, args = watching
+    daemon = Daemon(tmp_path, args).ready()
+    (inbox / "first.png").write_bytes(faces[0])
+    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 1)
+    inbox.rename(tmp_path / "unmounted")  # as if the disk were pulled out
+    time.sleep(1)
+    inbox.mkdir()  # another folder at the same path: the old watches are gone
+    (inbox / "second.png").write_bytes(faces[1])
+    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 2)
+    code, stderr = daemon.stop()
+    assert code == 0 and "is gone or was replaced" in stderr and "is back" in stderr
+    assert outcomes(tmp_path / "log.db")[str(inbox / "second.png")] == "done"
