@@ -79,7 +79,8 @@ MIGRATIONS: tuple[str, ...] = (
         id INTEGER PRIMARY KEY,
         source TEXT NOT NULL,
         path TEXT NOT NULL UNIQUE,
-        queued_at TEXT NOT NULL
+        queued_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0  -- starts that were cut short while it was in hand
     );
     ALTER TABLE inputs ADD COLUMN monotonic REAL;
     ALTER TABLE inputs ADD COLUMN boot_id TEXT;
@@ -311,6 +312,14 @@ class ResultLog:
         """The oldest waiting inputs' paths, in the order they arrived."""
         rows = self._db.execute("SELECT path FROM pending ORDER BY id LIMIT ?", (limit,))
         return [path for (path,) in rows.fetchall()]
+
+    def count_attempt(self, path: str) -> int:
+        """Notes, durably, that `path` is about to be tried once more; returns how many tries
+        (this one included) it has had. A file that kills the process shows as a rising count."""
+        with self.transaction() as db:
+            db.execute("UPDATE pending SET attempts = attempts + 1 WHERE path = ?", (path,))
+            row = db.execute("SELECT attempts FROM pending WHERE path = ?", (path,)).fetchone()
+        return row[0] if row else 0
 
     def pending_count(self) -> int:
         return self._db.execute("SELECT count(*) FROM pending").fetchone()[0]

@@ -57,6 +57,7 @@ IDLE_WAIT = 0.5  # seconds to wait for new files; also bounds how late a signal 
 STATUS_SECONDS = 5.0
 RETENTION_SECONDS = 3600.0
 BACKLOG_CHUNK = 500  # paths noted as pending per transaction while draining a rescan
+MAX_ATTEMPTS = 3  # tries of a file that was in hand whenever the daemon died
 # Another process's transaction is waited for this long, then the log counts as failing: the loop
 # must not stall in SQLite for long, away from the watchdog and from SIGTERM.
 LOG_BUSY_SECONDS = 2.0
@@ -143,6 +144,7 @@ class Daemon:
         self.fault: LogFault | None = None
         self._catch_up = False  # list the folder again: files that arrived while the log failed are in it
         self._folder_lost = False
+        self._suspects: set[str] | None = None  # pending at start: maybe what ended the last run
         self._stop = self._reload = False
         self._next_ping = self._next_status = self._next_retention = 0.0
         interval = watchdog_interval()
@@ -347,11 +349,28 @@ class Daemon:
             self._note_backlog(source, name)
             self._catch_up = False
         waiting = self.log.next_pending(BATCH)
+        if waiting and self._suspects is None:
+            self._suspects = set(waiting)  # what was in hand if the last run died: tried one by one
+        if waiting and self._suspects & set(waiting):
+            waiting = self._try_suspect(waiting[0], name, source.root)
         if waiting:
             self._process_files(waiting, name, source.root)
         arrived = source.take(0 if waiting else IDLE_WAIT)
         if arrived:
             self._note_arrivals(arrived, name, source.root)  # if this fails, the catch-up listing finds them
+
+    def _try_suspect(self, path: str, name: str, root: Path) -> list[str]:
+        """A file that was pending when the daemon last started may be what stopped it (a decoder
+        crash, the memory limit): each try is counted first, and after MAX_ATTEMPTS it ends as an
+        error without being decoded again, so one file cannot keep the daemon in a restart loop.
+        Returns the files to process now."""
+        self._suspects.discard(path)
+        attempts = self.log.count_attempt(path)
+        if attempts <= MAX_ATTEMPTS:
+            return [path]
+        error = f"the daemon stopped {attempts - 1} times while this file was in hand; not tried again"
+        self._finish([ImageResult.unreadable(path, error)], [], name, root)
+        return []
 
     def _folder_present(self, source: FolderSource) -> bool:
         """Whether the watched folder is there and watched; re-watches it when it comes back."""

@@ -332,3 +332,23 @@ def test_a_watched_folder_that_goes_away_and_comes_back_is_watched_again(watchin
     code, stderr = daemon.stop()
     assert code == 0 and "is gone or was replaced" in stderr and "is back" in stderr
     assert outcomes(tmp_path / "log.db")[str(inbox / "second.png")] == "done"
+
+
+def test_a_file_that_keeps_killing_the_daemon_is_given_up_after_three_tries(watching, faces, tmp_path: Path):
+    """The log as three crashes on the same file would leave it: the file still pending, its tries
+    counted. The next start records it as an error without decoding it, and goes on."""
+    inbox, args = watching
+    Daemon(tmp_path, args).ready().stop()  # creates the log
+    (inbox / "deadly.png").write_bytes(faces[0])
+    (inbox / "fine.png").write_bytes(faces[1])
+    with sqlite3.connect(tmp_path / "log.db") as connection:
+        connection.executemany(
+            "INSERT INTO pending (source, path, queued_at, attempts) VALUES ('folder', ?, 'then', ?)",
+            [(str(inbox / "deadly.png"), 3), (str(inbox / "fine.png"), 1)],
+        )
+    daemon = Daemon(tmp_path, args).ready()
+    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 2)
+    code, stderr = daemon.stop()
+    assert outcomes(tmp_path / "log.db") == {str(inbox / "deadly.png"): "error", str(inbox / "fine.png"): "done"}
+    assert "stopped 3 times while this file was in hand" in stderr
+    assert [p.name for p in (tmp_path / "failed").iterdir()] == ["deadly.png"]
