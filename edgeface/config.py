@@ -46,6 +46,8 @@ KEYS: dict[str, Key] = {
     "log_level": Key(str, "info", lambda v: v in LOG_LEVELS, f"must be one of {', '.join(LOG_LEVELS)}"),
     "threads": Key(int, 1, _positive, "must be at least 1"),
     "retention_days": Key(float, 0.0, _not_negative, "must be 0 (keep everything) or more"),
+    "save_crops": Key(bool, False),
+    "crops_days": Key(float, 7.0, _positive, "must be above 0"),
     "detector.name": Key(str, None, lambda v: v in DETECTOR_NAMES, f"must be one of {', '.join(DETECTOR_NAMES)}"),
     "detector.yunet_model": Key(str, None),
     "detector.margin": Key(float, None, lambda v: 0 <= v <= 1, "must be between 0 and 1"),

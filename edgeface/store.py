@@ -82,6 +82,7 @@ MIGRATIONS: tuple[str, ...] = (
         queued_at TEXT NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0  -- starts that were cut short while it was in hand
     );
+    ALTER TABLE faces ADD COLUMN crop TEXT;  -- the saved crop's file, only with save_crops
     ALTER TABLE inputs ADD COLUMN monotonic REAL;
     ALTER TABLE inputs ADD COLUMN boot_id TEXT;
     ALTER TABLE inputs ADD COLUMN clock_synced INTEGER;
@@ -335,14 +336,16 @@ class ResultLog:
 
     def record_batch(
         self, results: list[ImageResult], source: str, model_id: int, moment: Moment | None = None
-    ) -> None:
-        """Stores several outcomes in one transaction: all of them, or none after a crash.
+    ) -> list[int]:
+        """Stores several outcomes in one transaction: all of them, or none after a crash; returns
+        their input ids.
 
         An input waiting in `pending` stops waiting in the same transaction, so it ends with
         exactly one outcome whenever the program stops.
         """
         moment = moment or now()
         synced = None if moment.synced is None else int(moment.synced)
+        input_ids = []
         with self.transaction() as db:
             for result in results:
                 path = _text(result.path)
@@ -377,6 +380,19 @@ class ResultLog:
                         for face in result.faces
                     ],
                 )
+                input_ids.append(cursor.lastrowid)
+        return input_ids
+
+    def set_crops(self, input_id: int, crops: list[str]) -> None:
+        """Records the saved crop file of each face of an input, in the order the faces were recorded."""
+        with self.transaction() as db:
+            face_ids = [i for (i,) in db.execute("SELECT id FROM faces WHERE input_id = ? ORDER BY id", (input_id,))]
+            db.executemany("UPDATE faces SET crop = ? WHERE id = ?", list(zip(crops, face_ids)))
+
+    def clear_crops_before(self, first_kept: str) -> None:
+        """Forgets the crop files that sort before `first_kept` (crops live in day folders)."""
+        with self.transaction() as db:
+            db.execute("UPDATE faces SET crop = NULL WHERE crop < ?", (first_kept,))
 
     def record_appearances(
         self, appearances: list[Appearance], source: str, model_id: int, moment: Moment | None = None
@@ -494,19 +510,24 @@ class ResultLog:
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _forget_inputs(self, where: str, params: tuple) -> int:
-        """Deletes the inputs matching `where` (and, by cascade, their faces) in batches, keeping
-        the hash of each one that was read so the same content is not processed again."""
+        """Deletes the inputs matching `where` (and, by cascade, their faces and the faces' saved
+        crops) in batches, keeping the hash of each one that was read so the same content is not
+        processed again."""
         deleted = 0
         while True:
             with self.transaction() as db:
                 ids = [i for (i,) in db.execute(f"SELECT id FROM inputs WHERE {where} LIMIT ?", (*params, RETENTION_BATCH))]
                 marks = ",".join("?" * len(ids))
+                crops = [c for (c,) in db.execute(f"SELECT crop FROM faces WHERE input_id IN ({marks}) AND crop IS NOT NULL",
+                                                  ids)]  # fmt: skip
                 db.execute(
                     "INSERT OR IGNORE INTO forgotten (sha256) SELECT sha256 FROM inputs "
                     f"WHERE id IN ({marks}) AND sha256 IS NOT NULL",
                     ids,
                 )
                 db.execute(f"DELETE FROM inputs WHERE id IN ({marks})", ids)
+            for crop in crops:  # after the commit: a crash leaves a file no row names, never the reverse
+                Path(crop).unlink(missing_ok=True)
             deleted += len(ids)
             if len(ids) < RETENTION_BATCH:
                 return deleted

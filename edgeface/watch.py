@@ -40,7 +40,8 @@ from edgeface.clock import clock_synchronized, now, wall_clock_trustworthy
 from edgeface.config import ConfigError, resolve
 from edgeface.detect import YUNET_MODEL_VARIABLE
 from edgeface.folder import FolderSource
-from edgeface.images import ImageError, read_input
+from edgeface.crops import CropStore
+from edgeface.images import ImageError, decode, read_input
 from edgeface.notify import SystemdNotifier, watchdog_interval
 from edgeface.pipeline import ImageResult, Pipeline
 from edgeface.selftest import run_self_test
@@ -137,6 +138,8 @@ class Daemon:
         self.pipeline = build_pipeline(self.settings)
         self.moves = {"done": self.settings["folder.move_done"], "error": self.settings["folder.move_failed"]}
         self.db = Path(str(self.settings["db"])) if self.settings["db"] else default_path()
+        self.crops = CropStore(self.db.parent / "crops", float(self.settings["crops_days"])) \
+            if self.settings["save_crops"] else None  # fmt: skip
         self.notifier = SystemdNotifier()
         self.counts = Counts()
         self.log: ResultLog | None = None  # None while a failing log waits to be opened again
@@ -232,17 +235,38 @@ class Daemon:
             self.model_id = self._register_model()
 
     def _apply_retention(self) -> None:
+        """Deletes rows older than retention_days and saved crops older than crops_days, but only
+        by a clock that is synchronised and has not gone back."""
         days = float(self.settings["retention_days"])
-        if not days:
+        if not days and not self.crops:
             return
         moment = now()
         if not wall_clock_trustworthy(self.log.newest_time(), moment):
             log.warning("the clock is not synchronised or went back; retention waits so it cannot delete the log")
             return
-        cutoff = (datetime.fromisoformat(moment.wall) - timedelta(days=days)).isoformat(timespec="milliseconds")
-        deleted = self.log.forget_before(cutoff)
-        if deleted:
-            log.info("retention: deleted %d inputs older than %s", deleted, cutoff)
+        if days:
+            cutoff = (datetime.fromisoformat(moment.wall) - timedelta(days=days)).isoformat(timespec="milliseconds")
+            deleted = self.log.forget_before(cutoff)
+            if deleted:
+                log.info("retention: deleted %d inputs older than %s", deleted, cutoff)
+        if self.crops:
+            first_kept = self.crops.first_kept(moment.wall)
+            if self.crops.expire(first_kept):
+                self.log.clear_crops_before(first_kept)
+
+    def _save_crops(self, results: list[ImageResult], input_ids: list[int]) -> None:
+        """With save_crops: each face's crop, written before the file is moved, named in the log."""
+        wall = now().wall
+        for result, input_id in zip(results, input_ids):
+            if not result.faces:
+                continue
+            try:
+                pixels = decode(read_input(result.path).content)
+            except ImageError as error:
+                log.warning("%s: no crops saved: %s", printable(result.path), error)
+                continue
+            paths = self.crops.save(pixels, [face.box for face in result.faces], wall, str(input_id))
+            self.log.set_crops(input_id, paths)
 
     # -- the log's faults ------------------------------------------------------------------------
 
@@ -432,7 +456,9 @@ class Daemon:
     ) -> None:
         """Commits `results` (and forgets the pending notes of `known` and `stale` inputs), then
         reports and moves the files."""
-        self.log.record_batch(results, name, self.model_id)
+        input_ids = self.log.record_batch(results, name, self.model_id)
+        if self.crops:
+            self._save_crops(results, input_ids)
         self.log.drop_pending([path for path, _ in known] + list(stale))
         self._check_log()  # committed to a log deleted meanwhile is not committed: keep the files
         for result in results:

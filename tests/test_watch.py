@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, Trained, run_edgeface
+from edgeface.crops import CropStore
+from edgeface.geometry import Box
 
 INOTIFY_QUEUE = Path("/proc/sys/fs/inotify/max_queued_events")
 
@@ -352,3 +354,39 @@ def test_a_file_that_keeps_killing_the_daemon_is_given_up_after_three_tries(watc
     assert outcomes(tmp_path / "log.db") == {str(inbox / "deadly.png"): "error", str(inbox / "fine.png"): "done"}
     assert "stopped 3 times while this file was in hand" in stderr
     assert [p.name for p in (tmp_path / "failed").iterdir()] == ["deadly.png"]
+
+
+def test_crops_are_saved_only_when_asked_and_forgotten_with_their_rows(trained: Trained, faces, tmp_path: Path):
+    inbox, state = tmp_path / "inbox", tmp_path / "state"
+    inbox.mkdir()
+    config = tmp_path / "edgeface.toml"
+    config.write_text(f'model = "{trained.tflite_file}"\ndb = "{state / "log.db"}"\nsave_crops = true\n'
+                      f'[folder]\npath = "{inbox}"\n')  # fmt: skip
+    daemon = Daemon(tmp_path, ["--config", str(config)]).ready()
+    for name, face in (("a.png", faces[0]), ("b.png", faces[1])):
+        (inbox / name).write_bytes(face)
+    wait_until(lambda: len(outcomes(state / "log.db")) == 2)
+    daemon.stop()
+    with sqlite3.connect(state / "log.db") as connection:
+        crops = [Path(c) for (c,) in connection.execute("SELECT crop FROM faces ORDER BY id")]
+        labels = [label for (label,) in connection.execute("SELECT label FROM faces ORDER BY id")]
+    assert len(crops) == 2 and all(crop.is_file() and crop.parent.parent == state / "crops" for crop in crops)
+    assert cv2.imread(str(crops[0])).shape[:2] == cv2.imdecode(np.frombuffer(faces[0], np.uint8), 1).shape[:2]
+    forget = run_edgeface("forget", "--label", labels[0], "--db", str(state / "log.db"))
+    assert forget.returncode == 0
+    assert not crops[0].exists() and crops[1].exists() == (labels[1] != labels[0])
+    plain = Daemon(tmp_path, [str(inbox), "--model", str(trained.tflite_file), "--db", str(tmp_path / "p.db")]).ready()
+    (inbox / "c.png").write_bytes(faces[2])
+    wait_until(lambda: len(outcomes(tmp_path / "p.db")) == 3)  # a.png and b.png are still in the inbox
+    plain.stop()
+    assert not (tmp_path / "crops").exists()  # nothing saved unless asked
+
+
+def test_saved_crops_expire_by_day_folder(tmp_path: Path):
+    store = CropStore(tmp_path / "crops", days=7)
+    picture = np.zeros((50, 50, 3), np.uint8)
+    old = store.save(picture, [Box(0, 0, 10, 10)], "2026-11-01T10:00:00.000+00:00", "1")
+    new = store.save(picture, [Box(0, 0, 10, 10)], "2026-11-28T10:00:00.000+00:00", "2")
+    first_kept = store.first_kept("2026-11-29T08:00:00.000+00:00")
+    assert old[0] < first_kept <= new[0]
+    assert store.expire(first_kept) == 1 and not Path(old[0]).exists() and Path(new[0]).exists()
