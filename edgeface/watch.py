@@ -48,7 +48,6 @@ from edgeface.selftest import run_self_test
 from edgeface.scanview import printable
 from edgeface.store import LogError, ResultLog, default_path
 from edgeface.throttle import Throttle
-from edgeface.watch_camera import watch_camera
 from edgeface.workers import PipelineRecipe
 
 log = logging.getLogger("edgeface.watch")
@@ -145,6 +144,7 @@ class Daemon:
         self.log: ResultLog | None = None  # None while a failing log waits to be opened again
         self.model_id = 0
         self.fault: LogFault | None = None
+        self.waiting = "files wait in the folder" if folder else "appearances wait in memory"  # during a fault
         self._catch_up = False  # list the folder again: files that arrived while the log failed are in it
         self._folder_lost = False
         self._suspects: set[str] | None = None  # pending at start: maybe what ended the last run
@@ -157,8 +157,6 @@ class Daemon:
         except LOG_FAULTS as error:
             if _lasting(error):
                 raise LogError(f"cannot use the log {self.db}: {_reason(error, self.db)}") from None
-            if camera:
-                raise  # the camera loop has no fault handling: the crash makes systemd start it again
             self._log_failed(error)
 
     def _register_model(self) -> int:
@@ -181,6 +179,8 @@ class Daemon:
         try:
             if self.settings["folder.path"]:
                 return self._watch_folder()
+            from edgeface.watch_camera import watch_camera  # here: watch_camera imports this module
+
             return watch_camera(self)
         finally:
             self.notifier.stopping()
@@ -293,11 +293,11 @@ class Daemon:
 
     def _log_failed(self, error: Exception) -> None:
         """Starts (or continues) a fault: says so once, or again when the reason changes, and closes the log
-        for the loop to open again later. Nothing is lost: what was not recorded is pending or in the folder."""
+        for the loop to open again later. Nothing is lost: what was not recorded waits (`self.waiting` says where)."""
         reason = _reason(error, self.db)
         if self.fault is None or self.fault.reason != reason:
-            log.error("the log %s is failing: %s; files wait in the folder, and the log is opened again in %.0f s, "
-                      "then less often (every %.0f s at most)", self.db, reason,
+            log.error("the log %s is failing: %s; %s, and the log is opened again in %.0f s, then less often "
+                      "(every %.0f s at most)", self.db, reason, self.waiting,
                       self.fault.wait if self.fault else FIRST_RETRY, LAST_RETRY)  # fmt: skip
         if self.fault is None:
             self.fault = LogFault(reason, time.monotonic())
@@ -310,19 +310,24 @@ class Daemon:
         """Waits out the fault's current delay, feeding the watchdog, then opens the log again; a new, empty
         log when the old one is gone."""
         self._pause(self.fault.wait)
+        if not self._stop:
+            self.reopen_log_now("catching up")
+
+    def reopen_log_now(self, then: str) -> bool:
+        """Opens the failing log again at once (a new, empty log when the old one is gone) and ends the fault,
+        saying `then` (what happens next); else the next try waits twice as long. Returns whether it works."""
         self.fault.wait = min(2 * self.fault.wait, LAST_RETRY)
-        if self._stop:
-            return
         existed = self.db.exists()
         try:
             self._open_log()
         except LOG_FAULTS as error:
             self._log_failed(error)
-            return
+            return False
         if not existed:
             log.warning("the log %s did not exist: started a new, empty one there", self.db)
-        log.warning("the log %s works again after %.0f s; catching up", self.db, time.monotonic() - self.fault.since)
+        log.warning("the log %s works again after %.0f s; %s", self.db, time.monotonic() - self.fault.since, then)
         self.fault = None
+        return True
 
     def _pause(self, seconds: float) -> None:
         """Sleeps `seconds`, less if SIGTERM comes, ticking all the while (watchdog, status, reload)."""
