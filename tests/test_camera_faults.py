@@ -16,7 +16,6 @@ import logging
 import re
 import signal
 import sqlite3
-import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ from edgeface.tracking import Appearance
 from edgeface.watch import Daemon
 from edgeface.watch_camera import MAX_KEPT, Recorder
 from test_crash import Child, no_child_left_behind, until  # noqa: F401 (an autouse fixture)
-from test_faults import as_an_ordinary_user, fill
+from test_faults import as_an_ordinary_user, fill, tmpfs_disk
 
 FPS = 30
 SEGMENT_FRAMES = 18  # 0.6 s per person: with five places, a place comes back after 2.4 s, past the tracker's 2 s gap
@@ -173,16 +172,8 @@ def test_a_read_only_log_restored_under_the_daemon_keeps_the_appearances_until_i
 
 @pytest.fixture()
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MB tmpfs: a disk that really fills up (room for the per-frame rows of the whole video)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], capture_output=True,
-                           text=True)  # fmt: skip
-    if mount.returncode:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mount.stderr.strip()}")
-    yield disk
-    Child.kill_all()  # nothing may keep the disk busy
-    subprocess.run(["umount", str(disk)], check=True)
+    """A 16 MB disk: room for the per-frame rows of the whole video."""
+    yield from tmpfs_disk(tmp_path, "16m")
 
 
 def test_a_full_disk_keeps_the_appearances_and_counts_the_frame_rows_it_could_not_log(

@@ -133,18 +133,24 @@ def test_a_read_only_log_keeps_the_files_waiting_until_it_can_be_written(trained
     assert check_log(db) == {str(inbox / name): "done" for name in ("a.png", "b.png", "c.png")}
 
 
-@pytest.fixture()
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MB tmpfs: a disk that really fills up."""
+def tmpfs_disk(tmp_path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` (e.g. "2m") under `tmp_path`: a disk that really fills up. Skips the test
+    where it cannot be mounted; unmounts after killing the children that could keep it busy."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True,
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], capture_output=True,
                            text=True)  # fmt: skip
     if mount.returncode:
         pytest.skip(f"cannot mount a small tmpfs here (needs root): {mount.stderr.strip()}")
     yield disk
-    Child.kill_all()  # nothing may keep the disk busy
+    Child.kill_all()
     subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB disk."""
+    yield from tmpfs_disk(tmp_path, "2m")
 
 
 def fill(disk: Path) -> Path:
