@@ -26,7 +26,7 @@ from pathlib import Path
 from watchdog.events import FileClosedEvent, FileMovedEvent, FileSystemEventHandler
 from watchdog.observers.inotify import InotifyObserver
 
-from edgeface.images import absolute, is_image_name
+from edgeface.images import absolute, file_identity, is_image_name
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class FolderSource:
         self._observer = InotifyObserver(generate_full_events=True)
         self._observer.schedule(_CompleteFiles(self._offer), str(self.root), recursive=self.recursive)
         self._observer.start()
-        self._identity = _identity(self.root)
+        self._identity = file_identity(self.root)
 
     def restart(self) -> bool:
         """Watches the folder again once it is back (after it was removed, replaced or unmounted) and
@@ -130,7 +130,7 @@ class FolderSource:
         if self.poll:
             return True
         observing = self._observer is not None and self._observer.is_alive()
-        return observing and _identity(self.root) == self._identity
+        return observing and file_identity(self.root) == self._identity
 
     def wanted(self, path: str) -> bool:
         """Whether `path` is an image below the root that is not in an excluded folder."""
@@ -212,12 +212,3 @@ class FolderSource:
         self._taken = {p: s for p, s in self._taken.items() if p in look} | {path: look[path] for path in ready}
         self._last_look = look
         return ready
-
-
-def _identity(folder: Path) -> tuple[int, int] | None:
-    """(device, inode) of `folder`, None when it is not there: a folder made anew has another inode."""
-    try:
-        status = os.stat(folder)
-    except OSError:
-        return None
-    return (status.st_dev, status.st_ino)

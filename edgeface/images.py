@@ -84,6 +84,16 @@ def absolute(path: str | Path) -> str:
     return os.path.abspath(path)
 
 
+def file_identity(path: str | Path) -> tuple[int, int] | None:
+    """(device, inode) of the file or folder at `path`, None when nothing is there: what stays the
+    same while it is the same file, and changes when it is deleted and made anew."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino)
+
+
 def read_input(path: str | Path) -> InputFile:
     """The file's bytes and identity; ImageError when it cannot be read, is not a regular file,
     or is larger than MAX_FILE_BYTES."""

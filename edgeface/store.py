@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeface.clock import Moment, now
+from edgeface.images import file_identity
 from edgeface.pipeline import ImageResult
 
 if TYPE_CHECKING:
@@ -170,12 +171,6 @@ class LogError(RuntimeError):
     """
 
 
-def _identity(path: Path) -> tuple[int, int]:
-    """The device and inode of the file at `path`: what stays the same while it is the same file."""
-    status = os.stat(path)
-    return status.st_dev, status.st_ino
-
-
 def _text(path: str) -> str:
     """A path as SQLite text: a name that is not UTF-8 (undecodable bytes, which Python keeps as
     surrogates) gets them as backslash escapes instead of failing to encode."""
@@ -208,11 +203,11 @@ class ResultLog:
         except (sqlite3.DatabaseError, OSError) as error:
             raise LogError(f"cannot open log {self.path}: {error}") from error
         try:
-            self._file = _identity(self.path)
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
+            self._file = file_identity(self.path)  # the file exists now: its schema was just checked
         except (sqlite3.DatabaseError, OSError) as error:
             self._db.close()
             raise LogError(f"cannot open log {self.path}: {error}") from error
@@ -235,10 +230,7 @@ class ResultLog:
         SQLite keeps writing to a deleted file, and its commits vanish when the connection closes;
         a long-running writer asks this before it acts on a commit, and opens the log again.
         """
-        try:
-            return _identity(self.path) != self._file
-        except OSError:
-            return True
+        return file_identity(self.path) != self._file
 
     def check_writable(self) -> None:
         """Commits a write that changes nothing (the schema version, set again); raises when the log
