@@ -10,6 +10,7 @@ a reader accepts newer documents and keeps fields it does not know in `extra`.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import lzma
@@ -18,16 +19,19 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeface.gallery import DistanceRule, Gallery, GalleryError
 from edgeface.openset import UnknownRule
 from edgeface.preprocess import Preprocessing, PreprocessingError
 
 FORMAT = "edgeface-model"
-SCHEMA_VERSION = 3  # 2 added unknown_rule, 3 self_test
+SCHEMA_VERSION = 4  # 2 added unknown_rule, 3 self_test, 4 kind, embedding_size, gallery, distance_rule
 MEMBER = "edgeface.json"
 TFLITE_IDENTIFIER = b"TFL3"
-OUTPUTS = ("softmax", "sigmoid")
+KINDS = ("classifier", "embedder")
+OUTPUTS = ("softmax", "sigmoid", "embedding")
 _KNOWN_KEYS = {
     "format", "schema_version", "labels", "output", "preprocessing", "source", "converter", "unknown_rule", "self_test",
+    "kind", "embedding_size", "gallery", "distance_rule",
 }  # fmt: skip
 # A fixed timestamp keeps the archive, and so the model file, byte-for-byte reproducible.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -39,12 +43,12 @@ class MetadataError(ValueError):
 
 @dataclass(frozen=True)
 class SelfTest:
-    """A few face crops and the probabilities the int8 model gave them when it was made.
+    """A few face crops and the outputs (probabilities, or embeddings) the int8 model gave them when it was made.
 
     A daemon checks them before it reports ready: a damaged file, or a runtime that computes
     differently on this machine, fails loudly instead of logging wrong names for months.
     inputs: base64 of each crop's uint8 pixels, in the model's input shape.
-    tolerance: the largest difference in any probability that still passes.
+    tolerance: the largest difference in any output that still passes.
     """
 
     inputs: tuple[str, ...]
@@ -68,11 +72,14 @@ class SelfTest:
 class ModelMetadata:
     """What the runtime needs besides the weights.
 
+    kind: "classifier" (outputs are label probabilities) or "embedder" (outputs are an embedding
+        of `embedding_size` values, named by the nearest person of `gallery`).
     labels: class names in output order. With output "sigmoid" there are exactly two, and the
-        single output unit is the probability of labels[1].
+        single output unit is the probability of labels[1]. An embedder's are its gallery's people.
     source: facts about the model this one was converted from (e.g. "sha256", "file").
     converter: versions of the tools that made the artefact.
-    unknown_rule: when to answer "unknown" instead of the top label; None if never calibrated.
+    unknown_rule: a classifier's rule for "unknown" instead of the top label; None if never calibrated.
+    gallery, distance_rule: an embedder's known people and its rule for "unknown".
     self_test: sample inputs and outputs checked before a daemon starts; None in older models.
     extra: fields written by a newer edgeface, kept unread.
     """
@@ -84,19 +91,39 @@ class ModelMetadata:
     converter: dict = field(default_factory=dict)
     unknown_rule: UnknownRule | None = None
     self_test: SelfTest | None = None
+    kind: str = "classifier"
+    embedding_size: int = 0
+    gallery: Gallery | None = None
+    distance_rule: DistanceRule | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.output not in OUTPUTS:
+        if self.kind not in KINDS:
+            raise MetadataError(f"kind must be one of {KINDS}, not {self.kind!r}")
+        if self.kind == "embedder":
+            self._check_embedder()
+            return
+        if self.output not in OUTPUTS[:2]:
             raise MetadataError(f"output must be one of {OUTPUTS}, not {self.output!r}")
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise MetadataError("labels must be at least two distinct names")
         if self.output == "sigmoid" and len(self.labels) != 2:
             raise MetadataError("a sigmoid output needs exactly two labels")
 
+    def _check_embedder(self) -> None:
+        if self.output != "embedding":
+            raise MetadataError("an embedder's output must be 'embedding'")
+        if not 1 <= self.embedding_size <= 4096:
+            raise MetadataError("an embedder's embedding_size must be 1..4096")
+        if self.gallery is not None and self.gallery.dimensions != self.embedding_size:
+            raise MetadataError(f"the gallery's embeddings have {self.gallery.dimensions} values, not {self.embedding_size}")
+        object.__setattr__(self, "labels", self.gallery.people if self.gallery else ())
+
     @property
     def output_units(self) -> int:
         """How many numbers the model outputs per face."""
+        if self.kind == "embedder":
+            return self.embedding_size
         return 1 if self.output == "sigmoid" else len(self.labels)
 
     def to_dict(self) -> dict:
@@ -114,6 +141,12 @@ class ModelMetadata:
             document["unknown_rule"] = self.unknown_rule.to_dict()
         if self.self_test is not None:
             document["self_test"] = self.self_test.to_dict()
+        if self.kind == "embedder":
+            document.update(kind=self.kind, embedding_size=self.embedding_size)
+            if self.gallery is not None:
+                document["gallery"] = self.gallery.to_dict()
+            if self.distance_rule is not None:
+                document["distance_rule"] = self.distance_rule.to_dict()
         return document
 
     def to_json(self) -> str:
@@ -140,11 +173,15 @@ class ModelMetadata:
                 converter=dict(document.get("converter", {})),
                 unknown_rule=UnknownRule.from_dict(document["unknown_rule"]) if document.get("unknown_rule") else None,
                 self_test=SelfTest.from_dict(document["self_test"]) if document.get("self_test") else None,
+                kind=str(document.get("kind", "classifier")),
+                embedding_size=int(document.get("embedding_size", 0)),
+                gallery=Gallery.from_dict(document["gallery"]) if document.get("gallery") else None,
+                distance_rule=DistanceRule.from_dict(document["distance_rule"]) if document.get("distance_rule") else None,
                 extra={key: value for key, value in document.items() if key not in _KNOWN_KEYS},
             )
         except KeyError as missing:
             raise MetadataError(f"{MEMBER} has no {missing.args[0]!r}") from None
-        except (PreprocessingError, TypeError, ValueError) as bad:
+        except (PreprocessingError, GalleryError, TypeError, ValueError, AttributeError) as bad:
             raise MetadataError(f"{MEMBER}: {bad}") from None
 
 
@@ -187,3 +224,12 @@ def read(model: bytes, name: str = "model") -> ModelMetadata:
 def read_file(path: str | Path) -> ModelMetadata:
     """The metadata inside the model file at `path`."""
     return read(Path(path).read_bytes(), name=str(path))
+
+
+def network_sha256(model: bytes) -> str:
+    """sha256 of the flatbuffer alone, without the metadata appended to it: the identity of the
+    network itself, to which enrolments are tied (a model's gallery or rule may change, its
+    embeddings do not). `model` must be a file that `read` accepted."""
+    with zipfile.ZipFile(io.BytesIO(model)) as bundle:
+        start = min(info.header_offset for info in bundle.infolist())  # zipfile counts from the file's start
+    return hashlib.sha256(model[:start]).hexdigest()

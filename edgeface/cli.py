@@ -17,21 +17,28 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 import edgeface
 from edgeface.annotate import AnnotationError, write_annotated
 from edgeface.artefact import MetadataError
 from edgeface.config import DEFAULT_CONFIG, LOG_LEVELS, ConfigError
 from edgeface.dataset import stranger_faces
 from edgeface.detect import DETECTOR_NAMES, YUNET_MODEL_VARIABLE, DetectorUnavailable
+from edgeface.enroll import EnrolmentRefused, NotAnEmbedder, embedder_of, from_camera, from_photos
 from edgeface.evaluate import evaluate_folder, format_evaluation
-from edgeface.model import FaceClassifier, ModelError
-from edgeface.pipeline import ImageResult
+from edgeface.gallery import GalleryError, check_name
+from edgeface.images import ImageError
+from edgeface.model import ModelError
+from edgeface.pipeline import ImageResult, Pipeline
+from edgeface.recognizer import load_recognizer
 from edgeface.preprocess import PreprocessingError
 from edgeface.progress import Progress
-from edgeface.scan import scan
+from edgeface.scan import ScanSummary, image_paths, scan
 from edgeface.scanview import ScanTable, printable
 from edgeface.logview import parse_time, write_rows
 from edgeface.store import LogError, LogQuery, ResultLog, default_path
+from edgeface.verify import UnknownPerson, verify_person, verify_photos
 from edgeface.watch import run_watch
 from edgeface.workers import PipelineRecipe
 
@@ -59,7 +66,7 @@ class _Formatter(argparse.HelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeface",
-        description="Classify faces on a small ARM box with an int8 TFLite model; log every result to SQLite.",
+        description="Recognize faces on a small ARM box with an int8 TFLite model; log every result to SQLite.",
         epilog="exit codes: 0 all went well, 1 some inputs failed, 2 usage, model or log error, "
         "3 convert's int8 model disagrees with the float one",
         formatter_class=_Formatter,
@@ -71,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_watch(commands)
     _add_log(commands)
     _add_forget(commands)
+    _add_enroll(commands)
+    _add_people(commands)
+    _add_verify(commands)
     _add_info(commands)
     _add_train(commands)
     _add_convert(commands)
@@ -198,19 +208,84 @@ def _add_forget(commands: argparse._SubParsersAction) -> None:
     forget = _subcommand(
         commands,
         "forget",
-        summary="delete a person's results, or everything before a date, from the log for good",
+        summary="delete a person's results or enrolment, or everything before a date, from the log for good",
         description="Deletes from the log every photo in which a face with the label was seen (the photo's "
         "row and all its faces) and every camera appearance of the label, or everything logged before a "
         "time, or, with both, what matches both. Deleted rows are overwritten, the write-ahead log is "
         "emptied and the file rebuilt, so nothing is left to recover. Only the content hashes of the "
         "deleted photos are kept, so that the same files are not classified again. Stop the daemon "
         "first if it uses this log (`systemctl stop edgeface`), or run this as its user.",
-        epilog="examples:\n  edgeface forget --label alice\n  edgeface forget --before 2026-01-01 --db /var/lib/edgeface/edgeface.db",
+        epilog="examples:\n  edgeface forget --label alice\n  edgeface forget --person alice --label alice\n"
+        "  edgeface forget --before 2026-01-01 --db /var/lib/edgeface/edgeface.db",
     )
-    forget.add_argument("--label", help="the person (label) to forget")
+    forget.add_argument("--label", help="the person (label) whose results to forget")
+    forget.add_argument(
+        "--person", metavar="NAME",
+        help="delete NAME's enrolled embeddings, and stop using NAME from any model's own gallery with this log",
+    )  # fmt: skip
     forget.add_argument("--before", help="forget what was logged before this time (a date, a time, or an age like 30d)")
     forget.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
     forget.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+
+
+def _add_enroll(commands: argparse._SubParsersAction) -> None:
+    enroll = _subcommand(
+        commands,
+        "enroll",
+        summary="teach an embedder model a person from photos or a camera, without retraining",
+        description="Embeds the largest face of each photo (a photo with a second face nearly as large is "
+        "refused) or, with --camera, the distinct faces of the one person in view for --seconds, and keeps "
+        "the embeddings in the log, tied to this model's network. scan and watch name the person from "
+        "then on (a running watch notices within a second). No TensorFlow needed.",
+        epilog="examples:\n  edgeface enroll alice alice1.jpg alice2.jpg --model faces.tflite\n"
+        "  edgeface enroll bob photos/bob/ --model faces.tflite --db /var/lib/edgeface/edgeface.db\n"
+        "  edgeface enroll carol --camera 0 --seconds 10 --model faces.tflite",
+    )
+    enroll.add_argument("name", metavar="NAME", help="the person's name, as scan will print it")
+    enroll.add_argument("paths", nargs="*", metavar="PHOTO", help="photos of the person, or folders of them")
+    enroll.add_argument("-r", "--recursive", action="store_true", help="also use the sub-folders of folders")
+    enroll.add_argument("--camera", metavar="SOURCE", help="a device index, /dev/videoN, rtsp:// or http:// URL, or a video file")
+    enroll.add_argument("--seconds", type=float, default=10.0, help="how long to look at the camera")
+    enroll.add_argument("--model", default=os.environ.get("EDGEFACE_MODEL"), help="an embedder .tflite ($EDGEFACE_MODEL)")
+    enroll.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
+    enroll.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    _add_yunet_option(enroll)
+
+
+def _add_people(commands: argparse._SubParsersAction) -> None:
+    people = _subcommand(
+        commands,
+        "people",
+        summary="list who is enrolled: per person, how many embeddings and when",
+        description="Lists the people enrolled in the log (per model network) and, with --model, those of "
+        "the model's own gallery, marking the ones this log has forgotten.",
+        epilog="examples:\n  edgeface people\n  edgeface people --model faces.tflite --json",
+    )
+    people.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
+    people.add_argument("--model", default=os.environ.get("EDGEFACE_MODEL"), help="also list this model's own gallery")
+    style = people.add_mutually_exclusive_group()
+    style.add_argument("--json", action="store_true", help="one JSON object per row")
+    style.add_argument("--csv", action="store_true", help="CSV with a header row")
+
+
+def _add_verify(commands: argparse._SubParsersAction) -> None:
+    verify = _subcommand(
+        commands,
+        "verify",
+        summary="say whether two photos, or a photo and an enrolled person, show the same person",
+        description="Compares the largest face of photo A with the largest face of photo B, or with "
+        "--person NAME as scan would, and prints the distance and the model's threshold. Exit code 0 "
+        "whatever the answer; 1 when a photo shows no face or cannot be read.",
+        epilog="examples:\n  edgeface verify a.jpg b.jpg --model faces.tflite\n"
+        "  edgeface verify door.jpg --person alice --model faces.tflite --json",
+    )
+    verify.add_argument("a", metavar="A", help="a photo")
+    verify.add_argument("b", metavar="B", nargs="?", help="another photo (or use --person)")
+    verify.add_argument("--person", metavar="NAME", help="compare A with this enrolled person instead")
+    verify.add_argument("--model", default=os.environ.get("EDGEFACE_MODEL"), help="an embedder .tflite ($EDGEFACE_MODEL)")
+    verify.add_argument("--db", type=Path, default=None, help=f"SQLite log holding --person (default: {default_path()})")
+    verify.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_yunet_option(verify)
 
 
 def _add_info(commands: argparse._SubParsersAction) -> None:
@@ -230,29 +305,41 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train = _subcommand(
         commands,
         "train",
-        summary="train the classic CNN on DIR/<label>/<images> (needs TensorFlow)",
-        description="Detect and crop the largest face in each image of DIR/<label>/, train the classic CNN "
-        "(Conv 32/64/128, Dense 512, Dropout 0.5; softmax, or one sigmoid unit for two labels) and print "
+        summary="make a model of the people in DIR/<person>/<photos> (needs TensorFlow)",
+        description="The embedder (default): dlib's pretrained face network rebuilt in Keras, with every face "
+        "of DIR/<person>/ kept as a gallery of embeddings; nothing is trained, so a few photos per person "
+        "do, and people can be enrolled on the device later. Needs YuNet's file for its alignment, or "
+        "--detector none for aligned face crops. The classic CNN (--arch classic): Conv 32/64/128, Dense "
+        "512, Dropout 0.5, softmax (or one sigmoid unit for two labels), trained from scratch. Both print "
         "accuracy, precision, recall, F1 and the confusion matrix on a stratified validation split.",
-        epilog="example:\n  edgeface train faces/ -o faces.h5 --epochs 30",
+        epilog="examples:\n  edgeface train faces/ -o faces.h5 --yunet-model face_detection_yunet_2023mar.onnx\n"
+        "  edgeface train faces/ -o faces.h5 --strangers others/\n"
+        "  edgeface train faces/ -o classic.h5 --arch classic --epochs 30",
     )
-    train.add_argument("data", metavar="DIR", help="one sub-folder of images per label")
+    train.add_argument("data", metavar="DIR", help="one sub-folder of images per person")
     train.add_argument("-o", "--output", required=True, help="Keras model file to write (.h5)")
-    train.add_argument("--input-size", type=int, default=64, help="model input width and height, pixels")
-    train.add_argument("--grayscale", action="store_true", help="one grey channel instead of RGB")
-    _add_crop_options(train)
-    train.add_argument("--epochs", type=int, default=30, help="passes over the training faces")
-    train.add_argument("--batch-size", type=int, default=32, help="faces per training step")
-    train.add_argument("--validation", type=float, default=0.2, help="fraction of each label held out")
+    train.add_argument("--arch", choices=("embedder", "classic"), default="embedder",
+                       help="embedder: pretrained, people as a gallery; classic: the CNN trained from scratch")  # fmt: skip
+    train.add_argument("--detector", choices=DETECTOR_NAMES,
+                       help="embedder: yunet (default) or none for aligned crops; classic: haar (default), yunet or none")  # fmt: skip
+    train.add_argument("--yunet-model", metavar="FILE", help=f"YuNet's ONNX file (default: ${YUNET_MODEL_VARIABLE})")
+    train.add_argument("--validation", type=float, default=0.2, help="fraction of each person's photos held out")
     train.add_argument("--seed", type=int, default=0, help="the same seed gives the same split and start")
-    train.add_argument("--patience", type=int, default=8, help="stop after this many epochs without a better validation loss")
-    train.add_argument("--no-augment", action="store_true", help="train without random flips, tilts, shifts, zoom and light")
     train.add_argument("--keep-no-face", action="store_true", help="use images where no face is found whole, instead of leaving them out")
     _add_stranger_options(train)
     train.add_argument(
         "--holdout-identities", type=int, default=0, metavar="N",
-        help="leave N people (chosen by --seed) out of training and use their faces as strangers",
+        help="leave N people (chosen by --seed) out and use their faces as strangers",
     )  # fmt: skip
+    classic = train.add_argument_group("classic CNN only (--arch classic)")
+    classic.add_argument("--input-size", type=int, help="model input width and height, pixels (default: 64)")
+    classic.add_argument("--grayscale", action="store_true", help="one grey channel instead of RGB")
+    classic.add_argument("--margin", type=float, help="added around each face box, as a fraction of it (default: 0.1)")
+    classic.add_argument("--align", action="store_true", help="turn each face until its eyes are level (needs --detector yunet)")
+    classic.add_argument("--epochs", type=int, help="passes over the training faces (default: 30)")
+    classic.add_argument("--batch-size", type=int, help="faces per training step (default: 32)")
+    classic.add_argument("--patience", type=int, help="stop after this many epochs without a better validation loss (default: 8)")
+    classic.add_argument("--no-augment", action="store_true", help="train without random flips, tilts, shifts, zoom and light")
 
 
 def _add_convert(commands: argparse._SubParsersAction) -> None:
@@ -297,6 +384,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--model", required=True, help=".tflite, .h5 or .keras made by edgeface")
     evaluate.add_argument("--strangers", metavar="SOURCE", help="more strangers: a folder of faces, or lfw_subset")
     evaluate.add_argument("--keep-no-face", action="store_true", help="use images where no face is found whole")
+    evaluate.add_argument("--db", type=Path, help="an embedder: also know the people enrolled in this log")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     _add_yunet_option(evaluate)
     _add_trust_option(evaluate)
@@ -364,7 +452,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ[YUNET_MODEL_VARIABLE] = args.yunet_model  # seen by detectors here and in workers
     try:
         return COMMANDS[args.command](args)
-    except (ModelError, LogError, DetectorUnavailable, PreprocessingError, MetadataError) as error:
+    except (ModelError, LogError, DetectorUnavailable, PreprocessingError, MetadataError, GalleryError, NotAnEmbedder,
+            UnknownPerson) as error:  # fmt: skip
         return _fail(str(error))
     except BrokenPipeError:
         # The reader went away (`edgeface info M --json | head`): stop quietly, as other tools do.
@@ -386,7 +475,7 @@ def run_scan(args: argparse.Namespace) -> int:
     recipe = PipelineRecipe(args.model, threads, args.detector, args.margin, args.min_face, args.max_faces)
     pipeline = recipe.build()  # a bad model stops here, before the log is created
 
-    table = ScanTable(pipeline.classifier.labels)
+    table = ScanTable(pipeline.recognizer.labels)
     progress = Progress("scanning")
     annotation_problems: list[str] = []
 
@@ -453,8 +542,8 @@ def run_log(args: argparse.Namespace) -> int:
 
 
 def run_forget(args: argparse.Namespace) -> int:
-    if args.label is None and args.before is None:
-        return _fail("say what to forget: --label NAME, --before TIME, or both")
+    if args.label is None and args.before is None and args.person is None:
+        return _fail("say what to forget: --label NAME, --person NAME, --before TIME, or a combination")
     db = args.db or default_path()
     if not db.exists():
         return _fail(f"no log at {db}: pass --db")
@@ -462,37 +551,152 @@ def run_forget(args: argparse.Namespace) -> int:
         before = parse_time(args.before) if args.before else None
     except ValueError as error:
         return _fail(str(error))
+    counts = {"inputs": 0, "appearances": 0}
     with ResultLog(db) as log:
-        counts = log.forget(args.label, before)
+        if args.person is not None:
+            counts["embeddings"] = log.forget_person(args.person)
+        if args.label is not None or before is not None:
+            counts.update(log.forget(args.label, before))
     if args.json:
         print(json.dumps(counts))
+        return EXIT_OK
+    said = [f"{counts['inputs']} photos and {counts['appearances']} appearances"]
+    if args.person is not None:
+        said.append(f"{counts['embeddings']} enrolled embeddings of {printable(args.person)}, who is now unknown "
+                    "to every model used with this log")  # fmt: skip
+    print(f"forgot {'; '.join(said)}; {db} was scrubbed")
+    return EXIT_OK
+
+
+def _pipeline(args: argparse.Namespace, log: ResultLog | None = None) -> Pipeline:
+    """The model named by --model, with the log's enrolments when a log is given."""
+    if not args.model:
+        raise ModelError("no model: pass --model FILE.tflite or set EDGEFACE_MODEL")
+    pipeline = PipelineRecipe(args.model).build()
+    if log is not None:
+        pipeline.recognizer.use_enrolments(log.enrolments(pipeline.recognizer.network_sha256))
+    return pipeline
+
+
+def run_enroll(args: argparse.Namespace) -> int:
+    try:
+        name = check_name(args.name)
+    except GalleryError as error:
+        return _fail(str(error))
+    if bool(args.paths) == bool(args.camera):
+        return _fail("give photos of the person, or --camera SOURCE (not both)")
+    if not args.seconds > 0 or args.seconds > 3600:
+        return _fail("--seconds must be above 0 and at most 3600")
+    pipeline = _pipeline(args)
+    try:
+        embedder = embedder_of(pipeline)
+        if args.camera:
+            collected = from_camera(pipeline, args.camera, args.seconds, embedder.rule.max_distance)
+        else:
+            found = ScanSummary()
+            collected = from_photos(pipeline, list(image_paths(args.paths, args.recursive, found)))
+            collected.problems += [(path, "not an image file") for path in found.skipped]
+            collected.problems += [(problem, "") for problem in found.problems]
+    except EnrolmentRefused as error:
+        return _fail(str(error))
+    db = args.db or default_path()
+    added = 0
+    if collected.embeddings:
+        with ResultLog(db) as log:
+            origin = "camera" if args.camera else "photo"
+            added = log.enrol(name, embedder.network_sha256, np.array(collected.embeddings), collected.photos, origin)
+    outcome = {"person": name, "embeddings": added, "already": len(collected.embeddings) - added,
+               "failed": [{"input": path, "error": why} for path, why in collected.problems], "log": str(db)}  # fmt: skip
+    if args.json:
+        print(json.dumps(outcome))
     else:
-        print(f"forgot {counts['inputs']} photos and {counts['appearances']} appearances; {db} was scrubbed")
+        print(f"enrolled {printable(name)}: {added} new embeddings ({outcome['already']} already enrolled), "
+              f"{len(collected.problems)} inputs not used; log: {db}")  # fmt: skip
+        for path, why in collected.problems:
+            print(f"not used: {printable(path)}{': ' + why if why else ''}", file=sys.stderr)
+    return EXIT_INPUTS_FAILED if collected.problems or not collected.embeddings else EXIT_OK
+
+
+def run_people(args: argparse.Namespace) -> int:
+    db = args.db or default_path()
+    rows: list[dict] = []
+    hidden: set[str] = set()
+    if db.exists():
+        with ResultLog(db) as log:
+            hidden = set(log.hidden_people())
+            rows = [{**row, "network": row["network"][:12], "source": "enrolled"} for row in log.people()]
+    if args.model:
+        embedder = embedder_of(_pipeline(args))
+        for row in rows:
+            row["usable"] = row["network"] == embedder.network_sha256[:12]
+        for person, count in embedder.metadata.gallery.counts().items() if embedder.metadata.gallery else []:
+            rows.append({"person": person, "network": embedder.network_sha256[:12], "embeddings": count,
+                         "first_enrolled": None, "last_enrolled": None,
+                         "source": "forgotten here" if person in hidden else "model", "usable": person not in hidden})  # fmt: skip
+    rows.sort(key=lambda row: (row["person"], row["source"]))
+    if not rows and not (args.json or args.csv):
+        print("nobody is enrolled" + ("" if db.exists() else f" (no log at {db})"))
+        return EXIT_OK
+    write_rows(rows, "json" if args.json else "csv" if args.csv else "table")
+    return EXIT_OK
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    if (args.b is None) == (args.person is None):
+        return _fail("compare photo A with photo B, or with --person NAME (one of the two)")
+    try:
+        if args.person is not None:
+            db = args.db or default_path()
+            if not db.exists():
+                return _fail(f"no log at {db}: pass --db, or enrol {printable(args.person)} first")
+            with ResultLog(db) as log:
+                pipeline = _pipeline(args, log)
+            verdict = verify_person(pipeline, args.a, args.person)
+        else:
+            verdict = verify_photos(_pipeline(args), args.a, args.b)
+    except ImageError as error:
+        print(f"edgeface: failed: {printable(args.a)} or {printable(str(args.b))}: {error}", file=sys.stderr)
+        return EXIT_INPUTS_FAILED
+    except EnrolmentRefused as error:
+        print(f"edgeface: failed: {printable(str(error))}", file=sys.stderr)
+        return EXIT_INPUTS_FAILED
+    if args.json:
+        print(json.dumps(verdict.to_dict()))
+    else:
+        answer = "same person" if verdict.same else "not the same person"
+        print(f"{answer}: distance {verdict.distance:.3f}, threshold {verdict.threshold:.3f} "
+              f"({printable(verdict.a)} vs {printable(verdict.b)})")  # fmt: skip
     return EXIT_OK
 
 
 def run_info(args: argparse.Namespace) -> int:
-    facts = FaceClassifier(args.model).describe()
+    facts = load_recognizer(args.model).describe()
     if args.json:
         print(json.dumps(facts, indent=2))
         return EXIT_OK
     metadata = facts["metadata"]
+    kind = metadata.get("kind", "classifier")
+    if kind == "embedder":
+        print(f"kind: embedder ({metadata['embedding_size']}-value embeddings, named by the nearest person)")
+    else:
+        print("kind: classifier (one probability per label, trained on these people)")
     for name in ("input", "output"):
         tensor = facts[name]
         print(f"{name}: {tensor['shape']} {tensor['dtype']}, scale {tensor['scale']:.6g}, zero point {tensor['zero_point']}")
-    print(f"labels ({metadata['output']}): {', '.join(metadata['labels'])}")
+    if kind == "embedder":
+        gallery = metadata.get("gallery") or {"people": {}}
+        people = ", ".join(f"{printable(person)} ×{count}" for person, count in gallery["people"].items())
+        print(f"gallery: {len(gallery['people'])} people, {sum(gallery['people'].values())} embeddings"
+              + (f": {people}" if people else "") + "; people enrolled in a log add to it")  # fmt: skip
+    else:
+        print(f"labels ({metadata['output']}): {', '.join(printable(label) for label in metadata['labels'])}")
     print(f"preprocessing: {json.dumps(metadata['preprocessing'])}")
     print(f"ops: {', '.join(f'{op} ×{count}' for op, count in facts['ops'].items())}")
-    rule = metadata.get("unknown_rule")
-    if rule:
-        print(
-            f"unknown rule: confidence >= {rule['min_confidence']:.4f}, margin >= {rule['min_margin']:.4f}; "
-            f"{100 * rule['false_accept']:.1f} % of {rule['strangers']} strangers accepted ({rule['stranger_source']})"
-        )
-    else:
-        print("unknown rule: none (every face gets a known label)")
+    print(f"unknown rule: {facts['rule'] or 'none (every face gets a known label)'}")
     print(f"source: {json.dumps(metadata['source'])}; converter: {json.dumps(metadata['converter'])}")
     print(f"file: {facts['path']}, {facts['size']:,} bytes, sha256 {facts['sha256']}")
+    if kind == "embedder":
+        print(f"network sha256 (enrolments are tied to it): {facts['network_sha256']}")
     return EXIT_OK
 
 
@@ -523,11 +727,17 @@ def run_eval(args: argparse.Namespace) -> int:
     """A .tflite is evaluated here on LiteRT; float models go to the workstation side."""
     if not args.model.endswith(".tflite"):
         return run_workstation(args)
-    classifier = FaceClassifier(args.model)
-    strangers = None
-    if args.strangers:
-        strangers = stranger_faces(args.strangers, classifier.metadata.preprocessing)[0]
-    report = evaluate_folder(args.data, classifier.metadata, classifier.probabilities, strangers, args.keep_no_face)
+    recognizer = load_recognizer(args.model)
+    spec = recognizer.metadata.preprocessing
+    if args.db:
+        with ResultLog(args.db) as log:
+            recognizer.use_enrolments(log.enrolments(recognizer.network_sha256))
+    strangers = stranger_faces(args.strangers, spec)[0] if args.strangers else None
+    try:
+        report = evaluate_folder(args.data, recognizer.labels, spec, recognizer.classify, recognizer.rule_text(),
+                                 strangers, args.keep_no_face)  # fmt: skip
+    except ValueError as error:
+        return _fail(str(error))
     print(json.dumps(report) if args.json else format_evaluation(report))
     return EXIT_OK
 
@@ -537,6 +747,9 @@ COMMANDS = {
     "watch": run_watch_command,
     "log": run_log,
     "forget": run_forget,
+    "enroll": run_enroll,
+    "people": run_people,
+    "verify": run_verify,
     "info": run_info,
     "eval": run_eval,
     "train": run_workstation,

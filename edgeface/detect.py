@@ -3,7 +3,8 @@
 Each detector is chosen by the name stored in the model's preprocessing, so the runtime finds
 faces the way training did:
 - `haar`: OpenCV's bundled frontal-face cascade, on a greyscale copy no larger than `max_side`;
-- `yunet`: OpenCV's YuNet network (`cv2.FaceDetectorYN`), which also gives the eyes for alignment;
+- `yunet`: OpenCV's YuNet network (`cv2.FaceDetectorYN`), which also gives five landmarks (eyes, nose,
+  mouth corners) for alignment;
   its ONNX file is the user's own (set EDGEFACE_YUNET_MODEL or pass --yunet-model);
 - `none`: the whole image is one face (inputs that already are crops).
 """
@@ -110,7 +111,7 @@ class HaarDetector:
 
 
 class YuNetDetector:
-    """OpenCV's YuNet face detector; each box carries the eye centres for alignment."""
+    """OpenCV's YuNet face detector; each box carries its five landmarks for alignment."""
 
     def __init__(self, settings: DetectorSettings, model_path: str | None = None) -> None:
         model_path = model_path or os.environ.get(YUNET_MODEL_VARIABLE)
@@ -131,9 +132,9 @@ class YuNetDetector:
         _, found = self._net.detect(small)
         boxes = []
         for row in found if found is not None else []:
-            x, y, w, h, right_eye_x, right_eye_y, left_eye_x, left_eye_y = (float(v) * back for v in row[:8])
-            eyes = ((right_eye_x, right_eye_y), (left_eye_x, left_eye_y))
-            boxes.append(Box(round(x), round(y), round(w), round(h), eyes))
+            x, y, w, h, *points = (float(v) * back for v in row[:14])
+            landmarks = tuple((points[i], points[i + 1]) for i in range(0, 10, 2))
+            boxes.append(Box(round(x), round(y), round(w), round(h), landmarks))
         return _finish(boxes, self._settings)
 
 

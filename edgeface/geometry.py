@@ -12,15 +12,21 @@ Point = tuple[float, float]
 class Box:
     """An axis-aligned box: top-left corner (x, y), width w and height h, in pixels.
 
-    eyes: the centres of the subject's right and left eye (image left, then image right) when the
-    detector finds them (YuNet), for alignment; None otherwise.
+    landmarks: five points when the detector finds them (YuNet), for alignment, in YuNet's order:
+    the subject's right eye, left eye (image left, then image right), nose tip, right and left
+    mouth corner; None otherwise.
     """
 
     x: int
     y: int
     w: int
     h: int
-    eyes: tuple[Point, Point] | None = None
+    landmarks: tuple[Point, Point, Point, Point, Point] | None = None
+
+    @property
+    def eyes(self) -> tuple[Point, Point] | None:
+        """The centres of the right and left eye, or None."""
+        return None if self.landmarks is None else (self.landmarks[0], self.landmarks[1])
 
     @property
     def area(self) -> int:
@@ -33,7 +39,7 @@ class Box:
         """
         dx = round(self.w * margin)
         dy = round(self.h * margin)
-        return Box(self.x - dx, self.y - dy, self.w + 2 * dx, self.h + 2 * dy, self.eyes)
+        return Box(self.x - dx, self.y - dy, self.w + 2 * dx, self.h + 2 * dy, self.landmarks)
 
     def as_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]

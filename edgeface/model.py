@@ -1,4 +1,7 @@
-"""The only module that touches the TFLite interpreter: loads a model and classifies face crops.
+"""The only module that touches the TFLite interpreter: loads a model and runs it on face crops.
+
+`TFLiteModel` runs any edgeface model; `FaceClassifier` turns a classifier's outputs into labels
+(an embedder's are named in `edgeface.embedder`).
 
 LiteRT (`ai_edge_litert`) runs the model; `tflite_runtime` is a fallback where LiteRT has no
 wheel. Quantization of inputs and dequantization of outputs happen here and nowhere else, with
@@ -15,6 +18,7 @@ import numpy as np
 
 from edgeface import artefact
 from edgeface.artefact import MetadataError, ModelMetadata
+from edgeface.openset import UnknownRule
 
 
 class ModelError(RuntimeError):
@@ -34,23 +38,33 @@ def _interpreter_class() -> type:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The label the model gives one face, its probability (0..1), and whether the model's
-    unknown rule rejects it (then `label` is only the nearest known person)."""
+    """The label given to one face, a 0..1 confidence, and whether the model's unknown rule
+    rejects it (then `label` is only the nearest known person). `distance` is an embedder's
+    distance to that person (None for a classifier)."""
 
     label: str
     confidence: float
     unknown: bool = False
+    distance: float | None = None
 
 
-class FaceClassifier:
-    """An edgeface `.tflite` model ready to classify preprocessed face crops."""
+def read_model_file(path: str | Path) -> bytes:
+    """The bytes of a model file; ModelError when it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ModelError(f"cannot read model {path}: {error.strerror}") from None
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+
+class TFLiteModel:
+    """An edgeface `.tflite` model loaded on LiteRT, checked against its own metadata.
+
+    content: the file's bytes when the caller has read them already.
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None, content: bytes | None = None) -> None:
         self.path = Path(path)
-        try:
-            content = self.path.read_bytes()
-        except OSError as error:
-            raise ModelError(f"cannot read model {path}: {error.strerror}") from None
+        content = read_model_file(path) if content is None else content
         if content[4:8] != artefact.TFLITE_IDENTIFIER:
             raise ModelError(f"{path} is not a TFLite model")
         # The flatbuffer first: a file cut short is then called damaged, not "without metadata".
@@ -71,6 +85,7 @@ class FaceClassifier:
 
     @property
     def labels(self) -> tuple[str, ...]:
+        """The names this model can give a face."""
         return self.metadata.labels
 
     def _check_shapes(self) -> None:
@@ -79,10 +94,9 @@ class FaceClassifier:
         if actual_input != expected_input:
             raise ModelError(f"{self.path}: input shape {actual_input} does not match its preprocessing {expected_input}")
         if int(self._output["shape"][-1]) != self.metadata.output_units:
-            raise ModelError(
-                f"{self.path}: {self._output['shape'][-1]} outputs do not match "
-                f"{len(self.labels)} labels with a {self.metadata.output} output"
-            )
+            what = (f"an embedding of {self.metadata.embedding_size}" if self.metadata.kind == "embedder"
+                    else f"{len(self.labels)} labels with a {self.metadata.output} output")  # fmt: skip
+            raise ModelError(f"{self.path}: {self._output['shape'][-1]} outputs do not match {what}")
 
     def describe(self) -> dict:
         """What `edgeface info` shows: tensors with dtype and quantization, op counts, metadata, file facts."""
@@ -100,23 +114,29 @@ class FaceClassifier:
         ops: dict[str, int] = {}
         for op in self._interpreter._get_ops_details():  # no public op listing in LiteRT 2.x
             ops[op["op_name"]] = ops.get(op["op_name"], 0) + 1
+        metadata = self.metadata.to_dict()
+        if "gallery" in metadata:  # people and counts, not thousands of numbers
+            metadata["gallery"] = {"dimensions": self.metadata.gallery.dimensions, "people": self.metadata.gallery.counts()}
         return {
             "path": str(self.path),
             "size": self.path.stat().st_size,
             "sha256": self.sha256,
+            "network_sha256": self.network_sha256,
             "input": tensor(self._input),
             "output": tensor(self._output),
             "ops": ops,
-            "metadata": self.metadata.to_dict(),
+            "rule": self.rule_text(),
+            "metadata": metadata,
         }
 
     def scores(self, crops: np.ndarray) -> np.ndarray:
-        """Raw probabilities for a batch, in one interpreter call.
+        """The model's raw outputs for a batch, in one interpreter call.
 
         Args:
             crops: float32 (n, height, width, channels) from `preprocess.crop_faces`.
         Returns:
-            float32 (n, units): one probability per label (softmax), or of labels[1] (sigmoid).
+            float32 (n, units): one probability per label (softmax), of labels[1] (sigmoid), or
+            the embedding.
         """
         if len(crops) == 0:
             return np.empty((0, self.metadata.output_units), dtype=np.float32)
@@ -128,20 +148,55 @@ class FaceClassifier:
         self._interpreter.invoke()
         return _dequantize(self._interpreter.get_tensor(self._output["index"]), self._output)
 
+    def outputs(self, crops: np.ndarray) -> np.ndarray:
+        """What the self-test compares: probabilities (classifier) or embeddings (embedder)."""
+        return self.scores(crops)
+
+    def use_enrolments(self, enrolments: object) -> None:
+        """People enrolled on the device; only an embedder can use them, a classifier ignores them."""
+
+    @property
+    def network_sha256(self) -> str | None:
+        """The identity enrolments are tied to; None for a model that cannot take enrolments."""
+        return None
+
+    def rule_text(self) -> str | None:
+        """The unknown rule for people, or None when the model has none."""
+        raise NotImplementedError
+
+
+class FaceClassifier(TFLiteModel):
+    """A classifier: one probability per label, named by the top one and its unknown rule."""
+
+    def __init__(self, path: str | Path, threads: int | None = None, content: bytes | None = None) -> None:
+        super().__init__(path, threads, content)
+        if self.metadata.kind != "classifier":
+            raise ModelError(f"{path} is an {self.metadata.kind}, not a classifier")
+
+    def outputs(self, crops: np.ndarray) -> np.ndarray:
+        return self.probabilities(crops)
+
+    def rule_text(self) -> str | None:
+        """The unknown rule for people, or None when the model has none."""
+        rule = self.metadata.unknown_rule
+        return rule.describe() if rule else None
+
     def probabilities(self, crops: np.ndarray) -> np.ndarray:
         """(n, n_labels) probabilities for a batch of crops (see `scores`)."""
         return label_probabilities(self.scores(crops), self.metadata.output)
 
     def classify(self, crops: np.ndarray) -> list[Prediction]:
         """One Prediction per crop (see `scores` for the input), with the unknown rule applied."""
-        probabilities = self.probabilities(crops)
-        rule = self.metadata.unknown_rule
-        unknown = rule.unknown(probabilities) if rule else np.zeros(len(probabilities), dtype=bool)
-        best = np.argmax(probabilities, axis=1)
-        return [
-            Prediction(self.labels[i], float(row[i]), bool(rejected))
-            for i, row, rejected in zip(best, probabilities, unknown)
-        ]
+        return predictions_from_probabilities(self.probabilities(crops), self.labels, self.metadata.unknown_rule)
+
+
+def predictions_from_probabilities(
+    probabilities: np.ndarray, labels: tuple[str, ...], rule: UnknownRule | None
+) -> list[Prediction]:
+    """The top label of each row of (n, n_labels) probabilities, with `rule` applied."""
+    unknown = rule.unknown(probabilities) if rule else np.zeros(len(probabilities), dtype=bool)
+    best = np.argmax(probabilities, axis=1)
+    return [Prediction(labels[i], float(row[i]), bool(rejected)) for i, row, rejected in zip(best, probabilities, unknown)]
 
 
 def label_probabilities(scores: np.ndarray, output: str) -> np.ndarray:

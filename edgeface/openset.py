@@ -43,6 +43,13 @@ class UnknownRule:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        """One line for people: the thresholds and what they were measured on."""
+        return (
+            f"confidence >= {self.min_confidence:.4f}, margin >= {self.min_margin:.4f}; "
+            f"{100 * self.false_accept:.1f} % of {self.strangers} strangers accepted ({self.stranger_source})"
+        )
+
     @classmethod
     def from_dict(cls, data: dict) -> UnknownRule:
         return cls(

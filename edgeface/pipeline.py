@@ -1,4 +1,4 @@
-"""One image through the runtime: read → decode → detect → crop → classify.
+"""One image through the runtime: read → decode → detect → crop → recognize.
 
 `scan` uses it now; the daemon reuses the same object, so there is one path from a file to a result.
 """
@@ -14,20 +14,22 @@ import numpy as np
 from edgeface.detect import make_detector
 from edgeface.geometry import Box
 from edgeface.images import ImageError, InputFile, absolute, decode
-from edgeface.model import FaceClassifier
 from edgeface.preprocess import Preprocessing, crop_faces
+from edgeface.recognizer import Recognizer
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class FaceResult:
-    """One face: where, the nearest known label, its probability, and whether it is rejected as unknown."""
+    """One face: where, the nearest known label, a 0..1 confidence, whether it is rejected as
+    unknown, and an embedder's distance to that label (None for a classifier)."""
 
     box: Box
     label: str
     confidence: float
     unknown: bool = False
+    distance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class ImageResult:
                     "label": face.label,
                     "confidence": round(face.confidence, 4),
                     "unknown": face.unknown,
+                    "distance": None if face.distance is None else round(face.distance, 4),
                 }
                 for face in self.faces
             ],
@@ -70,20 +73,20 @@ class ImageResult:
 
 
 class Pipeline:
-    """Finds and classifies faces with one model.
+    """Finds and names faces with one model (a classifier or an embedder).
 
     `preprocessing` defaults to the model's own; any difference is logged as a warning, since a
     crop unlike the training crops lowers accuracy silently.
     """
 
     def __init__(
-        self, classifier: FaceClassifier, preprocessing: Preprocessing | None = None, report_differences: bool = True
+        self, recognizer: Recognizer, preprocessing: Preprocessing | None = None, report_differences: bool = True
     ) -> None:
-        model_spec = classifier.metadata.preprocessing
+        model_spec = recognizer.metadata.preprocessing
         self.preprocessing = preprocessing or model_spec
         for difference in model_spec.differences(self.preprocessing) if report_differences else []:
             log.warning("preprocessing differs from the model's (model -> now): %s", difference)
-        self.classifier = classifier
+        self.recognizer = recognizer
         self.detector = make_detector(self.preprocessing.detector)
 
     def process(self, source: InputFile) -> ImageResult:
@@ -96,7 +99,7 @@ class Pipeline:
         return ImageResult(source.path, source.sha256, source.size, width, height, self.faces_in(pixels))
 
     def faces_in(self, pixels: np.ndarray) -> tuple[FaceResult, ...]:
-        """Detects and classifies the faces of decoded BGR pixels (a photo or a video frame)."""
+        """Detects and names the faces of decoded BGR pixels (a photo or a video frame)."""
         boxes = self.detector.detect(pixels)
-        predictions = self.classifier.classify(crop_faces(pixels, boxes, self.preprocessing))
-        return tuple(FaceResult(box, p.label, p.confidence, p.unknown) for box, p in zip(boxes, predictions))
+        predictions = self.recognizer.classify(crop_faces(pixels, boxes, self.preprocessing))
+        return tuple(FaceResult(box, p.label, p.confidence, p.unknown, p.distance) for box, p in zip(boxes, predictions))

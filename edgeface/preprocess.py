@@ -16,7 +16,14 @@ from edgeface.detect import DETECTOR_NAMES, DetectorSettings
 from edgeface.geometry import Box
 
 COLORS = ("gray", "rgb")
-ALIGNMENTS = ("none", "eyes")
+ALIGNMENTS = ("none", "eyes", "face5")
+# Where YuNet's five landmarks fall in dlib's 150×150 face chip (`get_face_chip`, padding 0.25):
+# the mean of YuNet on 300 dlib chips (spread 3–4 px). "face5" maps each face onto it, so the
+# embedder sees faces placed as dlib's network was trained on them.
+CHIP_TEMPLATE = np.array(
+    [(44.98, 45.84), (102.36, 45.53), (73.63, 76.54), (49.71, 102.12), (97.65, 101.90)], dtype=np.float32
+)
+CHIP_SIZE = 150
 
 
 class PreprocessingError(ValueError):
@@ -34,7 +41,9 @@ class Preprocessing:
     """
 
     detector: DetectorSettings = field(default_factory=DetectorSettings)
-    alignment: str = "none"  # "eyes": turn each face until its eyes are level (needs yunet)
+    # "eyes": turn each face until its eyes are level; "face5": move, turn and scale it so its five
+    # landmarks fit CHIP_TEMPLATE (the margin is then the template's own). Both need yunet.
+    alignment: str = "none"
     margin: float = 0.0
     color: str = "rgb"
     width: int = 64
@@ -49,7 +58,7 @@ class Preprocessing:
             (self.detector.max_faces >= 0, "the detector's max_faces (--max-faces) must be 0 (all) or more"),
             (self.detector.scale_factor > 1.0, "the detector's scale_factor must be above 1"),
             (0.0 < self.detector.score_threshold < 1.0, "the detector's score_threshold must be between 0 and 1"),
-            (self.alignment != "eyes" or self.detector.name == "yunet", "alignment 'eyes' needs the yunet detector"),
+            (self.alignment == "none" or self.detector.name == "yunet", f"alignment {self.alignment!r} needs the yunet detector"),
             (0.0 <= self.margin <= 1.0, "margin must be between 0 and 1"),
             (self.color in COLORS, f"color must be one of {COLORS}"),
             (8 <= self.width <= 1024 and 8 <= self.height <= 1024, "width and height must be 8..1024"),
@@ -132,8 +141,12 @@ def crop_faces(image: np.ndarray, boxes: list[Box], spec: Preprocessing) -> np.n
     """
     crops = np.empty((len(boxes), *spec.input_shape), dtype=np.float32)
     for i, box in enumerate(boxes):
-        expanded = box.expand(spec.margin)
-        face = _cut_level(image, expanded) if spec.alignment == "eyes" and box.eyes else _cut(image, expanded)
+        if spec.alignment == "face5" and box.landmarks:
+            face = _cut_template(image, box, spec.width, spec.height)
+        elif spec.alignment == "eyes" and box.landmarks:
+            face = _cut_level(image, box.expand(spec.margin))
+        else:
+            face = _cut(image, box.expand(spec.margin))
         crops[i] = _prepare(face, spec)
     return crops
 
@@ -156,6 +169,43 @@ def _cut_level(image: np.ndarray, box: Box) -> np.ndarray:
     turn = cv2.getRotationMatrix2D((box.x + box.w / 2, box.y + box.h / 2), angle, 1.0)
     turn[:, 2] -= (box.x, box.y)  # and move the box's corner to the crop's origin
     return cv2.warpAffine(image, turn, (box.w, box.h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _cut_template(image: np.ndarray, box: Box, width: int, height: int) -> np.ndarray:
+    """A width×height crop in which the box's five landmarks land on CHIP_TEMPLATE (scaled to the
+    size) as closely as a move, a turn and one scale allow."""
+    target = CHIP_TEMPLATE * np.float32((width / CHIP_SIZE, height / CHIP_SIZE))
+    found = np.array(box.landmarks, dtype=np.float32)
+    transform, _ = cv2.estimateAffinePartial2D(found, target, method=cv2.LMEDS)
+    if transform is None:  # degenerate landmarks (all on one point): fall back to the plain box
+        return _cut(image, box)
+    scale = float(np.hypot(*transform[0, :2]))
+    if scale < 0.5:  # a bilinear warp would skip pixels and alias: shrink the face's region first
+        image, transform = _shrunk_region(image, transform, scale, width, height)
+    return cv2.warpAffine(image, transform, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _shrunk_region(image: np.ndarray, transform: np.ndarray, scale: float, width: int, height: int
+                   ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The part of `image` that `transform` maps into the width×height crop, resized by `scale` with
+    area averaging, and the transform that maps the resized part onto the same crop."""
+    inverse = cv2.invertAffineTransform(transform)
+    corners = np.array([(0, 0), (width, 0), (0, height), (width, height)], dtype=np.float64)
+    mapped = corners @ inverse[:, :2].T + inverse[:, 2]
+    rows, columns = image.shape[:2]
+    left, top = (int(max(0, np.floor(v))) for v in mapped.min(axis=0))
+    right, bottom = int(min(columns, np.ceil(mapped[:, 0].max()))), int(min(rows, np.ceil(mapped[:, 1].max())))
+    if right - left < 2 or bottom - top < 2:
+        return image, transform
+    region = image[top:bottom, left:right]
+    size = (max(1, round(region.shape[1] * scale)), max(1, round(region.shape[0] * scale)))
+    small = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+    along_x, along_y = small.shape[1] / region.shape[1], small.shape[0] / region.shape[0]
+    moved = transform.copy()
+    moved[:, 0] /= along_x
+    moved[:, 1] /= along_y
+    moved[:, 2] = transform[:, :2] @ np.array([left, top], dtype=np.float64) + transform[:, 2]
+    return small, moved
 
 
 def _prepare(face: np.ndarray, spec: Preprocessing) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edgeface.images import ImageError, InputFile, is_image_name, read_input
 from edgeface.pipeline import ImageResult, Pipeline
@@ -95,8 +95,12 @@ def scan(
     progress = progress or Progress(SOURCE)
     found = list(image_paths(paths, recursive, summary))
     progress.start(len(found))
-    classifier = pipeline.classifier
-    model_id = log.register_model(classifier.sha256, str(classifier.path), classifier.labels)
+    recognizer = pipeline.recognizer
+    model_id = log.register_model(recognizer.sha256, str(recognizer.path), recognizer.labels)
+    # People enrolled in this log join an embedder's gallery, here and in every worker.
+    enrolments = log.enrolments(recognizer.network_sha256)
+    recognizer.use_enrolments(enrolments)
+    recipe = replace(recipe, enrolments=enrolments)
 
     def inputs() -> Iterator[InputFile | ImageResult]:
         for path in found:

@@ -31,7 +31,9 @@ def shown_path(path: str) -> str:
 
 def face_label(face: FaceResult) -> str:
     """The label a person reads: an unknown face shows the nearest known label after a tilde."""
-    return f"unknown ~{face.label}" if face.unknown else face.label
+    if not face.unknown:
+        return face.label
+    return f"unknown ~{face.label}" if face.label else "unknown"  # an empty gallery has no nearest
 
 
 class ScanTable:

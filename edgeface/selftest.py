@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from edgeface.artefact import SelfTest
-from edgeface.model import FaceClassifier, ModelError
+from edgeface.model import ModelError, TFLiteModel
 from edgeface.preprocess import Preprocessing, pixels_to_values, values_to_pixels
 
 log = logging.getLogger(__name__)
@@ -29,11 +29,12 @@ class SelfTestFailed(ModelError):
     """The model did not reproduce its stored answers."""
 
 
-def make_self_test(probabilities: Callable[[np.ndarray], np.ndarray], crops: np.ndarray, spec: Preprocessing) -> SelfTest:
-    """A self-test from `SAMPLES` evenly spaced `crops`, answered by `probabilities` (the int8 model)."""
+def make_self_test(outputs: Callable[[np.ndarray], np.ndarray], crops: np.ndarray, spec: Preprocessing) -> SelfTest:
+    """A self-test from `SAMPLES` evenly spaced `crops`, answered by `outputs` (the int8 model's
+    probabilities or embeddings)."""
     picked = crops[np.linspace(0, len(crops) - 1, min(SAMPLES, len(crops))).round().astype(int)]
     pixels = values_to_pixels(picked, spec)
-    answers = probabilities(pixels_to_values(pixels, spec))
+    answers = outputs(pixels_to_values(pixels, spec))
     return SelfTest(
         tuple(base64.b64encode(crop.tobytes()).decode("ascii") for crop in pixels),
         tuple(tuple(round(float(value), 6) for value in row) for row in answers),
@@ -41,7 +42,7 @@ def make_self_test(probabilities: Callable[[np.ndarray], np.ndarray], crops: np.
     )
 
 
-def run_self_test(classifier: FaceClassifier) -> None:
+def run_self_test(classifier: TFLiteModel) -> None:
     """Raises SelfTestFailed when the model's answers differ from those stored in it."""
     test = classifier.metadata.self_test
     if test is None:
@@ -53,10 +54,12 @@ def run_self_test(classifier: FaceClassifier) -> None:
                            for item in test.inputs])  # fmt: skip
     except ValueError as error:
         raise SelfTestFailed(f"{classifier.path}: its self-test samples are damaged: {error}") from None
-    answers = classifier.probabilities(pixels_to_values(pixels, spec))
+    answers = classifier.outputs(pixels_to_values(pixels, spec))
     expected = np.array(test.probabilities, dtype=np.float32)
     difference = float(np.abs(answers - expected).max()) if answers.shape == expected.shape else float("inf")
-    if difference > test.tolerance or not np.array_equal(answers.argmax(axis=1), expected.argmax(axis=1)):
+    # A classifier must also keep its top label; an embedding has no top to keep.
+    same_top = classifier.metadata.kind != "classifier" or np.array_equal(answers.argmax(axis=1), expected.argmax(axis=1))
+    if difference > test.tolerance or not same_top:
         raise SelfTestFailed(
             f"{classifier.path} failed its self-test: its answers to {len(pixels)} stored samples differ from "
             f"those recorded when it was made (largest difference {difference:.4f}, allowed {test.tolerance})"

@@ -17,7 +17,10 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from edgeface.clock import Moment, now
+from edgeface.gallery import Enrolments, Gallery, GalleryError, check_name
 from edgeface.images import file_identity
 from edgeface.pipeline import ImageResult
 
@@ -111,6 +114,31 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE forgotten (             -- only the content of deleted inputs, not where it was
         sha256 TEXT PRIMARY KEY
     ) WITHOUT ROWID;
+    """,
+    # 5: embedder models. People enrolled on the device are embeddings tied to the network that
+    # made them; people of a model's own gallery forgotten here are hidden; `gallery_version`
+    # counts changes so a running daemon notices them; a face records its distance.
+    """
+    CREATE TABLE enrolments (
+        id INTEGER PRIMARY KEY,
+        person TEXT NOT NULL,
+        network TEXT NOT NULL,           -- sha256 of the embedder's flatbuffer
+        embedding BLOB NOT NULL,         -- little-endian float32
+        sha256 TEXT,                     -- the photo's content hash; NULL for a camera frame
+        origin TEXT NOT NULL,            -- "photo" or "camera"
+        enrolled_at TEXT NOT NULL        -- UTC, ISO 8601
+    );
+    CREATE INDEX enrolments_network ON enrolments (network, person);
+    CREATE UNIQUE INDEX enrolments_photo ON enrolments (network, person, sha256) WHERE sha256 IS NOT NULL;
+    CREATE TABLE hidden_people (
+        person TEXT PRIMARY KEY
+    ) WITHOUT ROWID;
+    CREATE TABLE gallery_version (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL
+    );
+    INSERT INTO gallery_version (id, version) VALUES (1, 0);
+    ALTER TABLE faces ADD COLUMN distance REAL;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -366,9 +394,10 @@ class ResultLog:
                     ),
                 )
                 db.executemany(
-                    "INSERT INTO faces (input_id, x, y, w, h, label, confidence, unknown) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO faces (input_id, x, y, w, h, label, confidence, unknown, distance) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (cursor.lastrowid, *face.box.as_list(), face.label, face.confidence, face.unknown)
+                        (cursor.lastrowid, *face.box.as_list(), face.label, face.confidence, face.unknown, face.distance)
                         for face in result.faces
                     ],
                 )
@@ -466,6 +495,72 @@ class ResultLog:
         """How many inputs the log holds per status ("done", "error")."""
         rows = self._db.execute("SELECT status, count(*) FROM inputs GROUP BY status ORDER BY status")
         return dict(rows.fetchall())
+
+    # -- enrolled people: `edgeface enroll`, `people`, `forget --person` ------------------------
+
+    def enrol(self, person: str, network: str, embeddings: np.ndarray, photos: list[str | None], origin: str) -> int:
+        """Adds embeddings (n × d) of `person` made by the network with sha256 `network`, one per
+        photo hash in `photos` (None for camera frames); a photo already enrolled for the person
+        is not added twice. Returns how many were added."""
+        check_name(person)
+        with self.transaction() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO enrolments (person, network, embedding, sha256, origin, enrolled_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(person, network, vector.astype("<f4").tobytes(), photo, origin, _now())
+                 for vector, photo in zip(embeddings, photos)],  # fmt: skip
+            )
+            added = db.total_changes - before
+            db.execute("UPDATE gallery_version SET version = version + 1")
+        return added
+
+    def enrolments(self, network: str | None) -> Enrolments:
+        """The people enrolled here with the network `network`, and the hidden ones; empty for None
+        (a model that takes no enrolments). Rows that do not fit are left out, and said so."""
+        if network is None:
+            return Enrolments()
+        hidden = frozenset(person for (person,) in self._db.execute("SELECT person FROM hidden_people"))
+        rows = self._db.execute(
+            "SELECT person, embedding FROM enrolments WHERE network = ? ORDER BY id", (network,)
+        ).fetchall()
+        if not rows:
+            return Enrolments(None, hidden)
+        sizes = {len(blob) for _, blob in rows}
+        if len(sizes) != 1 or sizes.pop() % 4:
+            raise LogError(f"{self.path}: the enrolments for this model have embeddings of different sizes")
+        vectors = np.frombuffer(b"".join(blob for _, blob in rows), dtype="<f4").reshape(len(rows), -1)
+        try:
+            return Enrolments(Gallery(tuple(person for person, _ in rows), vectors.astype(np.float32)), hidden)
+        except GalleryError as error:
+            raise LogError(f"{self.path}: the enrolments cannot be used: {error}") from None
+
+    def gallery_version(self) -> int:
+        """A number that changes whenever someone is enrolled or forgotten."""
+        return self._db.execute("SELECT version FROM gallery_version").fetchone()[0]
+
+    def people(self) -> list[dict]:
+        """Everyone enrolled here: per person and network, how many embeddings and when."""
+        rows = self._db.execute(
+            "SELECT person, network, count(*) AS embeddings, min(enrolled_at) AS first_enrolled, "
+            "max(enrolled_at) AS last_enrolled FROM enrolments GROUP BY person, network ORDER BY person, network"
+        )
+        return [_row_dict(rows, row) for row in rows.fetchall()]
+
+    def hidden_people(self) -> list[str]:
+        """People of models' own galleries that were forgotten here."""
+        return [person for (person,) in self._db.execute("SELECT person FROM hidden_people ORDER BY person")]
+
+    def forget_person(self, person: str) -> int:
+        """Deletes every embedding of `person` for good and hides them in any model's own gallery
+        when used with this log; then scrubs the file. Returns the embeddings deleted."""
+        self._db.execute("PRAGMA secure_delete = ON")
+        with self.transaction() as db:
+            deleted = db.execute("DELETE FROM enrolments WHERE person = ?", (person,)).rowcount
+            db.execute("INSERT OR IGNORE INTO hidden_people (person) VALUES (?)", (person,))
+            db.execute("UPDATE gallery_version SET version = version + 1")
+        self.scrub()
+        return deleted
 
     # -- forgetting: retention and `edgeface forget` -------------------------------------------
 

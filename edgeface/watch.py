@@ -42,6 +42,7 @@ from edgeface.detect import YUNET_MODEL_VARIABLE
 from edgeface.folder import FolderSource
 from edgeface.crops import CropStore
 from edgeface.images import ImageError, decode, read_input
+from edgeface.model import ModelError
 from edgeface.notify import SystemdNotifier, watchdog_interval
 from edgeface.pipeline import ImageResult, Pipeline
 from edgeface.selftest import run_self_test
@@ -56,6 +57,7 @@ BATCH = 4  # files processed per commit: few enough for low latency, enough to s
 IDLE_WAIT = 0.5  # seconds to wait for new files; also bounds how late a signal is noticed
 STATUS_SECONDS = 5.0
 RETENTION_SECONDS = 3600.0
+GALLERY_SECONDS = 1.0  # how often the log is asked whether someone was enrolled or forgotten
 BACKLOG_CHUNK = 500  # paths noted as pending per transaction while draining a rescan
 MAX_ATTEMPTS = 3  # tries of a file that was in hand whenever the daemon died
 # Another process's transaction is waited for this long, then the log counts as failing: the loop
@@ -115,7 +117,7 @@ def build_pipeline(settings: dict[str, object]) -> Pipeline:
         settings["detector.max_faces"],
     )
     pipeline = recipe.build()
-    run_self_test(pipeline.classifier)
+    run_self_test(pipeline.recognizer)
     return pipeline
 
 
@@ -149,7 +151,8 @@ class Daemon:
         self._folder_lost = False
         self._suspects: set[str] | None = None  # pending at start: maybe what ended the last run
         self._stop = self._reload = False
-        self._next_ping = self._next_status = self._next_retention = 0.0
+        self._next_ping = self._next_status = self._next_retention = self._next_gallery = 0.0
+        self._gallery_version: int | None = None
         interval = watchdog_interval()
         self._ping_every = interval / 2 if interval else None
         try:
@@ -160,7 +163,7 @@ class Daemon:
             self._log_failed(error)
 
     def _register_model(self) -> int:
-        classifier = self.pipeline.classifier
+        classifier = self.pipeline.recognizer
         return self.log.register_model(classifier.sha256, str(classifier.path), classifier.labels)
 
     def _on_signal(self, number: int, frame: object) -> None:
@@ -199,6 +202,10 @@ class Daemon:
         if self.log is not None and moment >= self._next_retention:
             self._apply_retention()
             self._next_retention = moment + RETENTION_SECONDS
+        if self.log is not None and moment >= self._next_gallery:
+            with contextlib.suppress(*LOG_FAULTS):
+                self._refresh_gallery()
+            self._next_gallery = moment + GALLERY_SECONDS
         if self._reload:
             self._reload = False
             self.notifier.reloading()
@@ -229,8 +236,9 @@ class Daemon:
                 log.warning("%s changed in the config: restart the service to apply it", key)
         self.settings = {**settings, **{key: self.settings[key] for key in ("folder.path", "camera.source", "db")}}
         self.pipeline = pipeline
+        self._gallery_version = None  # the new model takes the log's enrolments at the next tick
         _set_level(self.settings)
-        log.info("reloaded the config and the model %s", pipeline.classifier.path)
+        log.info("reloaded the config and the model %s", pipeline.recognizer.path)
         if self.log is not None:  # else it is registered when the log is opened again
             self.model_id = self._register_model()
 
@@ -276,9 +284,26 @@ class Daemon:
         try:
             self.model_id = self._register_model()
             self.log.check_writable()
+            self._gallery_version = None  # another log, or the same one after a fault: look again
+            self._refresh_gallery()
         except sqlite3.Error:
             self._close_log()
             raise
+
+    def _refresh_gallery(self) -> None:
+        """People enrolled or forgotten in the log since the last look join or leave an embedder's
+        gallery (a classifier ignores them); a log that fails now is met by the loop's next write."""
+        try:
+            version = self.log.gallery_version()
+            if version != self._gallery_version:
+                recognizer = self.pipeline.recognizer
+                recognizer.use_enrolments(self.log.enrolments(recognizer.network_sha256))
+                if self._gallery_version is not None:
+                    log.info("people enrolled or forgotten: %d people known now", len(recognizer.labels))
+                self._gallery_version = version
+        except (LogError, ModelError) as error:
+            log.error("the log's enrolments cannot be used: %s", error)
+            self._gallery_version = version
 
     def _close_log(self) -> None:
         if self.log is not None:
@@ -353,7 +378,7 @@ class Daemon:
         source.start()
         name = f"folder:{source.root}"
         self.notifier.ready(f"watching {source.root}")
-        log.info("watching %s with %s", source.root, self.pipeline.classifier.path)
+        log.info("watching %s with %s", source.root, self.pipeline.recognizer.path)
         try:
             while not self._stop:
                 if self.log is None:

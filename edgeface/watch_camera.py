@@ -57,7 +57,7 @@ def watch_camera(daemon: Daemon) -> int:
     last_at = 0.0
     with camera:
         daemon.notifier.ready(f"watching {camera.spec}")
-        log.info("watching %s with %s", camera.spec, daemon.pipeline.classifier.path)
+        log.info("watching %s with %s", camera.spec, daemon.pipeline.recognizer.path)
         try:
             while not daemon.stop_requested():
                 daemon.counts.camera = camera.status().state

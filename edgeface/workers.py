@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 
 import cv2
 
+from edgeface.gallery import Enrolments
 from edgeface.images import InputFile
-from edgeface.model import FaceClassifier
 from edgeface.pipeline import ImageResult, Pipeline
+from edgeface.recognizer import load_recognizer
 
 IN_FLIGHT_PER_WORKER = 4  # enough that one slow photo does not leave the other workers idle
 
@@ -30,7 +31,9 @@ class PipelineRecipe:
     does not).
 
     threads: LiteRT threads (None: LiteRT's choice); detector, margin, min_face (pixels) and
-    max_faces: overrides of the model's preprocessing (None: the model's own).
+    max_faces: overrides of the model's preprocessing (None: the model's own). enrolments: the
+    people the log adds to an embedder's gallery (read once by the parent, so every worker names
+    faces alike).
     """
 
     model: str
@@ -39,17 +42,20 @@ class PipelineRecipe:
     margin: float | None = None
     min_face: int | None = None
     max_faces: int | None = None
+    enrolments: Enrolments | None = None
 
     def build(self, report_differences: bool = True) -> Pipeline:
-        classifier = FaceClassifier(self.model, self.threads)
-        spec = classifier.metadata.preprocessing
+        recognizer = load_recognizer(self.model, self.threads)
+        if self.enrolments is not None:
+            recognizer.use_enrolments(self.enrolments)
+        spec = recognizer.metadata.preprocessing
         overrides = {"name": self.detector, "min_size": self.min_face, "max_faces": self.max_faces}
         changes = {key: value for key, value in overrides.items() if value is not None}
         if changes:
             spec = spec.with_detector(**changes)
         if self.margin is not None:
             spec = replace(spec, margin=self.margin)
-        return Pipeline(classifier, spec, report_differences)
+        return Pipeline(recognizer, spec, report_differences)
 
 
 _worker_pipeline: Pipeline | None = None

@@ -72,7 +72,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, lfw_patches: np.ndarray) -
                 held_out.append((target, label))
     keras_file = folder / "face_or_not.h5"
     train = run_edgeface(
-        "train", str(folder / "faces"), "-o", str(keras_file),
+        "train", str(folder / "faces"), "-o", str(keras_file), "--arch", "classic",
         "--detector", "none", "--grayscale", "--input-size", "32", "--epochs", "20", "--batch-size", "16", "--seed", "3",
     )  # fmt: skip
     assert train.returncode == 0, train.stderr

@@ -38,10 +38,10 @@ def test_embedding_is_deterministic_and_listable_as_a_zip():
 
 
 def test_fields_from_a_newer_edgeface_are_kept():
-    document = METADATA.to_dict() | {"schema_version": 9, "gallery": [{"face": "…", "label": "alice"}]}
+    document = METADATA.to_dict() | {"schema_version": 9, "fleet": {"hub": "mqtt://hub.local"}}
     read_back = ModelMetadata.from_json(json.dumps(document))
-    assert read_back.extra == {"gallery": [{"face": "…", "label": "alice"}]}
-    assert read_back.to_dict()["gallery"] == document["gallery"]
+    assert read_back.extra == {"fleet": {"hub": "mqtt://hub.local"}}
+    assert read_back.to_dict()["fleet"] == document["fleet"]
 
 
 def test_a_version_1_document_without_an_unknown_rule_still_reads():

@@ -21,6 +21,7 @@ import pytest
 
 from conftest import run_edgeface
 from edgeface import artefact
+from edgeface_convert.keras_io import stored_text
 from test_end_to_end import RUNTIME_WITHOUT_TENSORFLOW
 
 PEOPLE = 4
@@ -66,7 +67,7 @@ def people(tmp_path_factory: pytest.TempPathFactory, lfw_patches: np.ndarray) ->
     write_images(root / "few_strangers", others[:50])
     keras_file = root / "people.h5"
     train = run_edgeface(
-        "train", str(root / "faces"), "-o", str(keras_file), "--detector", "none", "--grayscale",
+        "train", str(root / "faces"), "-o", str(keras_file), "--arch", "classic", "--detector", "none", "--grayscale",
         "--input-size", "32", "--epochs", "25", "--batch-size", "16", "--strangers", str(root / "strangers"),
     )  # fmt: skip
     assert train.returncode == 0, train.stderr
@@ -82,7 +83,7 @@ def test_train_ignores_stray_files_and_calibrates_the_unknown_rule(people: Peopl
     assert f"{PEOPLE * VARIANTS} faces of {PEOPLE} people" in people.train_log
     assert "unknown rule: confidence >=" in people.train_log
     with h5py.File(people.keras_file, "r") as file:
-        metadata = artefact.ModelMetadata.from_json(file.attrs["edgeface_metadata"])
+        metadata = artefact.ModelMetadata.from_json(stored_text(file, "edgeface_metadata"))
     assert metadata.labels == tuple(f"person{i}" for i in range(PEOPLE))
     assert metadata.unknown_rule is not None and metadata.unknown_rule.strangers == 192
     metrics = json.loads(people.keras_file.with_suffix(".metrics.json").read_text())

@@ -62,7 +62,7 @@ def test_alignment_levels_the_eyes():
     for x, y in (right, left):
         cv2.circle(image, (round(x), round(y)), 4, (255, 255, 255), -1)
     spec = Preprocessing(detector=DetectorSettings(name="yunet"), alignment="eyes", color="gray", width=100, height=100)
-    crop = crop_faces(image, [Box(50, 50, 100, 100, (right, left))], spec)[0, ..., 0]
+    crop = crop_faces(image, [Box(50, 50, 100, 100, (right, left, (100.0, 110.0), (85.0, 130.0), (115.0, 130.0)))], spec)[0, ..., 0]
     rows = [np.argmax(crop[:, :50].max(axis=1)), np.argmax(crop[:, 50:].max(axis=1))]  # each dot's row
     assert abs(int(rows[0]) - int(rows[1])) <= 1
     unaligned = crop_faces(image, [Box(50, 50, 100, 100)], Preprocessing(color="gray", width=100, height=100))[0, ..., 0]

@@ -24,11 +24,12 @@ from edgeface.detect import make_detector
 from edgeface.images import decode
 from edgeface.model import FaceClassifier, ModelError, label_probabilities
 from edgeface.preprocess import crop_faces
+from edgeface_convert.keras_io import stored_text
 
 def test_train_writes_the_model_its_metadata_and_metrics(trained: Trained):
     with h5py.File(trained.keras_file, "r") as file:
-        metadata = artefact.ModelMetadata.from_json(file.attrs["edgeface_metadata"])
-        training = json.loads(file.attrs["edgeface_training"])
+        metadata = artefact.ModelMetadata.from_json(stored_text(file, "edgeface_metadata"))
+        training = json.loads(stored_text(file, "edgeface_training"))
     assert metadata.labels == ("face", "not-face") and metadata.output == "sigmoid"
     assert metadata.preprocessing.input_shape == (32, 32, 1)
     assert len(training["validation"]) == 32  # 20 % of each label's 80 files
@@ -89,7 +90,8 @@ def test_scan_prints_json_and_logs_every_image_and_face(trained: Trained, astron
     ]
     assert sum(correct) >= 0.85 * len(correct)
     assert set(by_name["face-000.png"]) == {"path", "sha256", "width", "height", "faces", "error"}
-    assert set(by_name["face-000.png"]["faces"][0]) == {"box", "label", "confidence", "unknown"}
+    assert set(by_name["face-000.png"]["faces"][0]) == {"box", "label", "confidence", "unknown", "distance"}
+    assert by_name["face-000.png"]["faces"][0]["distance"] is None  # a classifier has no distance
     assert "failed: " in scan.stderr and "corrupt.jpg" in scan.stderr and "1 other files skipped" in scan.stderr
     with sqlite3.connect(log_file) as db:
         assert db.execute("SELECT count(*) FROM inputs").fetchone()[0] == len(results)

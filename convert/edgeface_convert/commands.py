@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,30 +22,49 @@ from edgeface.dataset import (
     stratified_split,
 )
 from edgeface.detect import DetectorSettings
-from edgeface.evaluate import Probabilities, evaluate_folder, format_evaluation
+from edgeface.evaluate import evaluate_folder, format_evaluation
+from edgeface.embedder import predictions_from_distances
+from edgeface.gallery import DEFAULT_RULE, Gallery
 from edgeface.metrics import format_report
-from edgeface.model import FaceClassifier
+from edgeface.model import FaceClassifier, Prediction, predictions_from_probabilities
 from edgeface.openset import NotEnoughStrangers, UnknownRule, calibrate
 from edgeface.preprocess import Preprocessing
+from edgeface_convert.common import (
+    DEFAULT_FAR,
+    CommandError,
+    hold_out_identities,
+    load_strangers,
+    note,
+    stranger_spec,
+)
+from edgeface_convert.embedder_train import EmbedderReport, convert_embedder, run_train_embedder
 from edgeface_convert.keras_io import ModelLoadError, SourceModel, load_source, save_trained
-from edgeface_convert.quantize import stamp, to_int8_flatbuffer, verify, write_model
+from edgeface_convert.quantize import ConversionReport, stamp, to_int8_flatbuffer, verify, write_model
 from edgeface_convert.training import TrainingSettings, evaluate, output_kind, train_model
 
 EXIT_QUALITY = 3  # the int8 model disagrees with the float one more than allowed
 MIN_CALIBRATION = 100
-DEFAULT_FAR = 0.01
-
-
-class CommandError(Exception):
-    """A problem with the command's inputs, reported in one line (exit code 2)."""
-
-
-def note(text: str) -> None:
-    """Progress and findings go to stderr; stdout carries the results."""
-    print(text, file=sys.stderr, flush=True)
+# The classic CNN's training flags; `edgeface train` leaves them unset so that the embedder can
+# refuse them.
+CLASSIC_DEFAULTS = {"detector": "haar", "margin": 0.1, "input_size": 64, "epochs": 30, "batch_size": 32, "patience": 8}
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.arch == "embedder":
+        classic_only = [flag for flag, value in (("--input-size", args.input_size), ("--grayscale", args.grayscale),
+                        ("--align", args.align), ("--margin", args.margin), ("--epochs", args.epochs),
+                        ("--batch-size", args.batch_size), ("--patience", args.patience),
+                        ("--no-augment", args.no_augment)) if value not in (None, False)]  # fmt: skip
+        if classic_only:
+            raise CommandError(f"{', '.join(classic_only)}: only for --arch classic (the embedder is pretrained)")
+        return run_train_embedder(args)
+    return run_train_classic(args)
+
+
+def run_train_classic(args: argparse.Namespace) -> int:
+    """The classic CNN, trained from scratch; classic defaults fill the flags left out."""
+    args = argparse.Namespace(**{**vars(args), **{key: value for key, value in CLASSIC_DEFAULTS.items()
+                                                  if getattr(args, key) is None}})  # fmt: skip
     spec = Preprocessing(
         detector=DetectorSettings(name=args.detector),
         alignment="eyes" if args.align else "none",
@@ -62,7 +81,7 @@ def run_train(args: argparse.Namespace) -> int:
         note(f"no face found, {'used whole' if args.keep_no_face else 'not used'}: {path}")
     for path in faces.unreadable:
         note(f"not a readable image, not used: {path}")
-    faces, held_out_people = _hold_out_identities(faces, args.holdout_identities, args.seed)
+    faces, held_out_people = hold_out_identities(faces, args.holdout_identities, args.seed)
     note(f"{len(faces.paths)} faces of {len(faces.labels)} people from {args.data}")
     train_indices, validation_indices = stratified_split(faces.targets, args.validation, args.seed)
     train, validation = faces.subset(train_indices), faces.subset(validation_indices)
@@ -71,8 +90,8 @@ def run_train(args: argparse.Namespace) -> int:
     metadata = ModelMetadata(labels=faces.labels, output=output_kind(len(faces.labels)), preprocessing=spec)
     source = SourceModel(Path(args.output), metadata, keras_model=model)
     report = evaluate(source, validation)
-    strangers = _stranger_spec(args.strangers, held_out_people, args.data)
-    rule = _calibrate_rule(source.probabilities, validation, _load_strangers(strangers, spec), args.far)
+    strangers = stranger_spec(args.strangers, held_out_people, args.data)
+    rule = _calibrate_rule(source.probabilities, validation, load_strangers(strangers, spec), args.far)
     report["unknown_rule"] = rule.to_dict() if rule else None
     print(f"validation split ({len(validation.paths)} faces):\n{format_report(report)}")
     training = {
@@ -89,50 +108,8 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hold_out_identities(faces: FaceSet, count: int, seed: int) -> tuple[FaceSet, list[str]]:
-    """Removes `count` people, chosen by `seed`, to serve as strangers; relabels the rest."""
-    if count <= 0:
-        return faces, []
-    if len(faces.labels) - count < 2:
-        raise CommandError(f"--holdout-identities {count} leaves fewer than two people to train on")
-    held = sorted(np.random.default_rng(seed).choice(len(faces.labels), size=count, replace=False).tolist())
-    kept_labels = tuple(label for i, label in enumerate(faces.labels) if i not in held)
-    keep = np.flatnonzero(~np.isin(faces.targets, held))
-    remap = {faces.labels.index(label): new for new, label in enumerate(kept_labels)}
-    targets = np.array([remap[t] for t in faces.targets[keep]], dtype=np.int64)
-    kept = FaceSet(faces.crops[keep], targets, kept_labels, [faces.paths[i] for i in keep])
-    return kept, [faces.labels[i] for i in held]
-
-
-def _stranger_spec(source: str | None, held_out_people: list[str], data: str) -> dict | None:
-    """Where stranger faces come from, recorded so `convert` can calibrate on the same ones."""
-    if held_out_people:
-        return {"holdout": held_out_people, "data": str(Path(data).resolve())}
-    if source:
-        return {"source": source if source == "lfw_subset" else str(Path(source).resolve())}
-    return None
-
-
-def _load_strangers(spec_of_strangers: dict | None, spec: Preprocessing) -> tuple[np.ndarray, str] | None:
-    if spec_of_strangers is None:
-        return None
-    if "holdout" in spec_of_strangers:
-        root = Path(spec_of_strangers["data"])
-        files = [
-            (str(path), -1)
-            for person in spec_of_strangers["holdout"]
-            for path, _ in folder_images(root / person, ())
-        ]
-        crops = load_faces(files, (), spec).crops
-        return crops, f"{len(spec_of_strangers['holdout'])} people held out of training"
-    try:
-        return stranger_faces(spec_of_strangers["source"], spec)
-    except ValueError as error:
-        raise CommandError(str(error)) from None
-
-
 def _calibrate_rule(
-    probabilities: Probabilities, known: FaceSet, strangers: tuple[np.ndarray, str] | None, far: float
+    probabilities: Callable[[np.ndarray], np.ndarray], known: FaceSet, strangers: tuple[np.ndarray, str] | None, far: float
 ) -> UnknownRule | None:
     """The unknown rule at false-accept rate `far`, or None (said why) without enough strangers."""
     if strangers is None:
@@ -168,6 +145,9 @@ def run_convert(args: argparse.Namespace) -> int:
         source = load_source(args.model, trust=args.trust_model)
     except ModelLoadError as error:
         raise CommandError(str(error)) from None
+    if source.metadata is not None and source.metadata.kind == "embedder":
+        output = Path(args.output) if args.output else source.path.with_suffix(".tflite")
+        return _report(convert_embedder(args, source, output), args)
     metadata = _metadata_for(source, args)
     calibration_dir = args.calibration or source.training.get("data")
     if not calibration_dir or not Path(calibration_dir).is_dir():
@@ -183,15 +163,20 @@ def run_convert(args: argparse.Namespace) -> int:
     write_model(flatbuffer, stamped, output, calibration.crops)
     verification, verified_on = _verification_faces(args.verify, source.training, metadata, calibration)
     report = verify(source, output, verification, verified_on)
-    strangers = _stranger_spec(args.strangers, [], "") if args.strangers else source.training.get("strangers")
+    strangers = stranger_spec(args.strangers, [], "") if args.strangers else source.training.get("strangers")
     if strangers:
         # Calibrated again on the int8 model's own outputs: the rule must fit the numbers it will see.
-        stranger_crops = _load_strangers(strangers, metadata.preprocessing)
+        stranger_crops = load_strangers(strangers, metadata.preprocessing)
         far = args.far if args.far is not None else source.training.get("far", DEFAULT_FAR)
         rule = _calibrate_rule(FaceClassifier(output).probabilities, verification, stranger_crops, far)
         write_model(flatbuffer, replace(stamped, unknown_rule=rule), output, calibration.crops)
     elif stamped.unknown_rule:
         note("unknown rule: kept as calibrated on the float model (its strangers are not available here)")
+    return _report(report, args)
+
+
+def _report(report: ConversionReport | EmbedderReport, args: argparse.Namespace) -> int:
+    """Prints the conversion report; EXIT_QUALITY when int8 and float agree too little."""
     if args.json:
         print(json.dumps(report.to_dict()))
     else:
@@ -262,10 +247,28 @@ def run_eval(args: argparse.Namespace) -> int:
         source = load_source(args.model, trust=args.trust_model)
     except ModelLoadError as error:
         raise CommandError(str(error)) from None
-    if source.metadata is None:
+    metadata = source.metadata
+    if metadata is None:
         raise CommandError(f"{source.path} carries no edgeface labels or preprocessing; evaluate its .tflite instead")
-    strangers = stranger_faces(args.strangers, source.metadata.preprocessing)[0] if args.strangers else None
-    report = evaluate_folder(args.data, source.metadata, source.probabilities, strangers, args.keep_no_face)
+    strangers = stranger_faces(args.strangers, metadata.preprocessing)[0] if args.strangers else None
+    if metadata.kind == "embedder":
+        rule = metadata.distance_rule or DEFAULT_RULE
+        gallery = metadata.gallery or Gallery.empty(metadata.embedding_size)
+
+        def classify(crops: np.ndarray) -> list[Prediction]:
+            return predictions_from_distances(gallery, source.scores(crops), rule)
+
+        rule_text = rule.describe()
+    else:
+        def classify(crops: np.ndarray) -> list[Prediction]:
+            return predictions_from_probabilities(source.probabilities(crops), metadata.labels, metadata.unknown_rule)
+
+        rule_text = metadata.unknown_rule.describe() if metadata.unknown_rule else None
+    try:
+        report = evaluate_folder(args.data, metadata.labels, metadata.preprocessing, classify, rule_text, strangers,
+                                 args.keep_no_face)  # fmt: skip
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     print(json.dumps(report) if args.json else format_evaluation(report))
     return 0
 

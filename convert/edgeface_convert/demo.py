@@ -86,7 +86,7 @@ def run_demo(workdir: Path, epochs: int, seed: int) -> int:
     with ResultLog(log_file) as log:
         recipe = PipelineRecipe(str(tflite_file))
         pipeline = recipe.build()
-        table = ScanTable(pipeline.classifier.labels)
+        table = ScanTable(pipeline.recognizer.labels)
         summary = scan([str(photos)], pipeline, recipe, log, on_result=table.row)
         say(f"4/4 the log {log_file} holds inputs {log.status_counts()} and faces {log.label_counts()}")
     say(

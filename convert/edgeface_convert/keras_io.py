@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from edgeface.artefact import ModelMetadata
 from edgeface.model import label_probabilities
+from edgeface_convert.embedder_net import ChannelPad  # noqa: F401 - registered with Keras, so embedder files load in safe mode
 
 METADATA_ATTRIBUTE = "edgeface_metadata"
 TRAINING_ATTRIBUTE = "edgeface_training"
@@ -33,13 +34,26 @@ class ModelLoadError(ValueError):
 
 
 def save_trained(model: keras.Model, path: str | Path, metadata: ModelMetadata, training: dict) -> None:
-    """Writes `model` as HDF5 with the metadata and `training` facts (data folder, validation split)."""
+    """Writes `model` as HDF5 with the metadata and `training` facts (data folder, validation split).
+
+    Both are byte datasets at the root rather than attributes: an HDF5 attribute holds at most
+    64 kB, less than a gallery of a few hundred faces takes.
+    """
     # `train -o model.h5` is the documented form; Keras' note that HDF5 is "legacy" is not the user's concern.
     with _without_hdf5_notice():
         model.save(str(path))
     with h5py.File(path, "a") as file:
-        file.attrs[METADATA_ATTRIBUTE] = metadata.to_json()
-        file.attrs[TRAINING_ATTRIBUTE] = json.dumps(training, sort_keys=True)
+        for name, text in ((METADATA_ATTRIBUTE, metadata.to_json()), (TRAINING_ATTRIBUTE, json.dumps(training, sort_keys=True))):
+            file.create_dataset(name, data=np.frombuffer(text.encode("utf-8"), dtype=np.uint8))
+
+
+def stored_text(file: h5py.File, name: str) -> str | None:
+    """A text `save_trained` stored: a byte dataset, or an attribute in files from earlier versions."""
+    if name in file.attrs:
+        return file.attrs[name]
+    if isinstance(file.get(name), h5py.Dataset):
+        return bytes(file[name][()]).decode("utf-8")
+    return None
 
 
 @contextmanager
@@ -127,10 +141,11 @@ def load_source(path: str | Path, trust: bool = False) -> SourceModel:
     metadata, training = None, {}
     if h5py.is_hdf5(path):
         with h5py.File(path, "r") as file:
-            if METADATA_ATTRIBUTE in file.attrs:
-                metadata = ModelMetadata.from_json(file.attrs[METADATA_ATTRIBUTE])
-            if TRAINING_ATTRIBUTE in file.attrs:
-                training = json.loads(file.attrs[TRAINING_ATTRIBUTE])
+            stored_metadata, stored_training = stored_text(file, METADATA_ATTRIBUTE), stored_text(file, TRAINING_ATTRIBUTE)
+        if stored_metadata is not None:
+            metadata = ModelMetadata.from_json(stored_metadata)
+        if stored_training is not None:
+            training = json.loads(stored_training)
     return SourceModel(path, metadata, training, keras_model=model)
 
 

@@ -19,6 +19,7 @@ from edgeface import artefact
 from edgeface.artefact import ModelMetadata
 from edgeface.dataset import FaceSet
 from edgeface.model import FaceClassifier
+from edgeface.recognizer import load_recognizer
 from edgeface.selftest import make_self_test
 from edgeface_convert.keras_io import SourceModel
 from edgeface_convert.quiet import captured_output
@@ -140,5 +141,5 @@ def write_model(flatbuffer: bytes, metadata: ModelMetadata, output: Path, sample
     """Writes the model file with its metadata and a self-test made from a few of `samples`
     (crops), answered by the written int8 model itself on LiteRT."""
     output.write_bytes(artefact.embed(flatbuffer, replace(metadata, self_test=None)))
-    self_test = make_self_test(FaceClassifier(output).probabilities, samples, metadata.preprocessing)
+    self_test = make_self_test(load_recognizer(output).outputs, samples, metadata.preprocessing)
     output.write_bytes(artefact.embed(flatbuffer, replace(metadata, self_test=self_test)))

@@ -1,0 +1,65 @@
+"""What `train` and `convert` share for both kinds of model: one-line errors, notes on stderr, and
+where stranger faces come from."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.dataset import FaceSet, folder_images, load_faces, stranger_faces
+from edgeface.preprocess import Preprocessing
+
+DEFAULT_FAR = 0.01
+
+
+class CommandError(Exception):
+    """A problem with the command's inputs, reported in one line (exit code 2)."""
+
+
+def note(text: str) -> None:
+    """Progress and findings go to stderr; stdout carries the results."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def hold_out_identities(faces: FaceSet, count: int, seed: int) -> tuple[FaceSet, list[str]]:
+    """Removes `count` people, chosen by `seed`, to serve as strangers; relabels the rest."""
+    if count <= 0:
+        return faces, []
+    if len(faces.labels) - count < 2:
+        raise CommandError(f"--holdout-identities {count} leaves fewer than two people to train on")
+    held = sorted(np.random.default_rng(seed).choice(len(faces.labels), size=count, replace=False).tolist())
+    kept_labels = tuple(label for i, label in enumerate(faces.labels) if i not in held)
+    keep = np.flatnonzero(~np.isin(faces.targets, held))
+    remap = {faces.labels.index(label): new for new, label in enumerate(kept_labels)}
+    targets = np.array([remap[t] for t in faces.targets[keep]], dtype=np.int64)
+    kept = FaceSet(faces.crops[keep], targets, kept_labels, [faces.paths[i] for i in keep])
+    return kept, [faces.labels[i] for i in held]
+
+
+def stranger_spec(source: str | None, held_out_people: list[str], data: str) -> dict | None:
+    """Where stranger faces come from, recorded so `convert` can calibrate on the same ones."""
+    if held_out_people:
+        return {"holdout": held_out_people, "data": str(Path(data).resolve())}
+    if source:
+        return {"source": source if source == "lfw_subset" else str(Path(source).resolve())}
+    return None
+
+
+def load_strangers(spec_of_strangers: dict | None, spec: Preprocessing) -> tuple[np.ndarray, str] | None:
+    if spec_of_strangers is None:
+        return None
+    if "holdout" in spec_of_strangers:
+        root = Path(spec_of_strangers["data"])
+        files = [
+            (str(path), -1)
+            for person in spec_of_strangers["holdout"]
+            for path, _ in folder_images(root / person, ())
+        ]
+        crops = load_faces(files, (), spec).crops
+        return crops, f"{len(spec_of_strangers['holdout'])} people held out of training"
+    try:
+        return stranger_faces(spec_of_strangers["source"], spec)
+    except ValueError as error:
+        raise CommandError(str(error)) from None

@@ -1,0 +1,185 @@
+"""The embedder end to end, as a user runs it: train and convert on the workstation, then scan,
+enroll, people, verify and forget on a "device" where TensorFlow cannot be imported.
+
+Faces are given as crops (`--detector none`), so no YuNet file is needed: each "person" is one of
+scikit-image's LFW faces, enlarged to dlib's 150×150 chip, in a few photos that differ in light,
+contrast and noise as photos of one person in one place would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import Trained, run_edgeface
+from test_end_to_end import RUNTIME_WITHOUT_TENSORFLOW
+
+PEOPLE, PHOTOS = 4, 5
+NEWCOMER = 10  # lfw_subset's face 10: enrolled on the device, never trained on
+
+
+def photo(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One 150×150 BGR photo of a 25×25 grey face: enlarged, with its own light and noise."""
+    big = cv2.resize(face, (150, 150), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    lit = big * (1 + 0.15 * rng.uniform(-1, 1)) + 20 * rng.uniform(-1, 1) + rng.normal(0, 3, big.shape)
+    return cv2.cvtColor(np.clip(lit, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+def write_photos(folder: Path, face: np.ndarray, count: int, rng: np.random.Generator, prefix: str = "") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{prefix}{i:02d}.png" for i in range(count)]
+    for path in paths:
+        cv2.imwrite(str(path), photo(face, rng))
+    return paths
+
+
+@dataclass
+class Embedder:
+    root: Path
+    tflite: Path
+    convert_report: dict
+    newcomer_photos: Path
+    newcomer_queries: list[Path]
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory: pytest.TempPathFactory, lfw_patches: np.ndarray) -> Embedder:
+    root = tmp_path_factory.mktemp("embedder")
+    rng = np.random.default_rng(5)
+    for person in range(PEOPLE):
+        write_photos(root / "faces" / f"person{person}", lfw_patches[person], PHOTOS, rng)
+    for stranger in range(40, 100):  # 120 stranger photos: enough to claim a 1 % false-accept rate
+        write_photos(root / "strangers", lfw_patches[stranger], 2, rng, prefix=f"s{stranger}-")
+    write_photos(root / "newcomer", lfw_patches[NEWCOMER], 3, rng)
+    queries = write_photos(root / "queries", lfw_patches[NEWCOMER], 2, rng)
+    keras_file = root / "faces.h5"
+    train = run_edgeface("train", str(root / "faces"), "-o", str(keras_file), "--detector", "none",
+                         "--strangers", str(root / "strangers"))  # fmt: skip
+    assert train.returncode == 0, train.stderr
+    assert "confusion matrix" in train.stdout and "accuracy 1.000" in train.stdout
+    assert "unknown rule: nearest centroid within distance" in train.stderr
+    convert = run_edgeface("convert", str(keras_file), "--json")
+    assert convert.returncode == 0, convert.stderr
+    return Embedder(root, keras_file.with_suffix(".tflite"), json.loads(convert.stdout), root / "newcomer", queries)
+
+
+def device(*args: str) -> subprocess.CompletedProcess:
+    """The edgeface command where TensorFlow, Keras and h5py cannot be imported."""
+    run = subprocess.run([sys.executable, "-c", RUNTIME_WITHOUT_TENSORFLOW, *args], capture_output=True, text=True)
+    assert "HEAVY []" in run.stderr
+    return run
+
+
+def scan_faces(model: Path, db: Path, paths: list[Path]) -> list[dict]:
+    run = device("scan", *map(str, paths), "--model", str(model), "--db", str(db), "--json", "--rescan", "--workers", "1")
+    assert run.returncode == 0, run.stderr
+    return [json.loads(line)["faces"][0] for line in run.stdout.splitlines()]
+
+
+def test_convert_keeps_the_embeddings_and_the_names(embedder: Embedder):
+    report = embedder.convert_report
+    assert report["cosine_median"] >= 0.995 and report["cosine_min"] >= 0.99
+    assert report["agreement"] == 1.0 and report["int8_accuracy"] == 1.0
+    assert report["int8_size"] < 7_000_000  # the float network alone is 22 MB
+
+
+def test_info_shows_the_kind_the_gallery_and_the_rule(embedder: Embedder):
+    run = device("info", str(embedder.tflite))
+    assert run.returncode == 0, run.stderr
+    assert "kind: embedder (128-value embeddings" in run.stdout
+    assert f"gallery: {PEOPLE} people, {PEOPLE * PHOTOS} embeddings" in run.stdout
+    assert "unknown rule: nearest centroid within distance" in run.stdout and "120 strangers" in run.stdout
+    facts = json.loads(device("info", str(embedder.tflite), "--json").stdout)
+    assert facts["metadata"]["gallery"]["people"] == {f"person{i}": PHOTOS for i in range(PEOPLE)}
+    assert set(facts["ops"]) >= {"CONV_2D", "ADD", "PAD", "FULLY_CONNECTED"}
+
+
+def test_enrol_then_forget_on_the_device_without_tensorflow(embedder: Embedder, tmp_path: Path):
+    db = tmp_path / "log.db"
+    model = str(embedder.tflite)
+    before = scan_faces(embedder.tflite, db, embedder.newcomer_queries)
+    assert all(face["unknown"] for face in before)
+
+    enrol = device("enroll", "dana", str(embedder.newcomer_photos), "--model", model, "--db", str(db), "--json")
+    assert enrol.returncode == 0, enrol.stderr
+    assert json.loads(enrol.stdout) | {"log": ""} == {"person": "dana", "embeddings": 3, "already": 0, "failed": [], "log": ""}
+    again = device("enroll", "dana", str(embedder.newcomer_photos), "--model", model, "--db", str(db), "--json")
+    assert json.loads(again.stdout)["already"] == 3  # the same photos are not enrolled twice
+
+    after = scan_faces(embedder.tflite, db, embedder.newcomer_queries)
+    assert [face["label"] for face in after] == ["dana", "dana"] and not any(face["unknown"] for face in after)
+    assert all(0 <= face["distance"] < 0.3 and face["confidence"] == pytest.approx(1 - face["distance"], abs=1e-3)
+               for face in after)  # fmt: skip
+
+    people = [json.loads(line) for line in device("people", "--db", str(db), "--model", model, "--json").stdout.splitlines()]
+    assert {(row["person"], row["embeddings"], row["source"]) for row in people} == {
+        ("dana", 3, "enrolled"), *((f"person{i}", PHOTOS, "model") for i in range(PEOPLE))
+    }
+
+    first, second = map(str, embedder.newcomer_queries)
+    same = json.loads(device("verify", first, second, "--model", model, "--json").stdout)
+    assert same["same"] and same["distance"] < same["threshold"]
+    person = json.loads(device("verify", first, "--person", "dana", "--model", model, "--db", str(db), "--json").stdout)
+    assert person["same"] and person["b"] == "dana"
+    other = json.loads(device("verify", first, "--person", "person0", "--model", model, "--db", str(db), "--json").stdout)
+    assert not other["same"] and other["distance"] > other["threshold"]
+
+    forget = device("forget", "--person", "dana", "--db", str(db), "--json")
+    assert forget.returncode == 0 and json.loads(forget.stdout)["embeddings"] == 3
+    assert all(face["unknown"] for face in scan_faces(embedder.tflite, db, embedder.newcomer_queries))
+
+
+def test_forgetting_a_person_of_the_models_own_gallery_makes_them_unknown_with_that_log(embedder: Embedder, tmp_path: Path):
+    db = tmp_path / "log.db"
+    own = write_photos(tmp_path / "p0", np.round(__import__("skimage").data.lfw_subset()[0] * 255).astype(np.uint8), 1,
+                       np.random.default_rng(9))  # fmt: skip
+    assert scan_faces(embedder.tflite, db, own)[0]["label"] == "person0"
+    assert device("forget", "--person", "person0", "--db", str(db)).returncode == 0
+    assert scan_faces(embedder.tflite, db, own)[0]["unknown"]
+    rows = [json.loads(line) for line in device("people", "--db", str(db), "--model", str(embedder.tflite), "--json").stdout.splitlines()]
+    assert {"person": "person0", "source": "forgotten here", "usable": False}.items() <= next(
+        row for row in rows if row["person"] == "person0").items()  # fmt: skip
+
+
+def test_enrol_from_a_video_keeps_distinct_faces_of_the_one_person(embedder: Embedder, lfw_patches: np.ndarray, tmp_path: Path):
+    video = tmp_path / "dana.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (150, 150))
+    rng = np.random.default_rng(3)
+    for _ in range(20):  # 2 s; every frame a little different
+        writer.write(photo(lfw_patches[NEWCOMER], rng))
+    writer.release()
+    db = tmp_path / "log.db"
+    run = device("enroll", "dana", "--camera", str(video), "--seconds", "5", "--model", str(embedder.tflite),
+                 "--db", str(db), "--json")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    kept = json.loads(run.stdout)["embeddings"]
+    assert 1 <= kept < 10  # frames this alike are mostly the same face again
+    assert scan_faces(embedder.tflite, db, embedder.newcomer_queries)[0]["label"] == "dana"
+
+
+def test_bad_enrolments_fail_clearly(embedder: Embedder, trained: Trained, tmp_path: Path):
+    db, model = str(tmp_path / "log.db"), str(embedder.tflite)
+    classifier = device("enroll", "dana", str(embedder.newcomer_photos), "--model", str(trained.tflite_file), "--db", db)
+    assert classifier.returncode == 2 and "is a classifier" in classifier.stderr
+    for name in ("", "two\nlines", "\x1b[31mred"):
+        run = device("enroll", name, str(embedder.newcomer_photos), "--model", model, "--db", db)
+        assert run.returncode == 2 and "name" in run.stderr
+    (tmp_path / "notes.txt").write_text("not a photo")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    mixed = device("enroll", "dana", str(embedder.newcomer_queries[0]), str(tmp_path / "broken.png"),
+                   str(tmp_path / "notes.txt"), "--model", model, "--db", db, "--json")  # fmt: skip
+    assert mixed.returncode == 1  # some inputs failed; the good photo is enrolled all the same
+    outcome = json.loads(mixed.stdout)
+    assert outcome["embeddings"] == 1 and {item["input"] for item in outcome["failed"]} == {
+        str(tmp_path / "broken.png"), str(tmp_path / "notes.txt")}  # fmt: skip
+    unknown = device("verify", str(embedder.newcomer_queries[0]), "--person", "nobody", "--model", model, "--db", db)
+    assert unknown.returncode == 2 and "not enrolled" in unknown.stderr
+    missing = device("verify", str(tmp_path / "absent.jpg"), str(embedder.newcomer_queries[0]), "--model", model)
+    assert missing.returncode == 1 and "absent.jpg" in missing.stderr
