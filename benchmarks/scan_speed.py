@@ -107,7 +107,7 @@ def stage_seconds(paths: list[str], pipeline: Pipeline, db_path: Path) -> tuple[
     apart, into a fresh log at `db_path`; and the faces found."""
     spent = dict.fromkeys(STAGES, 0.0)
     faces = 0
-    classifier = pipeline.classifier
+    classifier = pipeline.recognizer
     with ResultLog(db_path) as log:
         model_id = log.register_model(classifier.sha256, str(classifier.path), classifier.labels)
         pending: list[ImageResult] = []
