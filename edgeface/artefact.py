@@ -181,7 +181,7 @@ class ModelMetadata:
             )
         except KeyError as missing:
             raise MetadataError(f"{MEMBER} has no {missing.args[0]!r}") from None
-        except (PreprocessingError, GalleryError, TypeError, ValueError, AttributeError) as bad:
+        except (PreprocessingError, GalleryError, TypeError, ValueError, AttributeError, OverflowError) as bad:
             raise MetadataError(f"{MEMBER}: {bad}") from None
 
 

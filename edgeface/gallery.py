@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -108,24 +110,30 @@ class Gallery:
 
     @classmethod
     def from_dict(cls, data: dict) -> Gallery:
-        try:
-            names = tuple(data["names"])
-            dimensions = int(data["dimensions"])
-            if not all(isinstance(name, str) for name in names) or not 1 <= dimensions <= MAX_DIMENSIONS:
-                raise GalleryError("a gallery's names must be strings and its dimensions 1..4096")
-            if len(names) > MAX_ROWS:
-                raise GalleryError(f"a gallery holds at most {MAX_ROWS} embeddings")
+        with _reading("gallery"):
+            names, dimensions = data["names"], int(data["dimensions"])
+            if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+                raise GalleryError("a gallery's names must be a list of strings")
+            if not 1 <= dimensions <= MAX_DIMENSIONS or len(names) > MAX_ROWS:
+                raise GalleryError(f"a gallery holds at most {MAX_ROWS} embeddings of 1..{MAX_DIMENSIONS} dimensions")
             raw = base64.b64decode(str(data["embeddings"]), validate=True)
-        except KeyError as missing:
-            raise GalleryError(f"gallery has no {missing.args[0]!r}") from None
-        except (TypeError, ValueError) as bad:
-            if isinstance(bad, GalleryError):
-                raise
-            raise GalleryError(f"malformed gallery: {bad}") from None
         if len(raw) != 4 * dimensions * len(names):
             raise GalleryError(f"gallery: {len(raw)} bytes of embeddings for {len(names)} × {dimensions} values")
         vectors = np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(len(names), dimensions)
-        return cls(names, vectors)
+        return cls(tuple(names), vectors)
+
+
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Turns a missing key or a value of the wrong kind in the metadata's `what` into one GalleryError."""
+    try:
+        yield
+    except GalleryError:
+        raise
+    except KeyError as missing:
+        raise GalleryError(f"{what} has no {missing.args[0]!r}") from None
+    except (TypeError, ValueError, OverflowError) as bad:
+        raise GalleryError(f"malformed {what}: {bad}") from None
 
 
 def confidence_of(distance: np.ndarray) -> np.ndarray:
@@ -163,7 +171,7 @@ class DistanceRule:
 
     @classmethod
     def from_dict(cls, data: dict) -> DistanceRule:
-        try:
+        with _reading("distance rule"):
             return cls(
                 max_distance=float(data["max_distance"]),
                 method=str(data["method"]),
@@ -174,12 +182,6 @@ class DistanceRule:
                 stranger_source=str(data["stranger_source"]),
                 people=int(data["people"]),
             )
-        except KeyError as missing:
-            raise GalleryError(f"distance rule has no {missing.args[0]!r}") from None
-        except (TypeError, ValueError) as bad:
-            if isinstance(bad, GalleryError):
-                raise
-            raise GalleryError(f"malformed distance rule: {bad}") from None
 
     def describe(self) -> str:
         """One line for people: the threshold and what it was measured on."""

@@ -9,8 +9,10 @@ contrast and noise as photos of one person in one place would.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,9 @@ import numpy as np
 import pytest
 
 from conftest import Trained, run_edgeface
+from edgeface.watch import GALLERY_SECONDS
 from test_end_to_end import RUNTIME_WITHOUT_TENSORFLOW
+from test_watch import Daemon, no_daemon_left_behind, wait_until  # noqa: F401 - the fixture kills stray daemons
 
 PEOPLE, PHOTOS = 4, 5
 NEWCOMER = 10  # lfw_subset's face 10: enrolled on the device, never trained on
@@ -183,3 +187,53 @@ def test_bad_enrolments_fail_clearly(embedder: Embedder, trained: Trained, tmp_p
     assert unknown.returncode == 2 and "not enrolled" in unknown.stderr
     missing = device("verify", str(tmp_path / "absent.jpg"), str(embedder.newcomer_queries[0]), "--model", model)
     assert missing.returncode == 1 and "absent.jpg" in missing.stderr
+
+
+def labels_in(db: Path) -> dict[str, tuple[str, int]]:
+    """file name -> (label, unknown) of the one face of each input."""
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT i.path, f.label, f.unknown FROM inputs i JOIN faces f ON f.input_id = i.id")
+        return {Path(path).name: (label, unknown) for path, label, unknown in rows.fetchall()}
+
+
+def test_a_running_daemon_names_a_person_as_soon_as_they_are_enrolled(embedder: Embedder, lfw_patches, tmp_path: Path):
+    inbox, db = tmp_path / "inbox", tmp_path / "log.db"
+    inbox.mkdir()
+    daemon = Daemon(tmp_path, [str(inbox), "--model", str(embedder.tflite), "--db", str(db)]).ready()
+    rng = np.random.default_rng(11)
+    write_photos(inbox, lfw_patches[NEWCOMER], 1, rng, prefix="before-")
+    wait_until(lambda: "before-00.png" in labels_in(db))
+    assert device("enroll", "dana", str(embedder.newcomer_photos), "--model", str(embedder.tflite), "--db", str(db)).returncode == 0
+    time.sleep(2 * GALLERY_SECONDS)  # the daemon looks at the log's enrolments once a second
+    write_photos(inbox, lfw_patches[NEWCOMER], 1, rng, prefix="enrolled-")
+    wait_until(lambda: "enrolled-00.png" in labels_in(db))
+    assert device("forget", "--person", "dana", "--db", str(db)).returncode == 0
+    time.sleep(2 * GALLERY_SECONDS)
+    write_photos(inbox, lfw_patches[NEWCOMER], 1, rng, prefix="forgotten-")
+    wait_until(lambda: "forgotten-00.png" in labels_in(db))
+    code, stderr = daemon.stop()
+    assert code == 0, stderr
+    seen = labels_in(db)
+    assert seen["before-00.png"][1] == 1 and seen["forgotten-00.png"][1] == 1
+    assert seen["enrolled-00.png"] == ("dana", 0)
+    assert "people enrolled or forgotten" in stderr
+
+
+def test_eval_measures_an_embedder_on_the_device(embedder: Embedder):
+    run = device("eval", str(embedder.root / "faces"), "--model", str(embedder.tflite), "--json")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["accuracy"] == 1.0 and report["samples"] == PEOPLE * PHOTOS
+    assert report["open_set"]["rule"].startswith("nearest centroid within distance")
+
+
+def test_train_says_what_the_embedder_needs(embedder: Embedder, tmp_path: Path):
+    faces = str(embedder.root / "faces")
+    without_yunet = run_edgeface("train", faces, "-o", str(tmp_path / "m.h5"), env={"EDGEFACE_YUNET_MODEL": ""})
+    assert without_yunet.returncode == 2
+    assert "face_detection_yunet_2023mar.onnx" in without_yunet.stderr and "--yunet-model" in without_yunet.stderr
+    haar = run_edgeface("train", faces, "-o", str(tmp_path / "m.h5"), "--detector", "haar")
+    assert haar.returncode == 2 and "five landmarks" in haar.stderr
+    classic_flags = run_edgeface("train", faces, "-o", str(tmp_path / "m.h5"), "--detector", "none", "--epochs", "5")
+    assert classic_flags.returncode == 2 and "--epochs: only for --arch classic" in classic_flags.stderr
+    assert not (tmp_path / "m.h5").exists()

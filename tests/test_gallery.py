@@ -96,7 +96,9 @@ def test_an_embedder_metadata_document_reads_back():
     [
         (lambda g: g.update(embeddings=g["embeddings"][:-4]), "bytes of embeddings"),
         (lambda g: g.update(embeddings="not base64!"), "malformed gallery"),
-        (lambda g: g.update(names=[1, 2, 3, 4]), "names must be strings"),
+        (lambda g: g.update(names=[1, 2, 3, 4]), "list of strings"),
+        (lambda g: g.update(names="abcd"), "list of strings"),
+        (lambda g: g.update(dimensions=float("inf")), "malformed gallery"),
         (lambda g: g.update(names=["a\nb"] * 4), "control characters"),
         (lambda g: g.update(dimensions=10**9), "dimensions"),
         (lambda g: g.update(dimensions=3), "bytes of embeddings"),
@@ -112,10 +114,14 @@ def test_a_hostile_gallery_is_refused_with_a_reason(change, message: str):
         ModelMetadata.from_json(json.dumps(document))
 
 
-@pytest.mark.parametrize("max_distance", [0, -1, float("nan"), float("inf"), 1e9, "far"])
-def test_a_distance_rule_out_of_range_is_refused(max_distance: object):
+@pytest.mark.parametrize(
+    "key, value",
+    [("max_distance", v) for v in (0, -1, float("nan"), float("inf"), 1e9, "far", None)]
+    + [("people", float("inf")), ("strangers", "many"), ("method", "nearest-ish")],
+)
+def test_a_distance_rule_out_of_range_is_refused(key: str, value: object):
     document = embedder_metadata(people_gallery(), DEFAULT_RULE).to_dict()
-    document["distance_rule"]["max_distance"] = max_distance
+    document["distance_rule"][key] = value
     with pytest.raises(MetadataError):
         ModelMetadata.from_json(json.dumps(document))
 
@@ -125,6 +131,10 @@ def test_an_embedder_whose_gallery_does_not_fit_its_embedding_is_refused():
     document["embedding_size"] = 128
     with pytest.raises(MetadataError, match="2 values, not 128"):
         ModelMetadata.from_json(json.dumps(document))
+    for size in (0, 10**6, float("inf"), "big"):
+        document["embedding_size"] = size
+        with pytest.raises(MetadataError):
+            ModelMetadata.from_json(json.dumps(document))
 
 
 @settings(max_examples=300, derandomize=True, deadline=None)

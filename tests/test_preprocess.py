@@ -1,11 +1,12 @@
 """The one preprocessing definition: crops, colour order, size, value range, and its round trip."""
 
+import cv2
 import numpy as np
 import pytest
 
 from edgeface.detect import DetectorSettings
 from edgeface.geometry import Box
-from edgeface.preprocess import Preprocessing, PreprocessingError, crop_faces
+from edgeface.preprocess import CHIP_TEMPLATE, Preprocessing, PreprocessingError, crop_faces
 
 
 def test_crop_has_the_model_shape_dtype_and_range():
@@ -70,3 +71,31 @@ def test_from_dict_names_the_missing_key():
     del document["size"]
     with pytest.raises(PreprocessingError, match="size"):
         Preprocessing.from_dict(document)
+
+
+@pytest.mark.parametrize("scale", [0.8, 2.0, 5.0])  # 5×: the face is shrunk by area before the warp
+def test_face5_puts_the_five_landmarks_on_dlibs_chip_template(scale: float):
+    """Five bright dots stand for YuNet's landmarks on a face turned by 15° and scaled; after the
+    five-point alignment each dot is where dlib's chip has that landmark."""
+    angle = np.radians(15)
+    turn = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    landmarks = CHIP_TEMPLATE @ turn.T + np.array([60.0, 40.0])
+    size = int(landmarks.max() + 150 * scale)
+    image = np.zeros((size, size, 3), np.uint8)
+    for x, y in landmarks:
+        cv2.circle(image, (round(x), round(y)), max(2, round(3 * scale)), (255, 255, 255), -1)
+    box = Box(0, 0, size, size, tuple((float(x), float(y)) for x, y in landmarks))
+    spec = Preprocessing(detector=DetectorSettings(name="yunet"), alignment="face5", width=150, height=150)
+    chip = crop_faces(image, [box], spec)[0, ..., 0]
+    for x, y in CHIP_TEMPLATE:
+        window = chip[round(y) - 6 : round(y) + 7, round(x) - 6 : round(x) + 7]
+        rows, columns = np.nonzero(window > 0.3)
+        weights = window[rows, columns]
+        found = (np.average(columns, weights=weights) + round(x) - 6, np.average(rows, weights=weights) + round(y) - 6)
+        assert np.hypot(found[0] - x, found[1] - y) < 1.5
+
+
+def test_face5_without_landmarks_crops_the_box():
+    image = np.full((100, 100, 3), 200, np.uint8)
+    spec = Preprocessing(detector=DetectorSettings(name="yunet"), alignment="face5", width=32, height=32)
+    assert crop_faces(image, [Box(10, 10, 50, 50)], spec).shape == (1, 32, 32, 3)

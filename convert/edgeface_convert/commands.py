@@ -17,13 +17,12 @@ from edgeface.dataset import (
     evenly_spaced,
     folder_images,
     load_faces,
-    load_labelled_faces,
     stranger_faces,
     stratified_split,
 )
 from edgeface.detect import DetectorSettings
-from edgeface.evaluate import evaluate_folder, format_evaluation
 from edgeface.embedder import predictions_from_distances
+from edgeface.evaluate import evaluate_folder, format_evaluation
 from edgeface.gallery import DEFAULT_RULE, Gallery
 from edgeface.metrics import format_report
 from edgeface.model import FaceClassifier, Prediction, predictions_from_probabilities
@@ -34,6 +33,7 @@ from edgeface_convert.common import (
     CommandError,
     hold_out_identities,
     load_strangers,
+    load_training_faces,
     note,
     stranger_spec,
 )
@@ -73,14 +73,7 @@ def run_train_classic(args: argparse.Namespace) -> int:
         width=args.input_size,
         height=args.input_size,
     )
-    try:
-        faces = load_labelled_faces(args.data, spec, keep_no_face=args.keep_no_face)
-    except (OSError, ValueError) as error:
-        raise CommandError(str(error)) from None
-    for path in faces.no_face:
-        note(f"no face found, {'used whole' if args.keep_no_face else 'not used'}: {path}")
-    for path in faces.unreadable:
-        note(f"not a readable image, not used: {path}")
+    faces = load_training_faces(args.data, spec, args.keep_no_face)
     faces, held_out_people = hold_out_identities(faces, args.holdout_identities, args.seed)
     note(f"{len(faces.paths)} faces of {len(faces.labels)} people from {args.data}")
     train_indices, validation_indices = stratified_split(faces.targets, args.validation, args.seed)

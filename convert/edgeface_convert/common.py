@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.dataset import FaceSet, folder_images, load_faces, stranger_faces
+from edgeface.dataset import FaceSet, folder_images, load_faces, load_labelled_faces, stranger_faces
 from edgeface.preprocess import Preprocessing
 
 DEFAULT_FAR = 0.01
@@ -21,6 +21,19 @@ class CommandError(Exception):
 def note(text: str) -> None:
     """Progress and findings go to stderr; stdout carries the results."""
     print(text, file=sys.stderr, flush=True)
+
+
+def load_training_faces(data: str, spec: Preprocessing, keep_no_face: bool) -> FaceSet:
+    """The largest face of each photo in DATA/<person>/, saying which photos gave none."""
+    try:
+        faces = load_labelled_faces(data, spec, keep_no_face=keep_no_face)
+    except (OSError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    for path in faces.no_face:
+        note(f"no face found, {'used whole' if keep_no_face else 'not used'}: {path}")
+    for path in faces.unreadable:
+        note(f"not a readable image, not used: {path}")
+    return faces
 
 
 def hold_out_identities(faces: FaceSet, count: int, seed: int) -> tuple[FaceSet, list[str]]:

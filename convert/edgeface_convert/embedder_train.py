@@ -17,14 +17,22 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.artefact import ModelMetadata
-from edgeface.dataset import FaceSet, evenly_spaced, folder_images, load_faces, load_labelled_faces, stratified_split
+from edgeface.dataset import FaceSet, evenly_spaced, folder_images, load_faces, stratified_split
 from edgeface.detect import DetectorSettings
 from edgeface.embedder import FaceEmbedder
 from edgeface.gallery import DistanceRule, Gallery, calibrate_distance
 from edgeface.metrics import classification_report, format_report
 from edgeface.openset import NotEnoughStrangers
 from edgeface.preprocess import CHIP_SIZE, Preprocessing
-from edgeface_convert.common import DEFAULT_FAR, CommandError, hold_out_identities, load_strangers, note, stranger_spec
+from edgeface_convert.common import (
+    DEFAULT_FAR,
+    CommandError,
+    hold_out_identities,
+    load_strangers,
+    load_training_faces,
+    note,
+    stranger_spec,
+)
 from edgeface_convert.dlib_format import DlibFormatError, WeightsNotInstalledError
 from edgeface_convert.embedder_net import load_dlib_embedder
 from edgeface_convert.keras_io import SourceModel, save_trained
@@ -39,8 +47,8 @@ def embedder_preprocessing(detector: str) -> Preprocessing:
     RGB pixel values 0..255 (the network subtracts dlib's means itself)."""
     if detector not in EMBEDDER_DETECTORS:
         raise CommandError(
-            f"the embedder needs faces aligned by their five landmarks, which only yunet gives: use --detector yunet "
-            f"(its ONNX file: --yunet-model FILE), or --detector none for photos that already are aligned face crops"
+            f"--detector {detector}: the embedder needs faces aligned by their five landmarks, which only yunet gives: "
+            "use --detector yunet (its ONNX file: --yunet-model FILE), or --detector none for aligned face crops"
         )
     return Preprocessing(
         detector=DetectorSettings(name=detector),
@@ -86,12 +94,7 @@ def calibrated_rule(
 
 def run_train_embedder(args: argparse.Namespace) -> int:
     spec = embedder_preprocessing(args.detector or "yunet")
-    try:
-        faces = load_labelled_faces(args.data, spec, keep_no_face=args.keep_no_face)
-    except (OSError, ValueError) as error:
-        raise CommandError(str(error)) from None
-    for path in faces.no_face:
-        note(f"no face found, {'used whole' if args.keep_no_face else 'not used'}: {path}")
+    faces = load_training_faces(args.data, spec, args.keep_no_face)
     faces, held_out_people = hold_out_identities(faces, args.holdout_identities, args.seed)
     note(f"{len(faces.paths)} faces of {len(faces.labels)} people from {args.data}; embedding them")
     try:
