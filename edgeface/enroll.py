@@ -90,8 +90,8 @@ def from_photos(pipeline: Pipeline, paths: list[str]) -> Collected:
 
 def from_camera(pipeline: Pipeline, source: str, seconds: float, max_distance: float) -> Collected:
     """Distinct faces of the one person in view of `source` over `seconds` (a video file: until
-    it ends, if sooner). EnrolmentRefused when two people were in view, when the faces are too
-    far apart (more than `max_distance` from their mean) to be one person, or when none was seen."""
+    it ends, if sooner). EnrolmentRefused when two people were in view at once, or one after
+    the other (faces in groups farther apart than `max_distance`), or when none was seen."""
     embedder_of(pipeline)
     kept: list[np.ndarray] = []
     crowded = frames = 0
@@ -119,10 +119,26 @@ def from_camera(pipeline: Pipeline, source: str, seconds: float, max_distance: f
         raise EnrolmentRefused(f"more than one face in view in {crowded} of {frames} frames: enrol one person at a time")
     if not kept:
         raise EnrolmentRefused(f"no face seen in {frames} frames of {source}")
-    spread = np.linalg.norm(np.array(kept) - np.mean(kept, axis=0), axis=1).max()
-    if spread > max_distance:
+    groups = len(set(_groups(np.array(kept), max_distance)))
+    if groups > 1:
         raise EnrolmentRefused(
-            f"the faces seen differ too much to be one person (up to {spread:.2f} from their mean, "
-            f"the model's threshold is {max_distance:.2f}); enrol with one person in view"
+            f"the faces seen fall into {groups} groups farther apart than the model's threshold "
+            f"({max_distance:.2f}): more than one person came into view; enrol one person at a time"
         )
     return Collected(kept, [None] * len(kept))
+
+
+def _groups(embeddings: np.ndarray, max_distance: float) -> list[int]:
+    """A group number per embedding: two faces within `max_distance` of each other are in one group,
+    and so are chains of them (a person turning their head passes through the faces in between)."""
+    group = list(range(len(embeddings)))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    distances = np.linalg.norm(embeddings[:, None] - embeddings[None], axis=2)
+    for i, j in zip(*np.nonzero(distances <= max_distance)):
+        group[root(i)] = root(j)
+    return [root(i) for i in range(len(embeddings))]

@@ -20,8 +20,12 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import Trained, run_edgeface
+from conftest import Trained, run_edgeface, skimage_bgr
+from edgeface.enroll import EnrolmentRefused, from_camera, from_photos
+from edgeface.pipeline import Pipeline
 from edgeface.watch import GALLERY_SECONDS
+from edgeface.workers import PipelineRecipe
+from test_detect import YUNET
 from test_end_to_end import RUNTIME_WITHOUT_TENSORFLOW
 from test_watch import Daemon, no_daemon_left_behind, wait_until  # noqa: F401 - the fixture kills stray daemons
 
@@ -237,3 +241,45 @@ def test_train_says_what_the_embedder_needs(embedder: Embedder, tmp_path: Path):
     classic_flags = run_edgeface("train", faces, "-o", str(tmp_path / "m.h5"), "--detector", "none", "--epochs", "5")
     assert classic_flags.returncode == 2 and "--epochs: only for --arch classic" in classic_flags.stderr
     assert not (tmp_path / "m.h5").exists()
+
+
+def face_video(path: Path, frames: list[np.ndarray]) -> Path:
+    """An MJPG .avi at 10 fps of `frames` (all one size)."""
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture()
+def yunet_pipeline(embedder: Embedder, monkeypatch) -> Pipeline:
+    """The test embedder with YuNet finding the faces (no alignment: its crops are whole photos)."""
+    if not YUNET.is_file():
+        pytest.skip(f"YuNet's ONNX file is not at {YUNET}")
+    monkeypatch.setenv("EDGEFACE_YUNET_MODEL", str(YUNET))
+    return PipelineRecipe(str(embedder.tflite), detector="yunet", min_face=20).build()
+
+
+def test_a_camera_with_two_people_in_view_enrols_nobody(yunet_pipeline: Pipeline, tmp_path: Path):
+    astronaut, cameraman = cv2.resize(skimage_bgr("astronaut")[30:230, 130:310], (180, 200)), \
+        cv2.resize(skimage_bgr("camera")[80:260, 150:300], (180, 200))  # fmt: skip
+    together = face_video(tmp_path / "two.avi", [np.hstack([astronaut, cameraman])] * 20)
+    with pytest.raises(EnrolmentRefused, match="more than one face in view"):
+        from_camera(yunet_pipeline, str(together), 3, yunet_pipeline.recognizer.rule.max_distance)
+    in_turn = face_video(tmp_path / "turns.avi", [astronaut] * 10 + [cameraman] * 10)
+    with pytest.raises(EnrolmentRefused, match="more than one person came into view"):
+        from_camera(yunet_pipeline, str(in_turn), 3, yunet_pipeline.recognizer.rule.max_distance)
+    alone = from_camera(yunet_pipeline, str(face_video(tmp_path / "one.avi", [astronaut] * 20)), 3, 0.5)
+    assert 1 <= len(alone.embeddings) <= 3  # twenty frames of one still face are not twenty faces
+
+
+def test_a_photo_with_two_faces_of_similar_size_is_not_enrolled(yunet_pipeline: Pipeline, tmp_path: Path):
+    astronaut = cv2.resize(skimage_bgr("astronaut")[30:230, 130:310], (180, 200))
+    cameraman = cv2.resize(skimage_bgr("camera")[80:260, 150:300], (180, 200))
+    cv2.imwrite(str(tmp_path / "pair.png"), np.hstack([astronaut, cameraman]))
+    cv2.imwrite(str(tmp_path / "alone.png"), astronaut)
+    collected = from_photos(yunet_pipeline, [str(tmp_path / "pair.png"), str(tmp_path / "alone.png")])
+    assert len(collected.embeddings) == 1
+    assert collected.problems == [(str(tmp_path / "pair.png"), "2 faces of similar size: use a photo of this person alone")]
