@@ -283,3 +283,15 @@ def test_a_photo_with_two_faces_of_similar_size_is_not_enrolled(yunet_pipeline: 
     collected = from_photos(yunet_pipeline, [str(tmp_path / "pair.png"), str(tmp_path / "alone.png")])
     assert len(collected.embeddings) == 1
     assert collected.problems == [(str(tmp_path / "pair.png"), "2 faces of similar size: use a photo of this person alone")]
+
+
+def test_convert_verifies_on_a_folder_of_the_models_people(embedder: Embedder, lfw_patches: np.ndarray, tmp_path: Path):
+    write_photos(tmp_path / "check" / "person1", lfw_patches[1], 2, np.random.default_rng(21))
+    write_photos(tmp_path / "check" / "somebody-else", lfw_patches[30], 2, np.random.default_rng(22))
+    keras_file, output = str(embedder.root / "faces.h5"), str(tmp_path / "checked.tflite")
+    run = run_edgeface("convert", keras_file, "-o", output, "--verify", str(tmp_path / "check"), "--json")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["samples"] == 2 and report["verified_on"].startswith("faces in") and report["int8_accuracy"] == 1.0
+    labels = run_edgeface("convert", keras_file, "-o", output, "--labels", str(tmp_path / "labels.txt"))
+    assert labels.returncode == 2 and "not from --labels" in labels.stderr

@@ -175,11 +175,13 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def convert_embedder(args: argparse.Namespace, source: SourceModel, output: Path) -> EmbedderReport:
     """Quantizes the embedder, embeds its gallery again with the int8 model, verifies it and
     calibrates its rule on the int8 distances; writes `output`."""
-    metadata = source.metadata
-    training = source.training
+    metadata, training = source.metadata, source.training
+    if args.labels:
+        raise CommandError(f"{source.path} is an embedder: its people come from its gallery, not from --labels")
     calibration_dir = args.calibration or training.get("data")
     if not calibration_dir or not Path(calibration_dir).is_dir():
         raise CommandError("no calibration images: pass --calibration DIR (face images, as for training)")
+    checked = _labelled_faces(args.verify, metadata.labels, metadata.preprocessing) if args.verify else None
     files = evenly_spaced(folder_images(calibration_dir, metadata.labels), args.max_calibration)
     calibration = load_faces(files, metadata.labels, metadata.preprocessing)
     if not len(calibration.crops):
@@ -195,20 +197,42 @@ def convert_embedder(args: argparse.Namespace, source: SourceModel, output: Path
         faces = load_faces([(path, people.index(label)) for path, label in recorded], people, metadata.preprocessing)
         float_embeddings, int8_embeddings = source.scores(faces.crops), int8.embed(faces.crops)
         held = np.isin(faces.paths, [path for path, _ in training.get("validation", [])])
-        report = _verify(output, source, faces, held, float_embeddings, int8_embeddings)
+        naming = ~held if held.any() and not args.verify else np.ones(len(held), dtype=bool)
+        if checked is not None:
+            test = FaceSet(checked.crops, np.array([people.index(metadata.labels[t]) for t in checked.targets]), people,
+                           checked.paths)  # fmt: skip
+            test_float, test_int8, verified_on = source.scores(test.crops), int8.embed(test.crops), f"faces in {args.verify}"
+        elif held.any():
+            test, test_float, test_int8 = faces.subset(np.flatnonzero(held)), float_embeddings[held], int8_embeddings[held]
+            verified_on = "the validation split of train, against a gallery of the other faces"
+        else:
+            test, test_float, test_int8 = faces, float_embeddings, int8_embeddings
+            verified_on = "the gallery's own faces (train recorded no validation split)"
+        train = faces.subset(np.flatnonzero(naming))
+        report = _verify(output, source, test, test_float, test_int8, gallery_of(train, float_embeddings[naming]),
+                         gallery_of(train, int8_embeddings[naming]), verified_on)  # fmt: skip
         gallery = gallery_of(faces, int8_embeddings)
-        train = faces.subset(np.flatnonzero(~held))
-        rule = _int8_rule(args, training, int8, gallery_of(train, int8_embeddings[~held]),
-                          faces.subset(np.flatnonzero(held)), int8_embeddings[held]) or metadata.distance_rule  # fmt: skip
+        rule = _int8_rule(args, training, int8, gallery_of(train, int8_embeddings[naming]), test, test_int8)
     else:
         note("the gallery's photos are not all where train found them: the gallery keeps the float embeddings, "
-             "and the conversion is verified on the calibration faces only")  # fmt: skip
-        float_embeddings, int8_embeddings = source.scores(calibration.crops), int8.embed(calibration.crops)
-        report = _verify(output, source, calibration, np.zeros(len(calibration.crops), dtype=bool),
-                         float_embeddings, int8_embeddings)  # fmt: skip
-        gallery, rule = metadata.gallery, metadata.distance_rule
-    write_model(flatbuffer, replace(stamped, gallery=gallery, distance_rule=rule), output, calibration.crops)
+             "and the conversion is verified on the calibration faces")  # fmt: skip
+        gallery, rule = metadata.gallery, None
+        report = _verify(output, source, calibration, source.scores(calibration.crops), int8.embed(calibration.crops),
+                         gallery, gallery, "the calibration faces, against the model's gallery")  # fmt: skip
+    write_model(flatbuffer, replace(stamped, gallery=gallery, distance_rule=rule or metadata.distance_rule), output,
+                calibration.crops)  # fmt: skip
     return replace(report, int8_size=output.stat().st_size)
+
+
+def _labelled_faces(folder: str, people: tuple[str, ...], spec: Preprocessing) -> FaceSet:
+    """The faces in folder/<person>/ of the given people (other folders are left out)."""
+    if not Path(folder).is_dir():
+        raise CommandError(f"--verify {folder} is not a folder")
+    faces = load_faces(folder_images(folder, people), people, spec)
+    faces = faces.subset(np.flatnonzero(faces.targets >= 0))
+    if not len(faces.paths):
+        raise CommandError(f"--verify {folder} holds no faces of the model's people (folders named after them)")
+    return faces
 
 
 def _int8_rule(args: argparse.Namespace, training: dict, int8: FaceEmbedder, gallery: Gallery, known: FaceSet,
@@ -222,32 +246,23 @@ def _int8_rule(args: argparse.Namespace, training: dict, int8: FaceEmbedder, gal
     return calibrated_rule(gallery, known, known_embeddings, int8.embed(loaded[0]), loaded[1], far)
 
 
-def _verify(output: Path, source: SourceModel, faces: FaceSet, held: np.ndarray, float_embeddings: np.ndarray,
-            int8_embeddings: np.ndarray) -> EmbedderReport:  # fmt: skip
-    """Cosine over every face; naming over the held-out faces (all faces, each left out in turn,
-    when none is held out)."""
-    similarity = cosines(float_embeddings, int8_embeddings)
-    tested = np.flatnonzero(held) if held.any() else np.arange(len(faces.paths))
-    if held.any():
-        splits = [(tested, np.flatnonzero(~held))]
-    else:
-        splits = [(np.array([i]), np.delete(tested, i)) for i in tested]
-
-    def names(embeddings: np.ndarray) -> np.ndarray:
-        found = [gallery_of(faces.subset(rest), embeddings[rest]).nearest(embeddings[test])[0] for test, rest in splits]
-        return np.array([name for group in found for name in group], dtype=object)
-
-    float_names, int8_names = names(float_embeddings), names(int8_embeddings)
-    truth = np.array([faces.labels[faces.targets[i]] for i in tested], dtype=object)
+def _verify(output: Path, source: SourceModel, test: FaceSet, test_float: np.ndarray, test_int8: np.ndarray,
+            float_gallery: Gallery, int8_gallery: Gallery, verified_on: str) -> EmbedderReport:  # fmt: skip
+    """Cosine of float and int8 embeddings of the test faces, and the names each model gives them
+    against the gallery it made itself."""
+    similarity = cosines(test_float, test_int8)
+    float_names = np.array(float_gallery.nearest(test_float)[0], dtype=object)
+    int8_names = np.array(int8_gallery.nearest(test_int8)[0], dtype=object)
+    truth = np.array([test.labels[t] for t in test.targets], dtype=object)
     return EmbedderReport(
         output=str(output),
         source_size=source.path.stat().st_size,
         int8_size=output.stat().st_size,
-        verified_on="the validation split of train, against a gallery of the rest" if held.any() else "the calibration faces",
-        samples=len(tested),
-        cosine_min=float(similarity.min()),
-        cosine_median=float(np.median(similarity)),
-        agreement=float((float_names == int8_names).mean()) if len(tested) else 0.0,
-        float_accuracy=float((float_names == truth).mean()) if len(tested) else 0.0,
-        int8_accuracy=float((int8_names == truth).mean()) if len(tested) else 0.0,
+        verified_on=verified_on,
+        samples=len(truth),
+        cosine_min=float(similarity.min()) if len(truth) else 0.0,
+        cosine_median=float(np.median(similarity)) if len(truth) else 0.0,
+        agreement=float((float_names == int8_names).mean()) if len(truth) else 0.0,
+        float_accuracy=float((float_names == truth).mean()) if len(truth) else 0.0,
+        int8_accuracy=float((int8_names == truth).mean()) if len(truth) else 0.0,
     )
