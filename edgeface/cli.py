@@ -25,6 +25,7 @@ from edgeface.artefact import MetadataError
 from edgeface.config import DEFAULT_CONFIG, LOG_LEVELS, ConfigError
 from edgeface.dataset import stranger_faces
 from edgeface.detect import DETECTOR_NAMES, YUNET_MODEL_VARIABLE, DetectorUnavailable
+from edgeface.embedder import detector_problem
 from edgeface.enroll import EnrolmentRefused, NotAnEmbedder, embedder_of, from_camera, from_photos
 from edgeface.evaluate import evaluate_folder, format_evaluation
 from edgeface.gallery import GalleryError, check_name
@@ -709,8 +710,24 @@ WORKSTATION_NEEDS = {
 }
 
 
+def _train_flag_problem(args: argparse.Namespace) -> str | None:
+    """Flags that do not fit `train --arch`, said at once rather than after TensorFlow has loaded."""
+    if args.arch != "embedder":
+        return None
+    classic_only = [flag for flag, value in (("--input-size", args.input_size), ("--grayscale", args.grayscale),
+                    ("--align", args.align), ("--margin", args.margin), ("--epochs", args.epochs),
+                    ("--batch-size", args.batch_size), ("--patience", args.patience),
+                    ("--no-augment", args.no_augment)) if value not in (None, False)]  # fmt: skip
+    if classic_only:
+        return f"{', '.join(classic_only)}: only for --arch classic (the embedder is pretrained)"
+    return detector_problem(args.detector) if args.detector else None
+
+
 def run_workstation(args: argparse.Namespace) -> int:
     """Runs train, convert or demo, or says in one line how to install what they need."""
+    problem = _train_flag_problem(args) if args.command == "train" else None
+    if problem:
+        return _fail(problem)
     needs, install = WORKSTATION_NEEDS[args.command]
     missing = [name for module, name in needs if importlib.util.find_spec(module) is None]
     if missing:

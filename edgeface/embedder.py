@@ -16,6 +16,19 @@ from edgeface.gallery import DEFAULT_RULE, DistanceRule, Enrolments, Gallery, Ga
 from edgeface.model import ModelError, Prediction, TFLiteModel, read_model_file
 
 
+DETECTORS = ("yunet", "none")  # an embedder needs faces aligned by five landmarks, or crops already aligned
+
+
+def detector_problem(name: str) -> str | None:
+    """Why an embedder cannot find faces with detector `name`, or None when it can."""
+    if name in DETECTORS:
+        return None
+    return (
+        f"--detector {name}: the embedder needs faces aligned by their five landmarks, which only yunet gives: "
+        "use --detector yunet (its ONNX file: --yunet-model FILE), or --detector none for aligned face crops"
+    )
+
+
 class FaceEmbedder(TFLiteModel):
     """An embedder `.tflite` with its gallery and distance rule, ready to name preprocessed crops."""
 

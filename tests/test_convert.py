@@ -113,6 +113,7 @@ def test_fewer_than_100_strangers_give_no_rule_and_say_so(people: People, tmp_pa
     assert artefact.read_file(output).unknown_rule is None
 
 
+@pytest.mark.slow  # a conversion of its own: CI's slow step runs it
 def test_conversion_is_deterministic(people: People, tmp_path: Path):
     again = tmp_path / "again.tflite"
     run = run_edgeface("convert", str(people.keras_file), "-o", str(again))
@@ -179,16 +180,19 @@ def check_foreign_output(run: subprocess.CompletedProcess, folder: Path) -> None
     assert metadata.preprocessing.input_shape == (32, 32, 1) and metadata.preprocessing.detector.name == "none"
 
 
+@pytest.mark.slow  # a conversion of its own: CI's slow step runs it
 def test_a_keras_3_file_converts_with_labels(people: People, tmp_path: Path):
     small_model().save(tmp_path / "other.keras")
     check_foreign_output(convert_foreign(tmp_path / "other.keras", people), tmp_path)
 
 
+@pytest.mark.slow  # a conversion of its own: CI's slow step runs it
 def test_a_saved_model_folder_converts(people: People, tmp_path: Path):
     small_model().export(str(tmp_path / "saved"), verbose=False)
     check_foreign_output(convert_foreign(tmp_path / "saved", people), tmp_path)
 
 
+@pytest.mark.slow  # a conversion of its own: CI's slow step runs it
 def test_a_keras_2_h5_converts(people: People, tmp_path: Path):
     tf_keras = pytest.importorskip("tf_keras")
     model = tf_keras.Sequential(
@@ -203,6 +207,7 @@ def test_a_keras_2_h5_converts(people: People, tmp_path: Path):
     check_foreign_output(convert_foreign(tmp_path / "keras2.h5", people), tmp_path)
 
 
+@pytest.mark.slow  # a conversion of its own: CI's slow step runs it
 def test_a_lambda_layer_is_refused_unless_trusted(people: People, tmp_path: Path):
     small_model(lambda_layer=True).save(tmp_path / "lambda.h5")
     refused = convert_foreign(tmp_path / "lambda.h5", people)

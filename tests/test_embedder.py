@@ -236,9 +236,9 @@ def test_train_says_what_the_embedder_needs(embedder: Embedder, tmp_path: Path):
     without_yunet = run_edgeface("train", faces, "-o", str(tmp_path / "m.h5"), env={"EDGEFACE_YUNET_MODEL": ""})
     assert without_yunet.returncode == 2
     assert "face_detection_yunet_2023mar.onnx" in without_yunet.stderr and "--yunet-model" in without_yunet.stderr
-    haar = run_edgeface("train", faces, "-o", str(tmp_path / "m.h5"), "--detector", "haar")
+    haar = device("train", faces, "-o", str(tmp_path / "m.h5"), "--detector", "haar")  # said before TensorFlow loads
     assert haar.returncode == 2 and "five landmarks" in haar.stderr
-    classic_flags = run_edgeface("train", faces, "-o", str(tmp_path / "m.h5"), "--detector", "none", "--epochs", "5")
+    classic_flags = device("train", faces, "-o", str(tmp_path / "m.h5"), "--detector", "none", "--epochs", "5")
     assert classic_flags.returncode == 2 and "--epochs: only for --arch classic" in classic_flags.stderr
     assert not (tmp_path / "m.h5").exists()
 
@@ -285,6 +285,7 @@ def test_a_photo_with_two_faces_of_similar_size_is_not_enrolled(yunet_pipeline: 
     assert collected.problems == [(str(tmp_path / "pair.png"), "2 faces of similar size: use a photo of this person alone")]
 
 
+@pytest.mark.slow  # a conversion of its own: CI's slow step runs it
 def test_convert_verifies_on_a_folder_of_the_models_people(embedder: Embedder, lfw_patches: np.ndarray, tmp_path: Path):
     write_photos(tmp_path / "check" / "person1", lfw_patches[1], 2, np.random.default_rng(21))
     write_photos(tmp_path / "check" / "somebody-else", lfw_patches[30], 2, np.random.default_rng(22))

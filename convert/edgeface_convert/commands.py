@@ -50,15 +50,8 @@ CLASSIC_DEFAULTS = {"detector": "haar", "margin": 0.1, "input_size": 64, "epochs
 
 
 def run_train(args: argparse.Namespace) -> int:
-    if args.arch == "embedder":
-        classic_only = [flag for flag, value in (("--input-size", args.input_size), ("--grayscale", args.grayscale),
-                        ("--align", args.align), ("--margin", args.margin), ("--epochs", args.epochs),
-                        ("--batch-size", args.batch_size), ("--patience", args.patience),
-                        ("--no-augment", args.no_augment)) if value not in (None, False)]  # fmt: skip
-        if classic_only:
-            raise CommandError(f"{', '.join(classic_only)}: only for --arch classic (the embedder is pretrained)")
-        return run_train_embedder(args)
-    return run_train_classic(args)
+    """The flags were checked against --arch by `edgeface.cli`, before TensorFlow was loaded."""
+    return run_train_embedder(args) if args.arch == "embedder" else run_train_classic(args)
 
 
 def run_train_classic(args: argparse.Namespace) -> int:

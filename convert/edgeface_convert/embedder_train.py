@@ -19,7 +19,7 @@ import numpy as np
 from edgeface.artefact import ModelMetadata
 from edgeface.dataset import FaceSet, evenly_spaced, folder_images, load_faces, stratified_split
 from edgeface.detect import DetectorSettings
-from edgeface.embedder import FaceEmbedder
+from edgeface.embedder import FaceEmbedder, detector_problem
 from edgeface.gallery import DistanceRule, Gallery, calibrate_distance
 from edgeface.metrics import classification_report, format_report
 from edgeface.openset import NotEnoughStrangers
@@ -38,18 +38,15 @@ from edgeface_convert.embedder_net import load_dlib_embedder
 from edgeface_convert.keras_io import SourceModel, save_trained
 from edgeface_convert.quantize import stamp, to_int8_flatbuffer, write_model
 
-EMBEDDER_DETECTORS = ("yunet", "none")
 EMBEDDING_SIZE = 128  # dlib's face descriptor
 
 
 def embedder_preprocessing(detector: str) -> Preprocessing:
     """YuNet with five-point alignment onto dlib's chip, or faces that already are chips ("none");
     RGB pixel values 0..255 (the network subtracts dlib's means itself)."""
-    if detector not in EMBEDDER_DETECTORS:
-        raise CommandError(
-            f"--detector {detector}: the embedder needs faces aligned by their five landmarks, which only yunet gives: "
-            "use --detector yunet (its ONNX file: --yunet-model FILE), or --detector none for aligned face crops"
-        )
+    problem = detector_problem(detector)
+    if problem:
+        raise CommandError(problem)
     return Preprocessing(
         detector=DetectorSettings(name=detector),
         alignment="face5" if detector == "yunet" else "none",
