@@ -285,6 +285,19 @@ def both(figures: dict, key: str, form=percent) -> str:
     return f"{form(figures['image'][key])} / {form(figures['centroid'][key])}"
 
 
+def distance_cells(method: dict, figures: dict) -> dict:
+    """The cells every recogniser that names by distance fills: faces found, split, top-1, acceptance."""
+    return {
+        "faces": f"{method['photos_with_face']} / {method['photos_without_face']}",
+        "split": f"{figures['gallery_faces']} / {figures['test_faces']} / {figures['stranger_faces']}",
+        "top1": both(figures, "top1"),
+        "accept": both(figures, "known_accept"),
+        "threshold": both(figures, "max_distance", lambda v: f"{v:.3f}"),
+        "wrong": both(figures, "wrong_accept"),
+        "unseen": both(figures, "unseen_false_accept"),
+    }
+
+
 def columns(results: dict) -> list[tuple[str, dict]]:
     """(heading, cells by row name) for each recogniser measured."""
     found = []
@@ -295,13 +308,7 @@ def columns(results: dict) -> list[tuple[str, dict]]:
             figures = embedder[kind]
             cells = {
                 "detector": "YuNet + 5-point align",
-                "faces": f"{embedder['photos_with_face']} / {embedder['photos_without_face']}",
-                "split": f"{figures['gallery_faces']} / {figures['test_faces']} / {figures['stranger_faces']}",
-                "top1": both(figures, "top1"),
-                "accept": both(figures, "known_accept"),
-                "threshold": both(figures, "max_distance", lambda v: f"{v:.3f}"),
-                "wrong": both(figures, "wrong_accept"),
-                "unseen": both(figures, "unseen_false_accept"),
+                **distance_cells(embedder, figures),
                 "latency": f"{latency[f'{kind}_tflite_1t_ms']:.1f} / {latency[f'{kind}_tflite_2t_ms']:.1f} ms",
                 "per_photo": f"{embedder['read_detect_align_ms_per_photo']:.1f} ms (YuNet + align)",
                 "size": f"{embedder[f'{kind}_tflite_bytes']:,} B",
@@ -317,13 +324,7 @@ def columns(results: dict) -> list[tuple[str, dict]]:
         figures = dlib["figures"]
         found.append(("face_recognition", {
             "detector": "dlib HOG + 5-point",
-            "faces": f"{dlib['photos_with_face']} / {dlib['photos_without_face']}",
-            "split": f"{figures['gallery_faces']} / {figures['test_faces']} / {figures['stranger_faces']}",
-            "top1": both(figures, "top1"),
-            "accept": both(figures, "known_accept"),
-            "threshold": both(figures, "max_distance", lambda v: f"{v:.3f}"),
-            "wrong": both(figures, "wrong_accept"),
-            "unseen": both(figures, "unseen_false_accept"),
+            **distance_cells(dlib, figures),
             "latency": f"{dlib['encode_ms_per_face_median']:.1f} ms (dlib, with landmarks)",
             "per_photo": f"{dlib['read_detect_ms_per_photo']:.1f} ms (HOG)",
             "size": f"{dlib['resnet_dat_bytes']:,} B .dat",
