@@ -70,7 +70,10 @@ def _shrink(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     if not max_side or longer <= max_side:
         return image, 1.0
     scale = max_side / longer
-    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    height, width = image.shape[:2]
+    # At least one pixel each way: a 5000×1 photo must not shrink to nothing.
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return small, 1.0 / scale
 
 
@@ -131,10 +134,17 @@ class YuNetDetector:
         self._net.setInputSize((small.shape[1], small.shape[0]))
         _, found = self._net.detect(small)
         boxes = []
+        height, width = image.shape[:2]
         for row in found if found is not None else []:
+            if not np.isfinite(row[:14]).all():  # the network's answer for a degenerate picture
+                continue
             x, y, w, h, *points = (float(v) * back for v in row[:14])
-            landmarks = tuple((points[i], points[i + 1]) for i in range(0, 10, 2))
-            boxes.append(Box(round(x), round(y), round(w), round(h), landmarks))
+            # A box must overlap the picture and be at most twice its size: the crop pads what lies
+            # outside, and a box far larger would make it pad gigabytes of border.
+            overlaps = x < width and y < height and x + w > 0 and y + h > 0
+            if overlaps and 0 < w <= 2 * max(width, height) and 0 < h <= 2 * max(width, height):
+                landmarks = tuple((points[i], points[i + 1]) for i in range(0, 10, 2))
+                boxes.append(Box(round(x), round(y), round(w), round(h), landmarks))
         return _finish(boxes, self._settings)
 
 

@@ -96,7 +96,15 @@ class Pipeline:
         except (ImageError, cv2.error) as error:
             return ImageResult(source.path, source.sha256, source.size, None, None, (), str(error))
         height, width = pixels.shape[:2]
-        return ImageResult(source.path, source.sha256, source.size, width, height, self.faces_in(pixels))
+        try:
+            faces = self.faces_in(pixels)
+        except (cv2.error, ValueError, ArithmeticError) as error:
+            # Whatever a strange but decodable picture does to the detector or the crops, it ends
+            # as this input's recorded error, never as a crash of the scan or the daemon.
+            log.warning("%s: cannot find faces: %s", source.path, error)
+            return ImageResult(source.path, source.sha256, source.size, width, height, (),
+                               f"cannot find faces in this picture ({width}×{height}): {type(error).__name__}")  # fmt: skip
+        return ImageResult(source.path, source.sha256, source.size, width, height, faces)
 
     def faces_in(self, pixels: np.ndarray) -> tuple[FaceResult, ...]:
         """Detects and names the faces of decoded BGR pixels (a photo or a video frame)."""

@@ -24,6 +24,7 @@ from PIL import Image
 
 from conftest import Trained, skimage_bgr
 from edgeface.images import MAX_FILE_BYTES, MAX_PIXELS, ImageError, decode, image_size, read_input
+from test_detect import YUNET
 from test_watch import Daemon, wait_until
 
 ORIENTATION = 0x0112  # the EXIF tag
@@ -127,6 +128,8 @@ def make_corpus(face: np.ndarray) -> list[Case]:
         Case("text.jpg", b"Dear diary, today I named a text file .jpg\n", "not a decodable image: not JPEG, PNG"),
         Case("damaged-header.jpg", b"\xff\xd8\xff\xe0 this JPEG stops here", "not a decodable image"),
         Case("one-pixel.png", encode(".png", face[:1, :1]), shape=(1, 1)),
+        Case("thin-5000x1.png", encode(".png", np.zeros((1, 5000, 3), np.uint8)), shape=(1, 5000)),
+        Case("tall-2x3000.png", encode(".png", np.zeros((3000, 2, 3), np.uint8)), shape=(3000, 2)),
         Case("bomb.png", black_png(20000, 20000), "20000×20000 pixels is above the limit of 20 megapixels"),
         Case("gif-bomb.jpg", gif_bomb(), "not a decodable image: not JPEG, PNG, BMP, WebP, TIFF or PNM"),
         Case("16-bit.png", encode(".png", face.astype(np.uint16) * 257), shape=(height, width)),
@@ -339,6 +342,30 @@ def test_scan_logs_one_outcome_per_bad_input_and_lists_the_failures(
             assert f"failed: {path}: " in run.stderr
     assert rows[str(missing)][:2] == ("error", "cannot read: No such file or directory")
     assert f"{len(paths) + 1 - sum(case.error is None for case in face_corpus)} failed" in run.stderr
+
+
+@pytest.mark.parametrize("detector", ["haar", "yunet"])
+def test_degenerate_pictures_through_every_detector_end_as_one_outcome_each(
+    trained: Trained, detector: str, tmp_path: Path
+):
+    """Pictures one pixel wide or high, or thinner than the detector shrinks to (a 95-byte 5000×1
+    PNG crashed the scan once), are decoded, searched and logged like any other picture."""
+    if detector == "yunet" and not YUNET.is_file():
+        pytest.skip(f"YuNet's ONNX file is not at {YUNET}")
+    shapes = [(1, 5000), (5000, 1), (2, 3000), (3000, 2), (1, 1), (641, 1)]
+    paths = []
+    for height, width in shapes:
+        paths.append(tmp_path / f"{width}x{height}.png")
+        cv2.imwrite(str(paths[-1]), np.full((height, width, 3), 90, np.uint8))
+    db = tmp_path / "log.db"
+    run = subprocess.run(
+        [sys.executable, "-m", "edgeface", "scan", *map(str, paths), "--model", str(trained.tflite_file),
+         "--db", str(db), "--detector", detector, "--yunet-model", str(YUNET), "--workers", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    rows = logged(db)
+    assert {path: rows[str(path)][0] for path in paths} == dict.fromkeys(paths, "done")
 
 
 def permissions_apply() -> list[str]:
