@@ -44,6 +44,7 @@ from edgeface.watch import run_watch
 from edgeface.workers import PipelineRecipe
 
 EXIT_OK, EXIT_INPUTS_FAILED, EXIT_ERROR = 0, 1, 2  # 3: `convert` quality check failed
+MAX_PARALLEL = 64  # workers or threads: more than any board has cores, fewer than would exhaust one
 CONVERT_INSTALL = "pip install 'edgeface[convert]'"
 DEMO_INSTALL = "pip install 'edgeface[demo]'"
 
@@ -470,8 +471,9 @@ def _fail(message: str) -> int:
 def run_scan(args: argparse.Namespace) -> int:
     if not args.model:
         return _fail("no model: pass --model FILE.tflite or set EDGEFACE_MODEL")
-    if args.workers < 1:
-        return _fail("--workers must be at least 1")
+    for flag, value in (("--workers", args.workers), ("--threads", args.threads)):
+        if value is not None and not 1 <= value <= MAX_PARALLEL:
+            return _fail(f"{flag} must be 1 to {MAX_PARALLEL}, not {value}")
     threads = args.threads or (1 if args.workers > 1 else None)  # workers, not threads, share the cores
     recipe = PipelineRecipe(args.model, threads, args.detector, args.margin, args.min_face, args.max_faces)
     pipeline = recipe.build()  # a bad model stops here, before the log is created

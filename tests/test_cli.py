@@ -44,3 +44,9 @@ def test_a_file_that_is_not_a_model_is_a_clear_error(astronaut_file: Path, tmp_p
 def test_usage_errors_exit_2():
     assert run_edgeface("scan").returncode == 2
     assert run_edgeface("no-such-command").returncode == 2
+
+
+@pytest.mark.parametrize("flag, value", [("--workers", "0"), ("--workers", "100000"), ("--threads", "0"), ("--threads", "100000")])
+def test_scan_refuses_workers_and_threads_out_of_range(tmp_path: Path, flag: str, value: str):
+    run = run_edgeface("scan", str(tmp_path), "--model", str(tmp_path / "m.tflite"), flag, value)
+    assert run.returncode == 2 and run.stderr.strip() == f"edgeface: error: {flag} must be 1 to 64, not {value}"
