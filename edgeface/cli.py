@@ -551,8 +551,10 @@ def run_forget(args: argparse.Namespace) -> int:
     if not db.exists():
         return _fail(f"no log at {db}: pass --db")
     try:
-        before = parse_time(args.before) if args.before else None
-    except ValueError as error:
+        before = parse_time(args.before) if args.before is not None else None
+        if args.person is not None:
+            check_name(args.person)
+    except ValueError as error:  # GalleryError is one too
         return _fail(str(error))
     counts = {"inputs": 0, "appearances": 0}
     with ResultLog(db) as log:

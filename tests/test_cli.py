@@ -50,3 +50,12 @@ def test_usage_errors_exit_2():
 def test_scan_refuses_workers_and_threads_out_of_range(tmp_path: Path, flag: str, value: str):
     run = run_edgeface("scan", str(tmp_path), "--model", str(tmp_path / "m.tflite"), flag, value)
     assert run.returncode == 2 and run.stderr.strip() == f"edgeface: error: {flag} must be 1 to 64, not {value}"
+
+
+@pytest.mark.parametrize("args, message", [(["--before", ""], "'' is not a time"), (["--person", ""], "name must be"),
+                                           (["--person", "a\nb"], "control characters")])  # fmt: skip
+def test_forget_with_an_empty_or_forged_value_is_one_line_not_a_traceback(tmp_path: Path, args: list, message: str):
+    db = tmp_path / "log.db"
+    db.touch()
+    run = run_edgeface("forget", *args, "--db", str(db))
+    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
