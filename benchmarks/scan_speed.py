@@ -43,8 +43,9 @@ from edgeface.scan import BATCH_SIZE, SOURCE, scan
 from edgeface.store import ResultLog
 from edgeface.workers import PipelineRecipe
 
-DEFAULT_DATA = Path("/work/shared/data/lfw_dev")
-DEFAULT_YUNET = Path("/work/shared/models/yunet/face_detection_yunet_2023mar.onnx")
+SHARED = Path(__file__).resolve().parents[2] / "shared"  # beside the repo
+DEFAULT_DATA = SHARED / "data" / "lfw_dev"
+DEFAULT_YUNET = SHARED / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
 STAGES = ("read+hash", "lookup", "decode", "detect", "crop", "classify", "record")
 
 

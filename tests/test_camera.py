@@ -19,10 +19,11 @@ from pathlib import Path
 import cv2
 import pytest
 
+from conftest import REPO
 from edgeface.camera import CameraFailed, CameraSource, Frame, SourceFinished, SourceSpec, parse_source
 from mjpeg_server import MjpegServer, numbered_image, read_number
 
-CLIP = Path("/work/shared/data/misc/video/short_hamilton_clip.mp4")
+CLIP = REPO.parent / "shared" / "data" / "misc" / "video" / "short_hamilton_clip.mp4"  # beside the repo, when there
 FILE_FPS = 25.0
 FILE_FRAMES = 50
 CALL = 0.1  # the timeout the tests give next_frame()

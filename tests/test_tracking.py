@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from edgeface.geometry import Box
 from edgeface.pipeline import FaceResult
 from edgeface.tracking import Appearance, Tracker, iou
 
-CLIP = Path("/work/shared/data/misc/video/short_hamilton_clip.mp4")
+CLIP = REPO.parent / "shared" / "data" / "misc" / "video" / "short_hamilton_clip.mp4"  # beside the repo, when there
 
 
 def face(x: float, y: float = 100, size: int = 100, label: str = "alice", confidence: float = 0.9,
