@@ -526,9 +526,9 @@ class ResultLog:
         ).fetchall()
         if not rows:
             return Enrolments(None, hidden)
-        sizes = {len(blob) for _, blob in rows}
-        if len(sizes) != 1 or sizes.pop() % 4:
-            raise LogError(f"{self.path}: the enrolments for this model have embeddings of different sizes")
+        sizes = {len(blob) if isinstance(blob, bytes) else -1 for _, blob in rows}
+        if len(sizes) != 1 or min(sizes) <= 0 or min(sizes) % 4:
+            raise LogError(f"{self.path}: the enrolments for this model have embeddings of different sizes, or none")
         vectors = np.frombuffer(b"".join(blob for _, blob in rows), dtype="<f4").reshape(len(rows), -1)
         try:
             return Enrolments(Gallery(tuple(person for person, _ in rows), vectors.astype(np.float32)), hidden)

@@ -74,7 +74,13 @@ def test_enrolments_tampered_with_by_another_program_are_refused_not_used(log_fi
                    "VALUES ('bob', ?, x'0000', 'photo', 'now')", (NETWORK,))  # fmt: skip
     with ResultLog(log_file) as log, pytest.raises(LogError, match="different sizes"):
         log.enrolments(NETWORK)
+    for blob in (b"", "text", 3.5):  # SQLite stores whatever another program puts in the column
+        with sqlite3.connect(log_file) as db:
+            db.execute("UPDATE enrolments SET embedding = ?", (blob,))
+        with ResultLog(log_file) as log, pytest.raises(LogError, match="different sizes, or none"):
+            log.enrolments(NETWORK)
     with sqlite3.connect(log_file) as db:
+        db.execute("UPDATE enrolments SET embedding = ? WHERE person = 'alice'", (embeddings(1, 1)[0].tobytes(),))
         db.execute("UPDATE enrolments SET embedding = ? WHERE person = 'bob'",
                    (np.full(128, np.nan, dtype="<f4").tobytes(),))  # fmt: skip
         db.execute("UPDATE enrolments SET person = 'x\x1b[2J' WHERE person = 'alice'")
