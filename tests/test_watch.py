@@ -267,7 +267,7 @@ def test_bad_config_names_the_key_and_the_reason(trained: Trained, tmp_path: Pat
     config = tmp_path / "bad.toml"
     config.write_text(f'model = "{trained.tflite_file}"\n[folder]\npath = "{tmp_path}"\npoll_interval = -1\n')
     run = run_edgeface("watch", "--config", str(config))
-    assert run.returncode == 2 and "folder.poll_interval must be above 0 seconds" in run.stderr
+    assert run.returncode == 2 and "folder.poll_interval must be above 0 and at most 3600 seconds" in run.stderr
     config.write_text(f'model = "{trained.tflite_file}"\n[folder]\npth = "{tmp_path}"\n')
     run = run_edgeface("watch", "--config", str(config))
     assert run.returncode == 2 and "unknown key 'folder.pth'" in run.stderr
