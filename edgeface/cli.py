@@ -29,7 +29,6 @@ from edgeface.embedder import detector_problem
 from edgeface.enroll import EnrolmentRefused, NotAnEmbedder, embedder_of, from_camera, from_photos
 from edgeface.evaluate import evaluate_folder, format_evaluation
 from edgeface.gallery import GalleryError, check_name
-from edgeface.images import ImageError
 from edgeface.model import ModelError
 from edgeface.pipeline import ImageResult, Pipeline
 from edgeface.recognizer import load_recognizer
@@ -659,9 +658,6 @@ def run_verify(args: argparse.Namespace) -> int:
             verdict = verify_person(pipeline, args.a, args.person)
         else:
             verdict = verify_photos(_pipeline(args), args.a, args.b)
-    except ImageError as error:
-        print(f"edgeface: failed: {printable(args.a)} or {printable(str(args.b))}: {error}", file=sys.stderr)
-        return EXIT_INPUTS_FAILED
     except EnrolmentRefused as error:
         print(f"edgeface: failed: {printable(str(error))}", file=sys.stderr)
         return EXIT_INPUTS_FAILED
@@ -697,7 +693,7 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"labels ({metadata['output']}): {', '.join(printable(label) for label in metadata['labels'])}")
     print(f"preprocessing: {json.dumps(metadata['preprocessing'])}")
     print(f"ops: {', '.join(f'{op} ×{count}' for op, count in facts['ops'].items())}")
-    print(f"unknown rule: {facts['rule'] or 'none (every face gets a known label)'}")
+    print(f"unknown rule: {printable(facts['rule']) if facts['rule'] else 'none (every face gets a known label)'}")
     print(f"source: {json.dumps(metadata['source'])}; converter: {json.dumps(metadata['converter'])}")
     print(f"file: {facts['path']}, {facts['size']:,} bytes, sha256 {facts['sha256']}")
     if kind == "embedder":

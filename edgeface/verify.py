@@ -13,7 +13,7 @@ import numpy as np
 
 from edgeface.enroll import EnrolmentRefused, embedder_of
 from edgeface.geometry import Box
-from edgeface.images import decode, read_input
+from edgeface.images import ImageError, decode, read_input
 from edgeface.pipeline import Pipeline
 from edgeface.preprocess import crop_faces
 
@@ -37,8 +37,12 @@ class Verdict:
 
 
 def largest_face_embedding(pipeline: Pipeline, path: str) -> np.ndarray:
-    """The embedding of the largest face in the photo at `path`; ImageError or EnrolmentRefused."""
-    pixels = decode(read_input(path).content)
+    """The embedding of the largest face in the photo at `path`; EnrolmentRefused names the photo
+    when it cannot be read or shows no face."""
+    try:
+        pixels = decode(read_input(path).content)
+    except ImageError as error:
+        raise EnrolmentRefused(f"{path}: {error}") from None  # name the photo: there are two
     boxes: list[Box] = pipeline.detector.detect(pixels)
     if not boxes:
         raise EnrolmentRefused(f"{path}: no face found")
