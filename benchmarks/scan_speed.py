@@ -37,7 +37,8 @@ import cv2
 
 from edgeface.detect import YUNET_MODEL_VARIABLE
 from edgeface.images import decode, is_image_name, read_input
-from edgeface.pipeline import FaceResult, ImageResult, Pipeline
+from edgeface.pipeline import Pipeline
+from edgeface.results import FaceResult, ImageResult
 from edgeface.preprocess import crop_faces
 from edgeface.scan import BATCH_SIZE, SOURCE, scan
 from edgeface.store import ResultLog

@@ -15,8 +15,7 @@ import cv2
 import numpy as np
 
 from edgeface.images import ImageError, decode, read_input
-from edgeface.pipeline import ImageResult
-from edgeface.scanview import face_label
+from edgeface.results import ImageResult
 
 KNOWN_COLOUR = (80, 200, 60)  # BGR green
 UNKNOWN_COLOUR = (0, 140, 255)  # BGR orange
@@ -44,7 +43,7 @@ def draw_faces(pixels: np.ndarray, result: ImageResult) -> np.ndarray:
     for face in result.faces:
         box, colour = face.box, UNKNOWN_COLOUR if face.unknown else KNOWN_COLOUR
         cv2.rectangle(canvas, (box.x, box.y), (box.x + box.w, box.y + box.h), colour, thickness)
-        text = f"{face_label(face)} {face.confidence:.2f}"
+        text = f"{face.shown} {face.confidence:.2f}"
         (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
         top = max(0, box.y - height - baseline)  # above the box, or inside it at the top edge
         cv2.rectangle(canvas, (box.x, top), (box.x + width, top + height + baseline), colour, cv2.FILLED)

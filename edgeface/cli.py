@@ -30,8 +30,9 @@ from edgeface.enroll import EnrolmentRefused, NotAnEmbedder, embedder_of, from_c
 from edgeface.evaluate import evaluate_folder, format_evaluation
 from edgeface.gallery import GalleryError, check_name
 from edgeface.model import ModelError
-from edgeface.pipeline import ImageResult, Pipeline
+from edgeface.pipeline import Pipeline
 from edgeface.recognizer import load_recognizer
+from edgeface.results import ImageResult
 from edgeface.preprocess import PreprocessingError
 from edgeface.progress import Progress
 from edgeface.scan import ScanSummary, image_paths, scan

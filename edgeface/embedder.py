@@ -13,7 +13,8 @@ import numpy as np
 
 from edgeface import artefact
 from edgeface.gallery import DEFAULT_RULE, DistanceRule, Enrolments, Gallery, GalleryError, confidence_of
-from edgeface.model import ModelError, Prediction, TFLiteModel, read_model_file
+from edgeface.model import ModelError, TFLiteModel, read_model_file
+from edgeface.results import Prediction
 
 
 DETECTORS = ("yunet", "none")  # an embedder needs faces aligned by five landmarks, or crops already aligned

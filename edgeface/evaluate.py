@@ -13,7 +13,7 @@ import numpy as np
 
 from edgeface.dataset import folder_images, load_faces
 from edgeface.metrics import classification_report, format_report
-from edgeface.model import Prediction
+from edgeface.results import Prediction
 from edgeface.preprocess import Preprocessing
 
 Classify = Callable[[np.ndarray], list[Prediction]]  # float32 crops (n, h, w, c) -> a Prediction each

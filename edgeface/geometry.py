@@ -43,3 +43,12 @@ class Box:
 
     def as_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes: 1 for the same box, 0 when they do not overlap."""
+    width = max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
+    height = max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
+    overlap = width * height
+    union = a.area + b.area - overlap
+    return overlap / union if union > 0 else 0.0

@@ -11,7 +11,6 @@ the scale and zero point read from the model itself.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy as np
 from edgeface import artefact
 from edgeface.artefact import MetadataError, ModelMetadata
 from edgeface.openset import UnknownRule
+from edgeface.results import Prediction
 
 
 class ModelError(RuntimeError):
@@ -34,18 +34,6 @@ def _interpreter_class() -> type:
         except ImportError:
             raise ModelError("no TFLite runtime: install it with `pip install ai-edge-litert`") from None
     return Interpreter
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The label given to one face, a 0..1 confidence, and whether the model's unknown rule
-    rejects it (then `label` is only the nearest known person). `distance` is an embedder's
-    distance to that person (None for a classifier)."""
-
-    label: str
-    confidence: float
-    unknown: bool = False
-    distance: float | None = None
 
 
 def read_model_file(path: str | Path) -> bytes:

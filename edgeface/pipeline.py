@@ -6,70 +6,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from edgeface.detect import make_detector
-from edgeface.geometry import Box
-from edgeface.images import ImageError, InputFile, absolute, decode
+from edgeface.images import ImageError, InputFile, decode
 from edgeface.preprocess import Preprocessing, crop_faces
 from edgeface.recognizer import Recognizer
+from edgeface.results import FaceResult, ImageResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FaceResult:
-    """One face: where, the nearest known label, a 0..1 confidence, whether it is rejected as
-    unknown, and an embedder's distance to that label (None for a classifier)."""
-
-    box: Box
-    label: str
-    confidence: float
-    unknown: bool = False
-    distance: float | None = None
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    """The outcome for one input: faces, or an error message (then `faces` is empty).
-
-    sha256, size and the dimensions are None when the file could not be read or decoded.
-    """
-
-    path: str
-    sha256: str | None
-    size: int | None
-    width: int | None
-    height: int | None
-    faces: tuple[FaceResult, ...]
-    error: str | None = None
-
-    @classmethod
-    def unreadable(cls, path: str, error: str) -> ImageResult:
-        """The outcome for a file that could not be read at all."""
-        return cls(absolute(path), None, None, None, None, (), error)
-
-    def to_dict(self) -> dict:
-        return {
-            "path": self.path,
-            "sha256": self.sha256,
-            "width": self.width,
-            "height": self.height,
-            "faces": [
-                {
-                    "box": face.box.as_list(),
-                    "label": face.label,
-                    "confidence": round(face.confidence, 4),
-                    "unknown": face.unknown,
-                    "distance": None if face.distance is None else round(face.distance, 4),
-                }
-                for face in self.faces
-            ],
-            "error": self.error,
-        }
 
 
 class Pipeline:

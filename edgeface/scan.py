@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from edgeface.images import ImageError, InputFile, is_image_name, read_input
-from edgeface.pipeline import ImageResult, Pipeline
+from edgeface.pipeline import Pipeline
+from edgeface.results import ImageResult
 from edgeface.progress import Progress
 from edgeface.store import ResultLog
 from edgeface.workers import PipelineRecipe, process_all

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from edgeface.pipeline import FaceResult, ImageResult
+from edgeface.results import ImageResult, shown_label
 
 HEADER = ("LABEL", "CONF", "BOX", "IMAGE")
 BOX_WIDTH = len("1000,1000 1000x1000")
@@ -29,20 +29,13 @@ def shown_path(path: str) -> str:
     return printable(path if relative.startswith("..") else relative)
 
 
-def face_label(face: FaceResult) -> str:
-    """The label a person reads: an unknown face shows the nearest known label after a tilde."""
-    if not face.unknown:
-        return face.label
-    return f"unknown ~{face.label}" if face.label else "unknown"  # an empty gallery has no nearest
-
-
 class ScanTable:
     """Aligned rows for scan results; `row(result)` writes an image's rows (a face each, or one
     row saying "no face" or "error") and flushes, so a slow scan shows its progress line by line."""
 
     def __init__(self, labels: Sequence[str], stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
-        longest = max((len(f"unknown ~{label}") for label in labels), default=0)
+        longest = max((len(shown_label(label, unknown=True)) for label in labels), default=0)
         self._widths = (max(longest, len("(no face)"), len(HEADER[0])), len("0.000"), BOX_WIDTH)
         self._header_written = False
 
@@ -62,5 +55,5 @@ class ScanTable:
             self._line("(no face)", "", "", image)
         for face in result.faces:
             box = face.box
-            self._line(face_label(face), f"{face.confidence:.3f}", f"{box.x},{box.y} {box.w}x{box.h}", image)
+            self._line(face.shown, f"{face.confidence:.3f}", f"{box.x},{box.y} {box.w}x{box.h}", image)
         self._stream.flush()

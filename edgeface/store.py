@@ -15,17 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from edgeface.clock import Moment, now
 from edgeface.gallery import Enrolments, Gallery, GalleryError, check_name
 from edgeface.images import file_identity
-from edgeface.pipeline import ImageResult
-
-if TYPE_CHECKING:
-    from edgeface.tracking import Appearance
+from edgeface.results import Appearance, ImageResult
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -384,7 +379,7 @@ class ResultLog:
                         result.size,
                         result.width,
                         result.height,
-                        "error" if result.error else "done",
+                        result.status,
                         result.error,
                         model_id,
                         moment.wall,

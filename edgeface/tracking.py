@@ -26,54 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from edgeface.geometry import Box
-from edgeface.pipeline import FaceResult
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes: 1 for the same box, 0 when they do not overlap."""
-    width = max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
-    height = max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
-    overlap = width * height
-    union = a.area + b.area - overlap
-    return overlap / union if union > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class Appearance:
-    """One person's time in view: what the log records instead of one row per frame.
-
-    first_seen, last_seen: the times passed to `update` for the first and last frame where the face was seen.
-    frames: how many frames the face was seen in; unknown_frames: how many of those were unknown.
-    label, unknown, confidence, box: the vote's outcome (see the module docstring).
-    votes: frames per label among the frames that voted, most first, to show how clear the vote was.
-    """
-
-    track_id: int
-    first_seen: float
-    last_seen: float
-    frames: int
-    label: str
-    confidence: float
-    unknown: bool
-    box: Box
-    votes: dict[str, int]
-    unknown_frames: int
-
-    def to_dict(self) -> dict:
-        """The appearance as plain JSON types."""
-        return {
-            "track_id": self.track_id,
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
-            "frames": self.frames,
-            "label": self.label,
-            "confidence": round(self.confidence, 4),
-            "unknown": self.unknown,
-            "box": self.box.as_list(),
-            "votes": dict(self.votes),
-            "unknown_frames": self.unknown_frames,
-        }
+from edgeface.geometry import Box, iou
+from edgeface.results import Appearance, FaceResult
 
 
 @dataclass(slots=True)

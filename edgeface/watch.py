@@ -44,7 +44,8 @@ from edgeface.crops import CropStore
 from edgeface.images import ImageError, decode, read_input
 from edgeface.model import ModelError
 from edgeface.notify import SystemdNotifier, watchdog_interval
-from edgeface.pipeline import ImageResult, Pipeline
+from edgeface.pipeline import Pipeline
+from edgeface.results import ImageResult
 from edgeface.selftest import run_self_test
 from edgeface.scanview import printable
 from edgeface.store import LogError, ResultLog, default_path
@@ -497,9 +498,9 @@ class Daemon:
                 log.error("%s: %s", printable(result.path), result.error)
             else:
                 self.counts.done += 1
-                log.info("%s: %s", printable(result.path), _faces_text(result))
+                log.info("%s: %s", printable(result.path), result.faces_text())
         self.counts.already += len(known)
-        for path, status in [*((r.path, "error" if r.error else "done") for r in results), *known]:
+        for path, status in [*((r.path, r.status) for r in results), *known]:
             self._move(path, status, root)
 
     def _move(self, path: str, status: str, root: Path) -> None:
@@ -566,14 +567,6 @@ def _free_name(target: Path) -> Path:
         number += 1
         candidate = target.with_name(f"{target.stem}.{number}{target.suffix}")
     return candidate
-
-
-def _faces_text(result: ImageResult) -> str:
-    if not result.faces:
-        return "no face"
-    return ", ".join(
-        f"{'unknown ~' if face.unknown else ''}{face.label} {face.confidence:.2f}" for face in result.faces
-    )
 
 
 def _set_level(settings: dict[str, object]) -> None:

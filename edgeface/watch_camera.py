@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 from edgeface.camera import CameraFailed, CameraSource, Frame, SourceFinished
 from edgeface.clock import Moment, now
-from edgeface.pipeline import FaceResult, ImageResult
+from edgeface.results import Appearance, FaceResult, ImageResult, shown_label
 from edgeface.store import ResultLog
-from edgeface.tracking import Appearance, Tracker
+from edgeface.tracking import Tracker
 
 from edgeface.watch import LOG_FAULTS
 
@@ -128,8 +128,8 @@ class Recorder:
         records them with any that wait from a fault; they wait in memory while the log fails."""
         for appearance in ended:
             log.info(
-                "%s: %s%s %.2f, %d frames over %.1f s",
-                self.name, "unknown ~" if appearance.unknown else "", appearance.label, appearance.confidence,
+                "%s: %s %.2f, %d frames over %.1f s",
+                self.name, shown_label(appearance.label, appearance.unknown), appearance.confidence,
                 appearance.frames, appearance.last_seen - appearance.first_seen,
             )  # fmt: skip
             if len(self.kept) == MAX_KEPT:

@@ -17,7 +17,8 @@ import cv2
 
 from edgeface.gallery import Enrolments
 from edgeface.images import InputFile
-from edgeface.pipeline import ImageResult, Pipeline
+from edgeface.pipeline import Pipeline
+from edgeface.results import ImageResult
 from edgeface.recognizer import load_recognizer
 
 IN_FLIGHT_PER_WORKER = 4  # enough that one slow photo does not leave the other workers idle

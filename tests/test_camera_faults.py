@@ -27,7 +27,7 @@ import pytest
 from conftest import Trained, skimage_bgr
 from edgeface.geometry import Box
 from edgeface.store import ResultLog
-from edgeface.tracking import Appearance
+from edgeface.results import Appearance
 from edgeface.watch import Daemon
 from edgeface.watch_camera import MAX_KEPT, Recorder
 from test_crash import Child, no_child_left_behind, until  # noqa: F401 (an autouse fixture)

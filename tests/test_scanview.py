@@ -16,7 +16,7 @@ import numpy as np
 from conftest import REPO, Trained, run_edgeface, skimage_bgr
 from edgeface.annotate import KNOWN_COLOUR, UNKNOWN_COLOUR, annotation_path
 from edgeface.geometry import Box
-from edgeface.pipeline import FaceResult, ImageResult
+from edgeface.results import FaceResult, ImageResult
 from edgeface.progress import Progress
 from edgeface.scanview import ScanTable
 

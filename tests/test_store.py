@@ -7,7 +7,7 @@ import pytest
 
 from edgeface.clock import Moment
 from edgeface.geometry import Box
-from edgeface.pipeline import FaceResult, ImageResult
+from edgeface.results import FaceResult, ImageResult
 from edgeface.store import SCHEMA_VERSION, LogError, ResultLog, default_path
 
 TWO_FACES = ImageResult(

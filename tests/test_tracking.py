@@ -9,8 +9,9 @@ import pytest
 
 from conftest import REPO
 from edgeface.geometry import Box
-from edgeface.pipeline import FaceResult
-from edgeface.tracking import Appearance, Tracker, iou
+from edgeface.geometry import iou
+from edgeface.results import Appearance, FaceResult
+from edgeface.tracking import Tracker
 
 CLIP = REPO.parent / "shared" / "data" / "misc" / "video" / "short_hamilton_clip.mp4"  # beside the repo, when there
 

@@ -25,7 +25,8 @@ from edgeface.embedder import predictions_from_distances
 from edgeface.evaluate import evaluate_folder, format_evaluation
 from edgeface.gallery import DEFAULT_RULE, Gallery
 from edgeface.metrics import format_report
-from edgeface.model import FaceClassifier, Prediction, predictions_from_probabilities
+from edgeface.model import FaceClassifier, predictions_from_probabilities
+from edgeface.results import Prediction
 from edgeface.openset import NotEnoughStrangers, UnknownRule, calibrate
 from edgeface.preprocess import Preprocessing
 from edgeface_convert.common import (
