@@ -36,7 +36,8 @@ from pathlib import Path
 import cv2
 
 from edgeface.detect import YUNET_MODEL_VARIABLE
-from edgeface.images import decode, is_image_name, read_input
+from edgeface.images import decode, read_input
+from edgeface.paths import is_image_name
 from edgeface.pipeline import Pipeline
 from edgeface.results import FaceResult, ImageResult
 from edgeface.preprocess import crop_faces

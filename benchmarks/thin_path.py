@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.detect import make_detector
-from edgeface.images import decode, is_image_name, read_input
+from edgeface.images import decode, read_input
+from edgeface.paths import is_image_name
 from edgeface.model import FaceClassifier
 from edgeface.preprocess import crop_faces
 from timing import median_ms  # benchmarks/ is on the path when run as a script

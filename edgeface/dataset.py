@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.detect import WholeImageDetector, make_detector
-from edgeface.images import ImageError, decode, is_image_name, read_input
+from edgeface.images import ImageError, decode, read_input
+from edgeface.paths import is_image_name
 from edgeface.preprocess import Preprocessing, crop_faces
 from edgeface.progress import Progress
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from watchdog.events import FileClosedEvent, FileMovedEvent, FileSystemEventHandler
 from watchdog.observers.inotify import InotifyObserver
 
-from edgeface.images import absolute, file_identity, is_image_name
+from edgeface.paths import absolute, file_identity, is_image_name
 
 log = logging.getLogger(__name__)
 

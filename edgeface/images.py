@@ -36,9 +36,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm", ".pnm"}
-)
+from edgeface.paths import absolute
+
 FORMATS = "JPEG, PNG, BMP, WebP, TIFF or PNM"
 
 # Both limits come from the systemd units' MemoryMax=300M: a file that cannot be decoded within it
@@ -72,26 +71,6 @@ class InputFile:
     @property
     def size(self) -> int:
         return len(self.content)
-
-
-def is_image_name(path: str | Path) -> bool:
-    """Whether the file name has an image suffix (any letter case)."""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
-
-
-def absolute(path: str | Path) -> str:
-    """The normalised absolute form of `path`, as the log stores it."""
-    return os.path.abspath(path)
-
-
-def file_identity(path: str | Path) -> tuple[int, int] | None:
-    """(device, inode) of the file or folder at `path`, None when nothing is there: what stays the
-    same while it is the same file, and changes when it is deleted and made anew."""
-    try:
-        status = os.stat(path)
-    except OSError:
-        return None
-    return (status.st_dev, status.st_ino)
 
 
 def read_input(path: str | Path) -> InputFile:

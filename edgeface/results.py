@@ -1,16 +1,16 @@
 """What recognition produces, in the forms every consumer shares: predictions, faces, images, appearances.
 
-The bottom floor of the runtime: it imports only `geometry`, so the log, the tracker, the views and
+The bottom floor of the runtime: it imports only `geometry` and `paths`, so the log, the tracker, the views and
 the sinks can hold results without loading OpenCV, LiteRT or the pipeline that makes them.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from enum import StrEnum
 
 from edgeface.geometry import Box
+from edgeface.paths import absolute
 
 
 class Status(StrEnum):
@@ -83,7 +83,7 @@ class ImageResult:
     @classmethod
     def unreadable(cls, path: str, error: str) -> ImageResult:
         """The outcome for a file that could not be read at all (its path made absolute, as the log keeps paths)."""
-        return cls(os.path.abspath(path), None, None, None, None, (), error)
+        return cls(absolute(path), None, None, None, None, (), error)
 
     @property
     def status(self) -> Status:

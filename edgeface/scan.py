@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-from edgeface.images import ImageError, InputFile, is_image_name, read_input
+from edgeface.images import ImageError, InputFile, read_input
+from edgeface.paths import is_image_name
 from edgeface.pipeline import Pipeline
 from edgeface.results import ImageResult
 from edgeface.progress import Progress

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgeface.clock import Moment, now
 from edgeface.gallery import Enrolments, Gallery, GalleryError, check_name
-from edgeface.images import file_identity
+from edgeface.paths import file_identity
 from edgeface.results import Appearance, ImageResult
 
 MIGRATIONS: tuple[str, ...] = (

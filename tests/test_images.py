@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeface.images import ImageError, decode, is_image_name, read_input
+from edgeface.images import ImageError, decode, read_input
+from edgeface.paths import is_image_name
 
 
 def test_identity_is_the_absolute_path_and_the_content_hash(astronaut_file: Path, monkeypatch):
