@@ -44,6 +44,7 @@ from edgeface.watch import run_watch
 from edgeface.workers import PipelineRecipe
 
 EXIT_OK, EXIT_INPUTS_FAILED, EXIT_ERROR = 0, 1, 2  # 3: `convert` quality check failed
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 MAX_PARALLEL = 64  # workers or threads: more than any board has cores, fewer than would exhaust one
 CONVERT_INSTALL = "pip install 'edgeface[convert]'"
 DEMO_INSTALL = "pip install 'edgeface[demo]'"
@@ -461,6 +462,11 @@ def run(args: argparse.Namespace) -> int:
         # The reader went away (`edgeface info M --json | head`): stop quietly, as other tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as error:  # a bug: still one line for the user; -v adds the traceback for the report
+        logging.getLogger("edgeface").info("what failed:", exc_info=True)
+        return _fail(f"unexpected {type(error).__name__}: {error} (a bug in edgeface; -v shows where, please report it)")
 
 
 def _fail(message: str) -> int:

@@ -101,11 +101,17 @@ def clock_synchronized() -> bool | None:
     return state != TIME_ERROR and not timex.status & STA_UNSYNC
 
 
+def log_time(moment: datetime) -> str:
+    """`moment` as the log writes every time: UTC, ISO 8601 with milliseconds (2024-05-01T12:00:00.123+00:00).
+    One fixed width and one offset, so the log's times sort and compare as text."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
 @dataclass(frozen=True)
 class Moment:
     """One instant as the log records it; `monotonic` only compares with moments of the same `boot_id`."""
 
-    wall: str  # UTC, ISO 8601 with milliseconds: 2024-05-01T12:00:00.123+00:00
+    wall: str  # as `log_time` writes it
     monotonic: float  # time.monotonic(): seconds since an arbitrary point of this boot, never jumps
     boot_id: str
     synced: bool | None  # clock_synchronized() at this moment
@@ -114,7 +120,7 @@ class Moment:
 def now() -> Moment:
     """The current moment."""
     return Moment(
-        wall=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        wall=log_time(datetime.now(timezone.utc)),
         monotonic=time.monotonic(),
         boot_id=boot_id(),
         synced=clock_synchronized(),

@@ -9,6 +9,8 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import TextIO
 
+from edgeface.clock import log_time
+
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -30,7 +32,7 @@ def parse_time(text: str, now: datetime | None = None) -> str:
             raise ValueError(f"{text!r} is not a time: use e.g. 2026-11-28, '2026-11-28 14:30', 6h or 2d") from None
         if moment.tzinfo is None:
             moment = moment.astimezone()  # a naive time is the box's local time
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return log_time(moment)
 
 
 def write_rows(rows: list[dict], style: str, stream: TextIO = sys.stdout) -> None:

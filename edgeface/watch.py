@@ -27,7 +27,6 @@ import logging
 import os
 import shutil
 import signal
-import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,7 +35,7 @@ from pathlib import Path
 import cv2
 
 from edgeface.camera import parse_source
-from edgeface.clock import clock_synchronized, now, wall_clock_trustworthy
+from edgeface.clock import clock_synchronized, log_time, now, wall_clock_trustworthy
 from edgeface.config import ConfigError, resolve
 from edgeface.detect import YUNET_MODEL_VARIABLE
 from edgeface.folder import FolderSource
@@ -48,7 +47,7 @@ from edgeface.pipeline import Pipeline
 from edgeface.results import ImageResult
 from edgeface.selftest import run_self_test
 from edgeface.scanview import printable
-from edgeface.store import LogError, ResultLog, default_path
+from edgeface.store import LogError, LogGone, ResultLog, default_path
 from edgeface.throttle import Throttle
 from edgeface.workers import PipelineRecipe
 
@@ -65,9 +64,6 @@ MAX_ATTEMPTS = 3  # tries of a file that was in hand whenever the daemon died
 # must not stall in SQLite for long, away from the watchdog and from SIGTERM.
 LOG_BUSY_SECONDS = 2.0
 FIRST_RETRY, LAST_RETRY = 1.0, 30.0  # seconds before opening a failing log again, doubling in between
-LOG_FAULTS = (sqlite3.Error, LogError)
-# What no wait mends: a person must restore or remove the file (a newer schema is a LogError of its own).
-LASTING_SQLITE_ERRORS = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
 
 
 @dataclass
@@ -158,9 +154,9 @@ class Daemon:
         self._ping_every = interval / 2 if interval else None
         try:
             self._open_log()
-        except LOG_FAULTS as error:
-            if _lasting(error):
-                raise LogError(f"cannot use the log {self.db}: {_reason(error, self.db)}") from None
+        except LogError as error:
+            if error.lasting:
+                raise
             self._log_failed(error)
 
     def _register_model(self) -> int:
@@ -204,7 +200,7 @@ class Daemon:
             self._apply_retention()
             self._next_retention = moment + RETENTION_SECONDS
         if self.log is not None and moment >= self._next_gallery:
-            with contextlib.suppress(*LOG_FAULTS):
+            with contextlib.suppress(LogError):
                 self._refresh_gallery()
             self._next_gallery = moment + GALLERY_SECONDS
         if self._reload:
@@ -221,7 +217,7 @@ class Daemon:
             return f"the log is failing ({self.fault.reason}), retrying; {self.counts.line(None)}"
         try:
             pending = self.log.pending_count()
-        except LOG_FAULTS:
+        except LogError:
             pending = None  # the loop meets the fault at its next write
         return self.counts.line(pending)
 
@@ -254,7 +250,7 @@ class Daemon:
             log.warning("the clock is not synchronised or went back; retention waits so it cannot delete the log")
             return
         if days:
-            cutoff = (datetime.fromisoformat(moment.wall) - timedelta(days=days)).isoformat(timespec="milliseconds")
+            cutoff = log_time(datetime.fromisoformat(moment.wall) - timedelta(days=days))
             deleted = self.log.forget_before(cutoff)
             if deleted:
                 log.info("retention: deleted %d inputs older than %s", deleted, cutoff)
@@ -287,7 +283,7 @@ class Daemon:
             self.log.check_writable()
             self._gallery_version = None  # another log, or the same one after a fault: look again
             self._refresh_gallery()
-        except sqlite3.Error:
+        except LogError:
             self._close_log()
             raise
 
@@ -308,19 +304,19 @@ class Daemon:
 
     def _close_log(self) -> None:
         if self.log is not None:
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(LogError):
                 self.log.close()
             self.log = None
 
     def _check_log(self) -> None:
         """Raises when the log file was deleted or replaced under the daemon: its commits would vanish."""
         if self.log.replaced():
-            raise LogError(f"{self.db} was deleted or replaced while in use")
+            raise LogGone(self.db, "it was deleted or replaced while in use")
 
-    def _log_failed(self, error: Exception) -> None:
+    def _log_failed(self, error: LogError) -> None:
         """Starts (or continues) a fault: says so once, or again when the reason changes, and closes the log
         for the loop to open again later. Nothing is lost: what was not recorded waits (`self.waiting` says where)."""
-        reason = _reason(error, self.db)
+        reason = error.reason
         if self.fault is None or self.fault.reason != reason:
             log.error("the log %s is failing: %s; %s, and the log is opened again in %.0f s, then less often "
                       "(every %.0f s at most)", self.db, reason, self.waiting,
@@ -346,7 +342,7 @@ class Daemon:
         existed = self.db.exists()
         try:
             self._open_log()
-        except LOG_FAULTS as error:
+        except LogError as error:
             self._log_failed(error)
             return False
         if not existed:
@@ -387,7 +383,7 @@ class Daemon:
                     continue
                 try:
                     self._step(source, name)
-                except LOG_FAULTS as error:
+                except LogError as error:
                     self._log_failed(error)
         finally:
             source.stop()
@@ -517,27 +513,6 @@ class Daemon:
 
     def stop_requested(self) -> bool:
         return self._stop
-
-
-def _reason(error: Exception, db: Path) -> str:
-    """What went wrong with the log, in SQLite's or the file system's words when one of them refused; for a read-only
-    log, also which of its files this process may not write (SQLite gives its -wal and -shm the log's permissions)."""
-    cause = (error.__cause__ or error) if isinstance(error, LogError) else error
-    text = str(cause)
-    if str(getattr(cause, "sqlite_errorname", "")).startswith("SQLITE_READONLY"):
-        files = (db, Path(f"{db}-wal"), Path(f"{db}-shm"))
-        read_only = [path.name for path in files if path.exists() and not os.access(path, os.W_OK)]
-        if read_only:
-            text += f" (read-only here: {', '.join(read_only)})"
-    return text
-
-
-def _lasting(error: Exception) -> bool:
-    """Whether no wait can mend this log fault: a log from a newer edgeface, or a file that is damaged or no log."""
-    cause = error.__cause__ if isinstance(error, LogError) else error
-    if isinstance(cause, sqlite3.Error):
-        return getattr(cause, "sqlite_errorname", None) in LASTING_SQLITE_ERRORS
-    return not isinstance(cause, OSError)
 
 
 def _move_out(path: str, target: Path) -> None:

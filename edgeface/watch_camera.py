@@ -24,10 +24,8 @@ from typing import TYPE_CHECKING
 from edgeface.camera import CameraFailed, CameraSource, Frame, SourceFinished
 from edgeface.clock import Moment, now
 from edgeface.results import Appearance, FaceResult, ImageResult, shown_label
-from edgeface.store import ResultLog
+from edgeface.store import LogError, ResultLog
 from edgeface.tracking import Tracker
-
-from edgeface.watch import LOG_FAULTS
 
 if TYPE_CHECKING:
     from edgeface.watch import Daemon
@@ -120,7 +118,7 @@ class Recorder:
                 self._reopen()
             if daemon.log is not None:
                 daemon._check_log()
-        except LOG_FAULTS as error:
+        except LogError as error:
             self._failed(error)
 
     def add(self, ended: list[Appearance]) -> None:
@@ -169,7 +167,7 @@ class Recorder:
         try:
             write(daemon.log)
             daemon._check_log()
-        except LOG_FAULTS as error:
+        except LogError as error:
             self._failed(error)
             return False
         return True

@@ -225,7 +225,7 @@ def test_a_log_that_no_wait_can_mend_stops_the_start(trained: Trained, tmp_path:
     daemon.notifications.close()
     stderr = daemon.stderr()
     errors = [line for line in stderr.splitlines() if line.startswith("edgeface: error:")]
-    assert errors == [f"edgeface: error: cannot use the log {db}: file is not a database"] and "Traceback" not in stderr
+    assert errors == [f"edgeface: error: the log {db} cannot be used: file is not a database"] and "Traceback" not in stderr
     assert not any("READY=1" in message for message in daemon.notifications.seen)
 
 

@@ -1,5 +1,6 @@
 """The SQLite log, on real files: schema, WAL, one row per image and per face, identity."""
 
+import errno
 import sqlite3
 from pathlib import Path
 
@@ -8,7 +9,9 @@ import pytest
 from edgeface.clock import Moment
 from edgeface.geometry import Box
 from edgeface.results import FaceResult, ImageResult
-from edgeface.store import SCHEMA_VERSION, LogError, ResultLog, default_path
+from edgeface.store import LogBusy, LogDamaged, LogFull, LogGone, ResultLog, default_path
+from edgeface.store.errors import as_log_error
+from edgeface.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 TWO_FACES = ImageResult(
     "/photos/a.jpg",
@@ -87,14 +90,14 @@ def test_a_log_from_a_newer_edgeface_is_refused(log_file: Path):
     ResultLog(log_file).close()
     with sqlite3.connect(log_file) as db:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(LogError, match="newer|knows up to"):
+    with pytest.raises(LogDamaged, match="from a newer edgeface"):
         ResultLog(log_file)
 
 
 def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path):
     path = tmp_path / "notes.db"
     path.write_text("shopping list\n" * 100)
-    with pytest.raises(LogError, match="cannot open log"):
+    with pytest.raises(LogDamaged, match="cannot be used: file is not a database"):
         ResultLog(path)
 
 
@@ -110,7 +113,6 @@ def test_default_location_follows_the_environment(monkeypatch, tmp_path: Path):
 
 
 def test_a_version_1_log_is_migrated_forward_keeping_its_rows(log_file: Path):
-    from edgeface.store import MIGRATIONS
 
     log_file.parent.mkdir(parents=True)
     with sqlite3.connect(log_file) as db:  # a log as edgeface 0.1.0 left it
@@ -143,7 +145,7 @@ def test_pending_inputs_end_with_their_outcome_in_one_transaction(log_file: Path
 
 
 def test_retention_deletes_old_rows_in_batches_and_remembers_what_it_deleted(log_file: Path, monkeypatch):
-    monkeypatch.setattr("edgeface.store.RETENTION_BATCH", 7)
+    monkeypatch.setattr("edgeface.store.result_log.RETENTION_BATCH", 7)
     with ResultLog(log_file) as log:
         model = log.register_model("m" * 64, "/m.tflite", ("alice", "bob"))
         old = [ImageResult(f"/old/{i}.jpg", f"{i:064x}", 1, 9, 9, TWO_FACES.faces) for i in range(20)]
@@ -182,3 +184,34 @@ def test_forget_before_a_time_and_refuses_nothing_to_go_by(log_file: Path):
         with pytest.raises(ValueError):
             log.forget(None, None)
     assert rows(log_file, "SELECT path FROM inputs") == [(BROKEN.path,)]
+
+
+def test_a_writer_lock_held_by_another_connection_is_a_busy_log_that_a_wait_can_mend(log_file: Path):
+    ResultLog(log_file).close()
+    with sqlite3.connect(log_file, isolation_level=None) as other:
+        other.execute("BEGIN IMMEDIATE")
+        with ResultLog(log_file, busy_seconds=0.1) as log, pytest.raises(LogBusy, match="locked by another program") as caught:
+            log.register_model("ab" * 32, "m.tflite", ("a",))
+        other.execute("ROLLBACK")
+    assert not caught.value.lasting and caught.value.reason == "database is locked"
+
+
+def test_a_file_that_is_no_log_or_a_folder_is_damaged_and_no_wait_mends_it(tmp_path: Path):
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"\x00\xff" * 4096)
+    for path, reason in ((garbage, "file is not a database"), (tmp_path, "it is a folder")):
+        with pytest.raises(LogDamaged, match=reason) as caught:
+            ResultLog(path)
+        assert caught.value.lasting and str(caught.value).startswith(f"the log {path} cannot be used")
+
+
+def test_a_log_whose_folder_cannot_exist_is_gone(tmp_path: Path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(LogGone, match="cannot be reached") as caught:
+        ResultLog(tmp_path / "file" / "log.db")
+    assert not caught.value.lasting
+
+
+def test_the_file_systems_errors_map_to_the_stores_types(tmp_path: Path):
+    assert type(as_log_error(OSError(errno.ENOSPC, "No space left on device"), tmp_path)) is LogFull
+    assert type(as_log_error(OSError(errno.ENOENT, "No such file or directory"), tmp_path)) is LogGone

@@ -1,197 +1,60 @@
 """The SQLite log: every input and every face, one file, standard-library `sqlite3` only.
 
-All SQL lives here. The schema is versioned with `PRAGMA user_version`: `MIGRATIONS[i]` takes a
-file from version i to i + 1, so an old log is brought forward when opened.
+All SQL lives here, and every error SQLite or the file system raises leaves as one of the store's
+own types (see `errors`), so nothing else in edgeface imports `sqlite3`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
-from edgeface.clock import Moment, now
+from edgeface.clock import Moment, log_time, now
 from edgeface.gallery import Enrolments, Gallery, GalleryError, check_name
 from edgeface.paths import file_identity
 from edgeface.results import Appearance, ImageResult
+from edgeface.store.errors import LogDamaged, as_log_error
+from edgeface.store.query import LogQuery
+from edgeface.store.schema import MIGRATIONS, SCHEMA_VERSION
 
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE models (
-        id INTEGER PRIMARY KEY,
-        sha256 TEXT NOT NULL UNIQUE,
-        path TEXT NOT NULL,
-        labels TEXT NOT NULL,            -- JSON list, in output order
-        first_used TEXT NOT NULL         -- UTC, ISO 8601
-    );
-    CREATE TABLE inputs (
-        id INTEGER PRIMARY KEY,
-        source TEXT NOT NULL,            -- what fed it: "scan", later a folder or camera
-        path TEXT NOT NULL,              -- absolute path
-        sha256 TEXT,                     -- content hash; NULL when the file could not be read
-        size INTEGER,                    -- bytes
-        width INTEGER,
-        height INTEGER,
-        status TEXT NOT NULL CHECK (status IN ('done', 'error')),
-        error TEXT,
-        model_id INTEGER REFERENCES models(id),
-        processed_at TEXT NOT NULL       -- UTC, ISO 8601
-    );
-    -- The identity of an input: the same bytes at the same path are recorded once.
-    CREATE UNIQUE INDEX inputs_identity ON inputs (path, ifnull(sha256, ''));
-    CREATE INDEX inputs_processed_at ON inputs (processed_at);
-    CREATE TABLE faces (
-        id INTEGER PRIMARY KEY,
-        input_id INTEGER NOT NULL REFERENCES inputs(id) ON DELETE CASCADE,
-        x INTEGER NOT NULL,
-        y INTEGER NOT NULL,
-        w INTEGER NOT NULL,
-        h INTEGER NOT NULL,
-        label TEXT NOT NULL,
-        confidence REAL NOT NULL
-    );
-    CREATE INDEX faces_input ON faces (input_id);
-    CREATE INDEX faces_label ON faces (label);
-    """,
-    # 2: models gained an unknown rule; a face records whether the rule rejected it.
-    """
-    ALTER TABLE faces ADD COLUMN unknown INTEGER NOT NULL DEFAULT 0 CHECK (unknown IN (0, 1));
-    """,
-    # 3: `edgeface log --source` and `--unknown` filters.
-    """
-    CREATE INDEX inputs_source ON inputs (source, processed_at);
-    CREATE INDEX faces_unknown ON faces (unknown);
-    """,
-    # 4: the daemon. `pending` holds inputs seen but without an outcome yet (a restart resumes
-    # them); each outcome records the monotonic clock, boot and whether the wall clock was
-    # synchronised (a Pi has no battery clock); a camera logs one row per appearance; retention
-    # keeps the identity of the inputs it deletes so they are not processed again.
-    """
-    CREATE TABLE pending (
-        id INTEGER PRIMARY KEY,
-        source TEXT NOT NULL,
-        path TEXT NOT NULL UNIQUE,
-        queued_at TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0  -- starts that were cut short while it was in hand
-    );
-    ALTER TABLE faces ADD COLUMN crop TEXT;  -- the saved crop's file, only with save_crops
-    ALTER TABLE inputs ADD COLUMN monotonic REAL;
-    ALTER TABLE inputs ADD COLUMN boot_id TEXT;
-    ALTER TABLE inputs ADD COLUMN clock_synced INTEGER;
-    CREATE TABLE appearances (
-        id INTEGER PRIMARY KEY,
-        source TEXT NOT NULL,
-        model_id INTEGER REFERENCES models(id),
-        first_seen TEXT NOT NULL,        -- UTC, ISO 8601
-        last_seen TEXT NOT NULL,
-        seconds REAL NOT NULL,           -- from the monotonic clock, immune to clock jumps
-        frames INTEGER NOT NULL,
-        label TEXT NOT NULL,
-        confidence REAL NOT NULL,
-        unknown INTEGER NOT NULL CHECK (unknown IN (0, 1)),
-        x INTEGER NOT NULL,
-        y INTEGER NOT NULL,
-        w INTEGER NOT NULL,
-        h INTEGER NOT NULL,
-        votes TEXT NOT NULL,             -- JSON {label: frames}
-        boot_id TEXT,
-        clock_synced INTEGER
-    );
-    CREATE INDEX appearances_last_seen ON appearances (last_seen);
-    CREATE INDEX appearances_label ON appearances (label);
-    CREATE TABLE forgotten (             -- only the content of deleted inputs, not where it was
-        sha256 TEXT PRIMARY KEY
-    ) WITHOUT ROWID;
-    """,
-    # 5: embedder models. People enrolled on the device are embeddings tied to the network that
-    # made them; people of a model's own gallery forgotten here are hidden; `gallery_version`
-    # counts changes so a running daemon notices them; a face records its distance.
-    """
-    CREATE TABLE enrolments (
-        id INTEGER PRIMARY KEY,
-        person TEXT NOT NULL,
-        network TEXT NOT NULL,           -- sha256 of the embedder's flatbuffer
-        embedding BLOB NOT NULL,         -- little-endian float32
-        sha256 TEXT,                     -- the photo's content hash; NULL for a camera frame
-        origin TEXT NOT NULL,            -- "photo" or "camera"
-        enrolled_at TEXT NOT NULL        -- UTC, ISO 8601
-    );
-    CREATE INDEX enrolments_network ON enrolments (network, person);
-    CREATE UNIQUE INDEX enrolments_photo ON enrolments (network, person, sha256) WHERE sha256 IS NOT NULL;
-    CREATE TABLE hidden_people (
-        person TEXT PRIMARY KEY
-    ) WITHOUT ROWID;
-    CREATE TABLE gallery_version (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        version INTEGER NOT NULL
-    );
-    INSERT INTO gallery_version (id, version) VALUES (1, 0);
-    ALTER TABLE faces ADD COLUMN distance REAL;
-    """,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
+RETENTION_BATCH = 500  # rows deleted per transaction, so readers and writers wait only briefly
+
+Method = TypeVar("Method", bound=Callable)
 
 
-def default_path() -> Path:
-    """Where the log lives unless `--db` says otherwise.
+def _typed_errors(method: Method) -> Method:
+    """`method` raising the store's own error types instead of SQLite's and the file system's."""
 
-    $EDGEFACE_DB, else systemd's $STATE_DIRECTORY, else $XDG_STATE_HOME/edgeface (~/.local/state/edgeface).
-    """
-    if os.environ.get("EDGEFACE_DB"):
-        return Path(os.environ["EDGEFACE_DB"])
-    if os.environ.get("STATE_DIRECTORY"):
-        return Path(os.environ["STATE_DIRECTORY"].split(":")[0]) / "edgeface.db"
-    state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(state_home) / "edgeface" / "edgeface.db"
+    @functools.wraps(method)
+    def wrapper(self: ResultLog, *args: object, **kwargs: object) -> object:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.Error, OSError) as error:
+            raise as_log_error(error, self.path) from error
+
+    return wrapper  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
-class LogQuery:
-    """Filters for `recent` and `summary`; times are UTC ISO 8601 strings, compared as text."""
-
-    since: str | None = None
-    until: str | None = None
-    label: str | None = None
-    unknown: bool | None = None
-    source: str | None = None
-    limit: int = 50
-
-    def conditions(self, time: str = "i.processed_at", face: str = "f", source: str = "i") -> tuple[str, list]:
-        """A WHERE clause with ? placeholders, and its parameters (never values in the SQL text).
-
-        `time`, `face` and `source` name the column and table aliases the filters apply to, so
-        the same filters work on inputs with their faces and on appearances.
-        """
-        clauses, params = ["1"], []
-        for clause, value in (
-            (f"{time} >= ?", self.since),
-            (f"{time} < ?", self.until),
-            (f"{face}.label = ?", self.label),
-            (f"{face}.unknown = ?", None if self.unknown is None else int(self.unknown)),
-            (f"{source}.source = ?", self.source),
-        ):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        return " AND ".join(clauses), params
+def _with_typed_errors(cls: type) -> type:
+    """Applies `_typed_errors` to the constructor and every public method of `cls`, so that no method
+    added later can forget it."""
+    for name, member in list(vars(cls).items()):
+        if inspect.isfunction(member) and (name == "__init__" or not name.startswith("_")):
+            setattr(cls, name, _typed_errors(member))
+    return cls
 
 
 def _row_dict(cursor: sqlite3.Cursor, row: tuple) -> dict:
     return {column[0]: value for column, value in zip(cursor.description, row)}
-
-
-class LogError(RuntimeError):
-    """The log file cannot be opened or is from a newer edgeface.
-
-    When SQLite or the file system refused, the original error is the `__cause__`.
-    """
 
 
 def _text(path: str) -> str:
@@ -201,14 +64,12 @@ def _text(path: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return log_time(datetime.now(timezone.utc))
 
 
-RETENTION_BATCH = 500  # rows deleted per transaction, so readers and writers wait only briefly
-
-
+@_with_typed_errors
 class ResultLog:
-    """An open log file. Use as a context manager, or call `close()`.
+    """An open log file. Use as a context manager, or call `close()`. Raises only `LogError`s.
 
     `durable`: every commit reaches the disk before it returns (`synchronous=FULL`), for callers
     that act on a commit, such as moving a file away once its outcome is logged: in WAL mode
@@ -220,21 +81,17 @@ class ResultLog:
 
     def __init__(self, path: str | Path, durable: bool = False, busy_seconds: float = BUSY_SECONDS) -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_seconds)
-        except (sqlite3.DatabaseError, OSError) as error:
-            raise LogError(f"cannot open log {self.path}: {error}") from error
+        if self.path.is_dir():
+            raise LogDamaged(self.path, "it is a folder, not a log file")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_seconds)
         try:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
             self._file = file_identity(self.path)  # the file exists now: its schema was just checked
-        except (sqlite3.DatabaseError, OSError) as error:
-            self._db.close()
-            raise LogError(f"cannot open log {self.path}: {error}") from error
-        except LogError:
+        except BaseException:
             self._db.close()
             raise
 
@@ -258,11 +115,11 @@ class ResultLog:
     def check_writable(self) -> None:
         """Commits a write that changes nothing (the schema version, set again); raises when the log
         is locked by another writer, read-only, or on a disk too full to take the write."""
-        with self.transaction() as db:
+        with self._transaction() as db:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         """Everything inside commits together or not at all.
 
         A failed COMMIT is rolled back too (SQLite has already done so after a full disk or an I/O
@@ -280,7 +137,7 @@ class ResultLog:
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise LogError(f"{self.path} has schema {version}; this edgeface knows up to {SCHEMA_VERSION}")
+            raise LogDamaged(self.path, f"it has schema {version}, from a newer edgeface; this one knows up to {SCHEMA_VERSION}")
         for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
             # One script, one transaction: a migration applies whole or not at all.
             try:
@@ -292,7 +149,7 @@ class ResultLog:
 
     def register_model(self, sha256: str, path: str, labels: tuple[str, ...]) -> int:
         """The id of the model with this hash, adding it on first use."""
-        with self.transaction() as db:
+        with self._transaction() as db:
             db.execute(
                 "INSERT INTO models (sha256, path, labels, first_used) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (sha256) DO NOTHING",
@@ -318,7 +175,7 @@ class ResultLog:
 
     def add_pending(self, paths: list[str], source: str) -> None:
         """Notes inputs that are waiting for an outcome; a path already waiting is kept once."""
-        with self.transaction() as db:
+        with self._transaction() as db:
             db.executemany(
                 "INSERT INTO pending (source, path, queued_at) VALUES (?, ?, ?) ON CONFLICT (path) DO NOTHING",
                 [(source, path, _now()) for path in paths],
@@ -332,7 +189,7 @@ class ResultLog:
     def count_attempt(self, path: str) -> int:
         """Notes, durably, that `path` is about to be tried once more; returns how many tries
         (this one included) it has had. A file that kills the process shows as a rising count."""
-        with self.transaction() as db:
+        with self._transaction() as db:
             db.execute("UPDATE pending SET attempts = attempts + 1 WHERE path = ?", (path,))
             row = db.execute("SELECT attempts FROM pending WHERE path = ?", (path,)).fetchone()
         return row[0] if row else 0
@@ -342,7 +199,7 @@ class ResultLog:
 
     def drop_pending(self, paths: list[str]) -> None:
         """Stops waiting for inputs that need no new outcome (the same content is already logged)."""
-        with self.transaction() as db:
+        with self._transaction() as db:
             db.executemany("DELETE FROM pending WHERE path = ?", [(path,) for path in paths])
 
     def record(self, result: ImageResult, source: str, model_id: int) -> None:
@@ -361,7 +218,7 @@ class ResultLog:
         moment = moment or now()
         synced = None if moment.synced is None else int(moment.synced)
         input_ids = []
-        with self.transaction() as db:
+        with self._transaction() as db:
             for result in results:
                 path = _text(result.path)
                 db.execute("DELETE FROM pending WHERE path = ?", (path,))
@@ -401,13 +258,13 @@ class ResultLog:
 
     def set_crops(self, input_id: int, crops: list[str]) -> None:
         """Records the saved crop file of each face of an input, in the order the faces were recorded."""
-        with self.transaction() as db:
+        with self._transaction() as db:
             face_ids = [i for (i,) in db.execute("SELECT id FROM faces WHERE input_id = ? ORDER BY id", (input_id,))]
             db.executemany("UPDATE faces SET crop = ? WHERE id = ?", list(zip(crops, face_ids)))
 
     def clear_crops_before(self, first_kept: str) -> None:
         """Forgets the crop files that sort before `first_kept` (crops live in day folders)."""
-        with self.transaction() as db:
+        with self._transaction() as db:
             db.execute("UPDATE faces SET crop = NULL WHERE crop < ?", (first_kept,))
 
     def record_appearances(
@@ -421,11 +278,10 @@ class ResultLog:
         moment = moment or now()
 
         def wall(seconds: float) -> str:
-            at = datetime.fromisoformat(moment.wall) - timedelta(seconds=moment.monotonic - seconds)
-            return at.isoformat(timespec="milliseconds")
+            return log_time(datetime.fromisoformat(moment.wall) - timedelta(seconds=moment.monotonic - seconds))
 
         synced = None if moment.synced is None else int(moment.synced)
-        with self.transaction() as db:
+        with self._transaction() as db:
             db.executemany(
                 "INSERT INTO appearances (source, model_id, first_seen, last_seen, seconds, frames, label, "
                 "confidence, unknown, x, y, w, h, votes, boot_id, clock_synced) "
@@ -498,7 +354,7 @@ class ResultLog:
         photo hash in `photos` (None for camera frames); a photo already enrolled for the person
         is not added twice. Returns how many were added."""
         check_name(person)
-        with self.transaction() as db:
+        with self._transaction() as db:
             before = db.total_changes
             db.executemany(
                 "INSERT OR IGNORE INTO enrolments (person, network, embedding, sha256, origin, enrolled_at) "
@@ -523,12 +379,12 @@ class ResultLog:
             return Enrolments(None, hidden)
         sizes = {len(blob) if isinstance(blob, bytes) else -1 for _, blob in rows}
         if len(sizes) != 1 or min(sizes) <= 0 or min(sizes) % 4:
-            raise LogError(f"{self.path}: the enrolments for this model have embeddings of different sizes, or none")
+            raise LogDamaged(self.path, "the enrolments for this model have embeddings of different sizes, or none")
         vectors = np.frombuffer(b"".join(blob for _, blob in rows), dtype="<f4").reshape(len(rows), -1)
         try:
             return Enrolments(Gallery(tuple(person for person, _ in rows), vectors.astype(np.float32)), hidden)
         except GalleryError as error:
-            raise LogError(f"{self.path}: the enrolments cannot be used: {error}") from None
+            raise LogDamaged(self.path, f"the enrolments cannot be used: {error}") from None
 
     def gallery_version(self) -> int:
         """A number that changes whenever someone is enrolled or forgotten."""
@@ -550,7 +406,7 @@ class ResultLog:
         """Deletes every embedding of `person` for good and hides them in any model's own gallery
         when used with this log; then scrubs the file. Returns the embeddings deleted."""
         self._db.execute("PRAGMA secure_delete = ON")
-        with self.transaction() as db:
+        with self._transaction() as db:
             deleted = db.execute("DELETE FROM enrolments WHERE person = ?", (person,)).rowcount
             db.execute("INSERT OR IGNORE INTO hidden_people (person) VALUES (?)", (person,))
             db.execute("UPDATE gallery_version SET version = version + 1")
@@ -597,7 +453,7 @@ class ResultLog:
         processed again."""
         deleted = 0
         while True:
-            with self.transaction() as db:
+            with self._transaction() as db:
                 ids = [i for (i,) in db.execute(f"SELECT id FROM inputs WHERE {where} LIMIT ?", (*params, RETENTION_BATCH))]
                 marks = ",".join("?" * len(ids))
                 crops = [c for (c,) in db.execute(f"SELECT crop FROM faces WHERE input_id IN ({marks}) AND crop IS NOT NULL",
@@ -617,7 +473,7 @@ class ResultLog:
     def _forget_appearances(self, where: str, params: tuple) -> int:
         deleted = 0
         while True:
-            with self.transaction() as db:
+            with self._transaction() as db:
                 db.execute(
                     f"DELETE FROM appearances WHERE id IN (SELECT id FROM appearances WHERE {where} LIMIT ?)",
                     (*params, RETENTION_BATCH),

@@ -1,0 +1,50 @@
+"""Where the log lives by default, and the filters that `edgeface log` and `forget` put on it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+def default_path() -> Path:
+    """Where the log lives unless `--db` says otherwise.
+
+    $EDGEFACE_DB, else systemd's $STATE_DIRECTORY, else $XDG_STATE_HOME/edgeface (~/.local/state/edgeface).
+    """
+    if os.environ.get("EDGEFACE_DB"):
+        return Path(os.environ["EDGEFACE_DB"])
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0]) / "edgeface.db"
+    state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state_home) / "edgeface" / "edgeface.db"
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """Filters for `recent` and `summary`; times are UTC ISO 8601 strings, compared as text."""
+
+    since: str | None = None
+    until: str | None = None
+    label: str | None = None
+    unknown: bool | None = None
+    source: str | None = None
+    limit: int = 50
+
+    def conditions(self, time: str = "i.processed_at", face: str = "f", source: str = "i") -> tuple[str, list]:
+        """A WHERE clause with ? placeholders, and its parameters (never values in the SQL text).
+
+        `time`, `face` and `source` name the column and table aliases the filters apply to, so
+        the same filters work on inputs with their faces and on appearances.
+        """
+        clauses, params = ["1"], []
+        for clause, value in (
+            (f"{time} >= ?", self.since),
+            (f"{time} < ?", self.until),
+            (f"{face}.label = ?", self.label),
+            (f"{face}.unknown = ?", None if self.unknown is None else int(self.unknown)),
+            (f"{source}.source = ?", self.source),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        return " AND ".join(clauses), params

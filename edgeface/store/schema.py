@@ -1,0 +1,120 @@
+"""The log's tables, versioned with `PRAGMA user_version`: `MIGRATIONS[i]` takes a file from version i to i + 1,
+so an old log is brought forward when it is opened."""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE,
+        path TEXT NOT NULL,
+        labels TEXT NOT NULL,            -- JSON list, in output order
+        first_used TEXT NOT NULL         -- UTC, ISO 8601
+    );
+    CREATE TABLE inputs (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,            -- what fed it: "scan", later a folder or camera
+        path TEXT NOT NULL,              -- absolute path
+        sha256 TEXT,                     -- content hash; NULL when the file could not be read
+        size INTEGER,                    -- bytes
+        width INTEGER,
+        height INTEGER,
+        status TEXT NOT NULL CHECK (status IN ('done', 'error')),
+        error TEXT,
+        model_id INTEGER REFERENCES models(id),
+        processed_at TEXT NOT NULL       -- UTC, ISO 8601
+    );
+    -- The identity of an input: the same bytes at the same path are recorded once.
+    CREATE UNIQUE INDEX inputs_identity ON inputs (path, ifnull(sha256, ''));
+    CREATE INDEX inputs_processed_at ON inputs (processed_at);
+    CREATE TABLE faces (
+        id INTEGER PRIMARY KEY,
+        input_id INTEGER NOT NULL REFERENCES inputs(id) ON DELETE CASCADE,
+        x INTEGER NOT NULL,
+        y INTEGER NOT NULL,
+        w INTEGER NOT NULL,
+        h INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        confidence REAL NOT NULL
+    );
+    CREATE INDEX faces_input ON faces (input_id);
+    CREATE INDEX faces_label ON faces (label);
+    """,
+    # 2: models gained an unknown rule; a face records whether the rule rejected it.
+    """
+    ALTER TABLE faces ADD COLUMN unknown INTEGER NOT NULL DEFAULT 0 CHECK (unknown IN (0, 1));
+    """,
+    # 3: `edgeface log --source` and `--unknown` filters.
+    """
+    CREATE INDEX inputs_source ON inputs (source, processed_at);
+    CREATE INDEX faces_unknown ON faces (unknown);
+    """,
+    # 4: the daemon. `pending` holds inputs seen but without an outcome yet (a restart resumes
+    # them); each outcome records the monotonic clock, boot and whether the wall clock was
+    # synchronised (a Pi has no battery clock); a camera logs one row per appearance; retention
+    # keeps the identity of the inputs it deletes so they are not processed again.
+    """
+    CREATE TABLE pending (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        path TEXT NOT NULL UNIQUE,
+        queued_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0  -- starts that were cut short while it was in hand
+    );
+    ALTER TABLE faces ADD COLUMN crop TEXT;  -- the saved crop's file, only with save_crops
+    ALTER TABLE inputs ADD COLUMN monotonic REAL;
+    ALTER TABLE inputs ADD COLUMN boot_id TEXT;
+    ALTER TABLE inputs ADD COLUMN clock_synced INTEGER;
+    CREATE TABLE appearances (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        model_id INTEGER REFERENCES models(id),
+        first_seen TEXT NOT NULL,        -- UTC, ISO 8601
+        last_seen TEXT NOT NULL,
+        seconds REAL NOT NULL,           -- from the monotonic clock, immune to clock jumps
+        frames INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        confidence REAL NOT NULL,
+        unknown INTEGER NOT NULL CHECK (unknown IN (0, 1)),
+        x INTEGER NOT NULL,
+        y INTEGER NOT NULL,
+        w INTEGER NOT NULL,
+        h INTEGER NOT NULL,
+        votes TEXT NOT NULL,             -- JSON {label: frames}
+        boot_id TEXT,
+        clock_synced INTEGER
+    );
+    CREATE INDEX appearances_last_seen ON appearances (last_seen);
+    CREATE INDEX appearances_label ON appearances (label);
+    CREATE TABLE forgotten (             -- only the content of deleted inputs, not where it was
+        sha256 TEXT PRIMARY KEY
+    ) WITHOUT ROWID;
+    """,
+    # 5: embedder models. People enrolled on the device are embeddings tied to the network that
+    # made them; people of a model's own gallery forgotten here are hidden; `gallery_version`
+    # counts changes so a running daemon notices them; a face records its distance.
+    """
+    CREATE TABLE enrolments (
+        id INTEGER PRIMARY KEY,
+        person TEXT NOT NULL,
+        network TEXT NOT NULL,           -- sha256 of the embedder's flatbuffer
+        embedding BLOB NOT NULL,         -- little-endian float32
+        sha256 TEXT,                     -- the photo's content hash; NULL for a camera frame
+        origin TEXT NOT NULL,            -- "photo" or "camera"
+        enrolled_at TEXT NOT NULL        -- UTC, ISO 8601
+    );
+    CREATE INDEX enrolments_network ON enrolments (network, person);
+    CREATE UNIQUE INDEX enrolments_photo ON enrolments (network, person, sha256) WHERE sha256 IS NOT NULL;
+    CREATE TABLE hidden_people (
+        person TEXT PRIMARY KEY
+    ) WITHOUT ROWID;
+    CREATE TABLE gallery_version (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL
+    );
+    INSERT INTO gallery_version (id, version) VALUES (1, 0);
+    ALTER TABLE faces ADD COLUMN distance REAL;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)

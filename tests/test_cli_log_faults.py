@@ -1,0 +1,103 @@
+"""Every command that touches the log meets a locked, a read-only and a damaged log with one line and exit 2.
+
+The faults are real: another process's SQLite connection holding an exclusive lock, a log file that is read-only
+to a process without root's capabilities, and a file that is no SQLite database. The commands run as processes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import Trained
+from edgeface.store import ResultLog
+from test_faults import as_an_ordinary_user
+
+EXIT_ERROR = 2
+
+
+def commands(db: Path, model: Path, photo: Path) -> dict[str, list[str]]:
+    """forget, log and scan against the log `db`, as a user would type them."""
+    return {
+        "forget": ["forget", "--label", "alice", "--db", str(db)],
+        "log": ["log", "--db", str(db)],
+        "scan": ["scan", str(photo), "--model", str(model), "--db", str(db), "--workers", "1"],
+    }
+
+
+def run_all(argvs: dict[str, list[str]], preexec=None) -> dict[str, subprocess.CompletedProcess]:
+    """Runs the commands at once (a locked log makes each wait out SQLite's busy timeout) and waits for all."""
+    started = {
+        name: subprocess.Popen([sys.executable, "-m", "edgeface", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=preexec)  # fmt: skip
+        for name, argv in argvs.items()
+    }
+    finished = {}
+    for name, process in started.items():
+        stdout, stderr = process.communicate(timeout=120)
+        finished[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return finished
+
+
+LITERT_NOTE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."  # LiteRT's C++ prints it; not ours
+
+
+def assert_one_line_and_exit_2(result: subprocess.CompletedProcess, says: str) -> None:
+    assert result.returncode == EXIT_ERROR, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line != LITERT_NOTE]
+    assert len(lines) == 1 and lines[0].startswith("edgeface: error: the log ") and says in lines[0], result.stderr
+
+
+@pytest.fixture()
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), np.full((48, 48, 3), 128, np.uint8))
+    return path
+
+
+def test_a_log_locked_by_another_program(trained: Trained, tmp_path: Path, photo: Path):
+    db = tmp_path / "log.db"
+    ResultLog(db).close()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")  # readers are kept out too, as by a program mid-VACUUM
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("DELETE FROM pending")
+    try:
+        results = run_all(commands(db, trained.tflite_file, photo))
+    finally:
+        holder.close()
+    for result in results.values():
+        assert_one_line_and_exit_2(result, "is locked by another program: database is locked")
+
+
+def test_a_damaged_log(trained: Trained, tmp_path: Path, photo: Path):
+    db = tmp_path / "log.db"
+    db.write_bytes(b"not a database, and no wait makes it one " * 200)
+    for result in run_all(commands(db, trained.tflite_file, photo)).values():
+        assert_one_line_and_exit_2(result, "cannot be used: file is not a database")
+    assert db.read_bytes().startswith(b"not a database")  # left for a person to look at
+
+
+def test_a_read_only_log_refuses_writes_and_still_answers_questions(trained: Trained, tmp_path: Path, photo: Path):
+    """Writing commands stop with one line; `log` only reads, so it answers (a backup on read-only media is still
+    worth querying). A read-only log that would first need bringing to this edgeface's schema cannot be read."""
+    db = tmp_path / "log.db"
+    ResultLog(db).close()
+    db.chmod(0o444)
+    results = run_all(commands(db, trained.tflite_file, photo), preexec=as_an_ordinary_user)
+    for name in ("forget", "scan"):
+        assert_one_line_and_exit_2(results[name], "cannot be written here: attempt to write a readonly database")
+    assert results["log"].returncode == 0 and results["log"].stdout == "nothing in the log matches\n", results["log"]
+
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as connection:
+        connection.execute("PRAGMA user_version = 4")  # a schema-4 log (its tables do not matter: no write gets in)
+    old.chmod(0o444)
+    result = run_all({"log": ["log", "--db", str(old)]}, preexec=as_an_ordinary_user)["log"]
+    assert_one_line_and_exit_2(result, "cannot be written here")
