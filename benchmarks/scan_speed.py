@@ -42,6 +42,7 @@ from edgeface.pipeline import Pipeline
 from edgeface.results import FaceResult, ImageResult
 from edgeface.preprocess import crop_faces
 from edgeface.scan import BATCH_SIZE, SOURCE, scan
+from edgeface.sinks import Recording
 from edgeface.store import ResultLog
 from edgeface.workers import PipelineRecipe
 
@@ -152,7 +153,7 @@ def timed_scan(paths: list[str], pipeline: Pipeline, recipe: PipelineRecipe, wor
 
     with ResultLog(db_path) as log:
         start = time.perf_counter()
-        summary = scan(paths, pipeline, recipe, log, note_first, workers=workers)
+        summary = scan(paths, pipeline, recipe, Recording(log), note_first, workers=workers)
         seconds = time.perf_counter() - start
     if summary.images != len(paths) or summary.failed:
         raise SystemExit(f"scan with {workers} worker(s) did {summary.images} of {len(paths)} photos, "

@@ -37,6 +37,7 @@ from edgeface.preprocess import PreprocessingError
 from edgeface.progress import Progress
 from edgeface.scan import ScanSummary, image_paths, scan
 from edgeface.scanview import ScanTable, printable
+from edgeface.sinks import Recording
 from edgeface.logview import parse_time, write_rows
 from edgeface.store import LogError, LogQuery, ResultLog, default_path
 from edgeface.verify import UnknownPerson, verify_person, verify_photos
@@ -503,7 +504,7 @@ def run_scan(args: argparse.Namespace) -> int:
 
     db = args.db or default_path()
     with ResultLog(db) as log:
-        summary = scan(args.paths, pipeline, recipe, log, show, args.rescan, args.recursive, args.workers, progress)
+        summary = scan(args.paths, pipeline, recipe, Recording(log), show, args.rescan, args.recursive, args.workers, progress)
     summary.problems.extend(annotation_problems)
     print(
         f"{summary.images} images, {summary.faces} faces, {len(summary.failed)} failed, "

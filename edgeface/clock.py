@@ -13,7 +13,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 TIME_ERROR = 5  # adjtimex(2) result: the clock is not synchronised
@@ -115,6 +115,11 @@ class Moment:
     monotonic: float  # time.monotonic(): seconds since an arbitrary point of this boot, never jumps
     boot_id: str
     synced: bool | None  # clock_synchronized() at this moment
+
+    def wall_at(self, monotonic: float) -> str:
+        """The wall-clock time (as `log_time` writes it) of an earlier `time.monotonic()` reading of this boot:
+        measured back from this moment, so a clock jump in between cannot make a span negative."""
+        return log_time(datetime.fromisoformat(self.wall) - timedelta(seconds=self.monotonic - monotonic))
 
 
 def now() -> Moment:

@@ -12,7 +12,7 @@ from edgeface.paths import is_image_name
 from edgeface.pipeline import Pipeline
 from edgeface.results import ImageResult
 from edgeface.progress import Progress
-from edgeface.store import ResultLog
+from edgeface.sinks import Recording
 from edgeface.workers import PipelineRecipe, process_all
 
 SOURCE = "scan"
@@ -78,14 +78,14 @@ def scan(
     paths: Iterable[str],
     pipeline: Pipeline,
     recipe: PipelineRecipe,
-    log: ResultLog,
+    recording: Recording,
     on_result: Callable[[ImageResult], None] = lambda result: None,
     rescan: bool = False,
     recursive: bool = False,
     workers: int = 1,
     progress: Progress | None = None,
 ) -> ScanSummary:
-    """Processes every image under `paths` into `log`, calling `on_result` after each is processed.
+    """Processes every image under `paths` into the log (and its sinks), calling `on_result` after each is processed.
 
     `pipeline` runs here (it is `recipe.build()`, made by the caller so that a bad model fails
     before anything is opened); `recipe` builds the workers' copies. With several `workers` the
@@ -98,7 +98,8 @@ def scan(
     found = list(image_paths(paths, recursive, summary))
     progress.start(len(found))
     recognizer = pipeline.recognizer
-    model_id = log.register_model(recognizer.sha256, str(recognizer.path), recognizer.labels)
+    log = recording.log
+    model = recording.use_model(recognizer.sha256, str(recognizer.path), recognizer.labels)
     # People enrolled in this log join an embedder's gallery, here and in every worker.
     enrolments = log.enrolments(recognizer.network_sha256)
     recognizer.use_enrolments(enrolments)
@@ -129,10 +130,10 @@ def scan(
             on_result(result)
             progress.step()
             if len(pending) >= BATCH_SIZE or time.monotonic() - flushed >= BATCH_SECONDS:
-                log.record_batch(pending, SOURCE, model_id)
+                recording.images(pending, SOURCE, model)
                 pending, flushed = [], time.monotonic()
     finally:
         if pending:
-            log.record_batch(pending, SOURCE, model_id)
+            recording.images(pending, SOURCE, model)
         progress.done()
     return summary

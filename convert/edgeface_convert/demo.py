@@ -21,6 +21,7 @@ from edgeface.metrics import format_report
 from edgeface.preprocess import Preprocessing
 from edgeface.scan import scan
 from edgeface.scanview import ScanTable
+from edgeface.sinks import Recording
 from edgeface.store import ResultLog
 from edgeface.workers import PipelineRecipe
 from edgeface.dataset import FaceSet, crop_patches, lfw_subset_patches, stratified_split
@@ -87,7 +88,7 @@ def run_demo(workdir: Path, epochs: int, seed: int) -> int:
         recipe = PipelineRecipe(str(tflite_file))
         pipeline = recipe.build()
         table = ScanTable(pipeline.recognizer.labels)
-        summary = scan([str(photos)], pipeline, recipe, log, on_result=table.row)
+        summary = scan([str(photos)], pipeline, recipe, Recording(log), on_result=table.row)
         say(f"4/4 the log {log_file} holds inputs {log.status_counts()} and faces {log.label_counts()}")
     say(
         "next: edgeface scan YOUR_PHOTOS "

@@ -12,7 +12,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
 
@@ -277,9 +277,6 @@ class ResultLog:
         """
         moment = moment or now()
 
-        def wall(seconds: float) -> str:
-            return log_time(datetime.fromisoformat(moment.wall) - timedelta(seconds=moment.monotonic - seconds))
-
         synced = None if moment.synced is None else int(moment.synced)
         with self._transaction() as db:
             db.executemany(
@@ -288,7 +285,7 @@ class ResultLog:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
-                        source, model_id, wall(a.first_seen), wall(a.last_seen), a.last_seen - a.first_seen,
+                        source, model_id, moment.wall_at(a.first_seen), moment.wall_at(a.last_seen), a.last_seen - a.first_seen,
                         a.frames, a.label, a.confidence, int(a.unknown), *a.box.as_list(), json.dumps(a.votes),
                         moment.boot_id, synced,
                     )  # fmt: skip
