@@ -5,6 +5,8 @@ Used by training and calibration on the workstation and by `edgeface eval` on th
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +15,11 @@ import numpy as np
 
 from edgeface.detect import WholeImageDetector, make_detector
 from edgeface.images import ImageError, decode, read_input
-from edgeface.paths import is_image_name
+from edgeface.paths import folder_files, is_image_name
 from edgeface.preprocess import Preprocessing, crop_faces
 from edgeface.progress import Progress
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,29 +41,36 @@ class FaceSet:
         return FaceSet(self.crops[indices], self.targets[indices], self.labels, [self.paths[i] for i in indices])
 
 
+def _images_in(folder: Path) -> list[str]:
+    """The image files directly in `folder`, as `folder_files` walks it (a link out is said, not followed)."""
+    return [path for path in folder_files(folder, False, logger.warning) if is_image_name(path) and os.path.isfile(path)]
+
+
+def _subfolders(root: Path) -> list[Path]:
+    """The sub-folders of `root` by name; linked ones are not followed, as in every walk (see `folder_files`)."""
+    folders = []
+    for entry in sorted(root.iterdir()):
+        if entry.is_symlink() and entry.is_dir():
+            logger.warning("linked folder, not followed: %s", entry)
+        elif entry.is_dir():
+            folders.append(entry)
+    return folders
+
+
 def labelled_images(root: str | Path) -> tuple[tuple[str, ...], list[tuple[str, int]]]:
     """Labels (sorted sub-folder names of `root`) and (image path, label index) pairs."""
-    folders = sorted(entry for entry in Path(root).iterdir() if entry.is_dir())
+    folders = _subfolders(Path(root))
     labels = tuple(folder.name for folder in folders)
-    files = [
-        (str(path), index)
-        for index, folder in enumerate(folders)
-        for path in sorted(folder.iterdir())
-        if path.is_file() and is_image_name(path)
-    ]
-    return labels, files
+    return labels, [(path, index) for index, folder in enumerate(folders) for path in _images_in(folder)]
 
 
 def folder_images(root: str | Path, labels: tuple[str, ...]) -> list[tuple[str, int]]:
     """(path, label index) for the images in `root`: in `root/<label>/` the label's index (-1 for a
     folder that is not one of `labels`), and -1 for images directly in `root`."""
-    found = []
-    for entry in sorted(Path(root).iterdir()):
-        if entry.is_dir():
-            target = labels.index(entry.name) if entry.name in labels else -1
-            found.extend((str(path), target) for path in sorted(entry.iterdir()) if path.is_file() and is_image_name(path))
-        elif entry.is_file() and is_image_name(entry):
-            found.append((str(entry), -1))
+    found = [(path, -1) for path in _images_in(Path(root))]
+    for folder in _subfolders(Path(root)):
+        target = labels.index(folder.name) if folder.name in labels else -1
+        found.extend((path, target) for path in _images_in(folder))
     return found
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from watchdog.events import FileClosedEvent, FileMovedEvent, FileSystemEventHandler
 from watchdog.observers.inotify import InotifyObserver
 
-from edgeface.paths import absolute, file_identity, is_image_name
+from edgeface.paths import absolute, file_identity, folder_files, is_image_name
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ class FolderSource:
         self._taken: dict[str, tuple[int, int]] = {}  # poll mode: what was handed out already
         self._next_poll = 0.0
         self._identity: tuple[int, int] | None = None
+        self._said: set[str] = set()  # problems of the listing already in the journal
 
     def start(self) -> None:
         if not self.root.is_dir():
@@ -182,16 +183,16 @@ class FolderSource:
             yield path
 
     def _listing(self) -> Iterator[str]:
-        """Every wanted image file now in the folder, sorted by name within each folder."""
-        for folder, subfolders, files in os.walk(self.root):
-            if not self.recursive:
-                subfolders.clear()
-            subfolders[:] = sorted(d for d in subfolders if not os.path.join(folder, d + os.sep).startswith(
-                self._excluded))  # fmt: skip
-            for name in sorted(files):
-                path = os.path.join(folder, name)
-                if self.wanted(path):
-                    yield path
+        """Every wanted image file now in the folder, as `folder_files` walks it; what the walk leaves out is
+        said once per daemon, not at every listing."""
+        for path in folder_files(self.root, self.recursive, self._say_once, self._excluded):
+            if self.wanted(path):
+                yield path
+
+    def _say_once(self, problem: str) -> None:
+        if problem not in self._said:
+            self._said.add(problem)
+            log.warning("%s", problem)
 
     def _poll(self, timeout: float) -> list[str]:
         """Poll mode: files whose size and modification time held still since the last look."""

@@ -1,4 +1,4 @@
-"""Where inputs are and what they are called: absolute names, file identity and image suffixes.
+"""Where inputs are and what they are called: absolute names, file identity, image suffixes, the folder walk.
 
 Standard library only, so the log and the folder intake can name files without loading OpenCV.
 """
@@ -6,6 +6,7 @@ Standard library only, so the log and the folder intake can name files without l
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 IMAGE_SUFFIXES = frozenset(
@@ -31,3 +32,37 @@ def file_identity(path: str | Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (status.st_dev, status.st_ino)
+
+
+def folder_files(
+    top: str | Path, recursive: bool, on_problem: Callable[[str], None], excluded: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """Every file in the folder `top` (with `recursive`, in its sub-folders too): by name within each folder, a
+    folder's files before its sub-folders. The one walk of edgeface: scan, the daemon's listing and training
+    folders all use it, so they agree on what a folder holds.
+
+    Links never lead out of the folders a user gave: a linked sub-folder is not entered (which also rules out
+    loops; its target, when inside `top`, is walked by its own name), and a linked file is given only when it
+    resolves inside `top`. What is left out is said to `on_problem`, as are folders that cannot be read.
+    `excluded` folders (absolute paths) are skipped silently, with everything below them.
+    """
+    inside = os.path.realpath(top) + os.sep
+    skipped = tuple(path.rstrip(os.sep) + os.sep for path in excluded)
+
+    def unreadable(error: OSError) -> None:
+        on_problem(f"cannot read folder {error.filename}: {error.strerror}")
+
+    for folder, subfolders, files in os.walk(top, onerror=unreadable):
+        for name in [name for name in subfolders if recursive and os.path.islink(os.path.join(folder, name))]:
+            on_problem(f"linked folder, not followed: {os.path.join(folder, name)}")
+        subfolders[:] = sorted(
+            name for name in subfolders
+            if recursive and not os.path.islink(os.path.join(folder, name))
+            and not (absolute(os.path.join(folder, name)) + os.sep).startswith(skipped)
+        )  # fmt: skip
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            if os.path.islink(path) and not os.path.realpath(path).startswith(inside):
+                on_problem(f"link out of the folder, not followed: {path}")
+                continue
+            yield path

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from edgeface.images import ImageError, InputFile, read_input
-from edgeface.paths import is_image_name
+from edgeface.paths import folder_files, is_image_name
 from edgeface.pipeline import Pipeline
 from edgeface.results import ImageResult
 from edgeface.progress import Progress
@@ -34,44 +34,22 @@ class ScanSummary:
 
 
 def image_paths(paths: Iterable[str], recursive: bool, summary: ScanSummary) -> Iterator[str]:
-    """Image files named by `paths`, in order; a folder gives its image files sorted by name, and
-    with `recursive` those of its sub-folders too.
+    """Image files named by `paths`, in order; a folder gives its image files as `folder_files` walks it.
 
-    Other files go to `summary.skipped`; unreadable folders and symlink loops to `summary.problems`.
+    Other files go to `summary.skipped`; what the walk leaves out (links, unreadable folders) to `summary.problems`.
     Paths that do not exist are yielded, so they end as a recorded error rather than vanishing.
     """
     for path in paths:
         if os.path.isdir(path):
-            yield from _folder_images(path, recursive, summary)
+            for found in folder_files(path, recursive, summary.problems.append):
+                if is_image_name(found) and os.path.isfile(found):
+                    yield found
+                else:
+                    summary.skipped.append(found)
         elif os.path.exists(path) and not is_image_name(path):
             summary.skipped.append(path)
         else:
             yield path
-
-
-def _folder_images(top: str, recursive: bool, summary: ScanSummary) -> Iterator[str]:
-    seen: set[tuple[int, int]] = set()
-
-    def unreadable(error: OSError) -> None:
-        summary.problems.append(f"cannot read folder {error.filename}: {error.strerror}")
-
-    for folder, subfolders, files in os.walk(top, onerror=unreadable, followlinks=True):
-        status = os.stat(folder)
-        identity = (status.st_dev, status.st_ino)
-        if identity in seen:  # a symlink back up the tree: walking on would never end
-            summary.problems.append(f"symlink loop, not followed: {folder}")
-            subfolders.clear()
-            continue
-        seen.add(identity)
-        subfolders.sort()
-        if not recursive:
-            subfolders.clear()
-        for name in sorted(files):
-            path = os.path.join(folder, name)
-            if is_image_name(name) and os.path.isfile(path):
-                yield path
-            else:
-                summary.skipped.append(path)
 
 
 def scan(

@@ -56,11 +56,11 @@ def test_recursive_scans_sub_folders(trained: Trained, photo_tree: Path, tmp_pat
     assert scanned_names(run) == sorted([*FORMATS, "i.png"])
 
 
-def test_a_symlink_loop_is_reported_not_followed(trained: Trained, photo_tree: Path, tmp_path: Path):
-    os.symlink(photo_tree, photo_tree / "nested" / "back-to-top")
+def test_a_linked_folder_is_reported_not_followed(trained: Trained, photo_tree: Path, tmp_path: Path):
+    os.symlink(photo_tree, photo_tree / "nested" / "back-to-top")  # a loop, were it followed
     run = scan(trained, tmp_path / "log.db", str(photo_tree), "--recursive")
     assert run.returncode == 1
-    assert "symlink loop, not followed" in run.stderr and "back-to-top" in run.stderr
+    assert "linked folder, not followed" in run.stderr and "back-to-top" in run.stderr
     assert scanned_names(run) == sorted([*FORMATS, "i.png"])  # each file once
 
 
