@@ -29,7 +29,6 @@ from edgeface.model import FaceClassifier, Prediction, predictions_from_probabil
 from edgeface.openset import NotEnoughStrangers, UnknownRule, calibrate
 from edgeface.preprocess import Preprocessing
 from edgeface_convert.common import (
-    DEFAULT_FAR,
     CommandError,
     hold_out_identities,
     load_strangers,
@@ -39,6 +38,7 @@ from edgeface_convert.common import (
 )
 from edgeface_convert.embedder_train import EmbedderReport, convert_embedder, run_train_embedder
 from edgeface_convert.keras_io import ModelLoadError, SourceModel, load_source, save_trained
+from edgeface_convert.options import DEFAULT_FAR
 from edgeface_convert.quantize import ConversionReport, stamp, to_int8_flatbuffer, verify, write_model
 from edgeface_convert.training import TrainingSettings, evaluate, output_kind, train_model
 

@@ -25,7 +25,6 @@ from edgeface.metrics import classification_report, format_report
 from edgeface.openset import NotEnoughStrangers
 from edgeface.preprocess import CHIP_SIZE, Preprocessing
 from edgeface_convert.common import (
-    DEFAULT_FAR,
     CommandError,
     hold_out_identities,
     load_strangers,
@@ -36,6 +35,7 @@ from edgeface_convert.common import (
 from edgeface_convert.dlib_format import DlibFormatError, WeightsNotInstalledError
 from edgeface_convert.embedder_net import load_dlib_embedder
 from edgeface_convert.keras_io import SourceModel, save_trained
+from edgeface_convert.options import DEFAULT_FAR
 from edgeface_convert.quantize import stamp, to_int8_flatbuffer, write_model
 
 EMBEDDING_SIZE = 128  # dlib's face descriptor
