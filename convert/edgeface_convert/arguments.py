@@ -21,6 +21,7 @@ from edgeface_convert.options import (
     CLASSIC_DETECTOR,
     DEFAULT_FAR,
     EMBEDDER_DETECTOR,
+    SMALLEST_INPUT,
     ClassicOptions,
     ConvertOptions,
     DemoOptions,
@@ -188,9 +189,12 @@ def _train_options(args: argparse.Namespace) -> TrainOptions:
 
 
 def _classic_options(given: dict[str, object]) -> ClassicOptions:
-    """The classic flags given, over the defaults."""
+    """The classic flags given, over the defaults; an input the network cannot shrink is refused."""
     settings = {dest: value for dest, value in given.items() if dest != "no_augment"}
-    return ClassicOptions(augment="no_augment" not in given, **settings)
+    options = ClassicOptions(augment="no_augment" not in given, **settings)
+    if options.input_size < SMALLEST_INPUT:
+        raise CommandError(f"--input-size {options.input_size}: the classic CNN needs at least {SMALLEST_INPUT} pixels")
+    return options
 
 
 def _convert_options(args: argparse.Namespace) -> ConvertOptions:
