@@ -25,7 +25,6 @@ from edgeface.artefact import MetadataError
 from edgeface.config import DEFAULT_CONFIG, LOG_LEVELS, ConfigError
 from edgeface.dataset import stranger_faces
 from edgeface.detect import DETECTOR_NAMES, YUNET_MODEL_VARIABLE, DetectorUnavailable
-from edgeface.embedder import detector_problem
 from edgeface.enroll import EnrolmentRefused, NotAnEmbedder, embedder_of, from_camera, from_photos
 from edgeface.evaluate import evaluate_folder, format_evaluation
 from edgeface.gallery import GalleryError, check_name
@@ -43,6 +42,9 @@ from edgeface.store import LogError, LogQuery, ResultLog, default_path
 from edgeface.verify import UnknownPerson, verify_person, verify_photos
 from edgeface.watch import run_watch
 from edgeface.workers import PipelineRecipe
+from edgeface_convert import arguments as workstation_arguments
+from edgeface_convert.common import CommandError
+from edgeface_convert.options import EvalOptions, WorkstationOptions
 
 EXIT_OK, EXIT_INPUTS_FAILED, EXIT_ERROR = 0, 1, 2  # 3: `convert` quality check failed
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
@@ -86,10 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_people(commands)
     _add_verify(commands)
     _add_info(commands)
-    _add_train(commands)
-    _add_convert(commands)
     _add_eval(commands)
-    _add_demo(commands)
+    workstation_arguments.register(commands, _subcommand)
     return parser
 
 
@@ -305,75 +305,6 @@ def _add_info(commands: argparse._SubParsersAction) -> None:
     info.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _add_train(commands: argparse._SubParsersAction) -> None:
-    train = _subcommand(
-        commands,
-        "train",
-        summary="make a model of the people in DIR/<person>/<photos> (needs TensorFlow)",
-        description="The embedder (default): dlib's pretrained face network rebuilt in Keras, with every face "
-        "of DIR/<person>/ kept as a gallery of embeddings; nothing is trained, so a few photos per person "
-        "do, and people can be enrolled on the device later. Needs YuNet's file for its alignment, or "
-        "--detector none for aligned face crops. The classic CNN (--arch classic): Conv 32/64/128, Dense "
-        "512, Dropout 0.5, softmax (or one sigmoid unit for two labels), trained from scratch. Both print "
-        "accuracy, precision, recall, F1 and the confusion matrix on a stratified validation split.",
-        epilog="examples:\n  edgeface train faces/ -o faces.h5 --yunet-model face_detection_yunet_2023mar.onnx\n"
-        "  edgeface train faces/ -o faces.h5 --strangers others/\n"
-        "  edgeface train faces/ -o classic.h5 --arch classic --epochs 30",
-    )
-    train.add_argument("data", metavar="DIR", help="one sub-folder of images per person")
-    train.add_argument("-o", "--output", required=True, help="Keras model file to write (.h5)")
-    train.add_argument("--arch", choices=("embedder", "classic"), default="embedder",
-                       help="embedder: pretrained, people as a gallery; classic: the CNN trained from scratch")  # fmt: skip
-    train.add_argument("--detector", choices=DETECTOR_NAMES,
-                       help="embedder: yunet (default) or none for aligned crops; classic: haar (default), yunet or none")  # fmt: skip
-    train.add_argument("--yunet-model", metavar="FILE", help=f"YuNet's ONNX file (default: ${YUNET_MODEL_VARIABLE})")
-    train.add_argument("--validation", type=float, default=0.2, help="fraction of each person's photos held out")
-    train.add_argument("--seed", type=int, default=0, help="the same seed gives the same split and start")
-    train.add_argument("--keep-no-face", action="store_true", help="use images where no face is found whole, instead of leaving them out")
-    _add_stranger_options(train)
-    train.add_argument(
-        "--holdout-identities", type=int, default=0, metavar="N",
-        help="leave N people (chosen by --seed) out and use their faces as strangers",
-    )  # fmt: skip
-    classic = train.add_argument_group("classic CNN only (--arch classic)")
-    classic.add_argument("--input-size", type=int, help="model input width and height, pixels (default: 64)")
-    classic.add_argument("--grayscale", action="store_true", help="one grey channel instead of RGB")
-    classic.add_argument("--margin", type=float, help="added around each face box, as a fraction of it (default: 0.1)")
-    classic.add_argument("--align", action="store_true", help="turn each face until its eyes are level (needs --detector yunet)")
-    classic.add_argument("--epochs", type=int, help="passes over the training faces (default: 30)")
-    classic.add_argument("--batch-size", type=int, help="faces per training step (default: 32)")
-    classic.add_argument("--patience", type=int, help="stop after this many epochs without a better validation loss (default: 8)")
-    classic.add_argument("--no-augment", action="store_true", help="train without random flips, tilts, shifts, zoom and light")
-
-
-def _add_convert(commands: argparse._SubParsersAction) -> None:
-    convert = _subcommand(
-        commands,
-        "convert",
-        summary="quantize a trained model to a full-integer int8 .tflite (needs TensorFlow)",
-        description="Post-training full-integer int8 quantization calibrated on preprocessed faces. Labels, "
-        "preprocessing and the unknown rule travel inside the .tflite. Prints sizes and float-vs-int8 "
-        "agreement and accuracy, and exits 3 when agreement is below --min-agreement.",
-        epilog="examples:\n  edgeface convert faces.h5\n"
-        "  edgeface convert other.keras --labels labels.txt --calibration faces/ --detector haar",
-    )
-    convert.add_argument("model", metavar="MODEL", help="a .h5 or .keras file, or a SavedModel folder")
-    convert.add_argument("-o", "--output", help="the .tflite to write (default: MODEL with .tflite)")
-    convert.add_argument("--calibration", metavar="DIR", help="face images (default: the training folder)")
-    convert.add_argument("--max-calibration", type=int, default=300, help="at most this many calibration images")
-    convert.add_argument("--verify", metavar="DIR", help="labelled faces to compare float and int8 on (default: train's validation split)")
-    convert.add_argument("--min-agreement", type=float, default=0.98, help="exit 3 when int8 and float agree on fewer faces")
-    _add_stranger_options(convert, far_default=None)
-    convert.add_argument("--labels", metavar="FILE", help="for models not made by `edgeface train`: one label per line, in output order")
-    _add_crop_options(convert)
-    convert.add_argument(
-        "--value-range", type=float, nargs=2, default=[0.0, 1.0], metavar=("LOW", "HIGH"),
-        help="for models not made by `edgeface train`: the input values of pixel 0 and 255",
-    )  # fmt: skip
-    _add_trust_option(convert)
-    convert.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
 def _add_eval(commands: argparse._SubParsersAction) -> None:
     evaluate = _subcommand(
         commands,
@@ -391,14 +322,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--db", type=Path, help="an embedder: also know the people enrolled in this log")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     _add_yunet_option(evaluate)
-    _add_trust_option(evaluate)
-
-
-def _add_crop_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detector", choices=DETECTOR_NAMES, default="haar", help="'none' when images already are face crops")
-    parser.add_argument("--margin", type=float, default=0.1, help="added around each face box, as a fraction of it")
-    parser.add_argument("--align", action="store_true", help="turn each face until its eyes are level (needs --detector yunet)")
-    _add_yunet_option(parser)
+    workstation_arguments.add_trust_option(evaluate)
 
 
 def _add_yunet_option(parser: argparse.ArgumentParser) -> None:
@@ -406,38 +330,6 @@ def _add_yunet_option(parser: argparse.ArgumentParser) -> None:
         "--yunet-model", metavar="FILE",
         help=f"YuNet's ONNX file, for --detector yunet (default: ${YUNET_MODEL_VARIABLE})",
     )  # fmt: skip
-
-
-def _add_stranger_options(parser: argparse.ArgumentParser, far_default: float | None = 0.01) -> None:
-    parser.add_argument(
-        "--strangers", metavar="SOURCE",
-        help="faces of people the model must not know, to calibrate 'unknown': a folder, or lfw_subset",
-    )  # fmt: skip
-    parser.add_argument(
-        "--far", type=float, default=far_default,
-        help="target false-accept rate of strangers for the unknown rule"
-        + ("" if far_default is not None else " (default: train's, else 0.01)"),
-    )  # fmt: skip
-
-
-def _add_trust_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--trust-model", action="store_true",
-        help="let a Keras file run Python code it carries (Lambda layers); only for files you trust",
-    )  # fmt: skip
-
-
-def _add_demo(commands: argparse._SubParsersAction) -> None:
-    demo = _subcommand(
-        commands,
-        "demo",
-        summary="train, convert and scan end to end on images scikit-image ships (needs TensorFlow)",
-        description="Trains a face / not-face model on scikit-image's lfw_subset, reports held-out "
-        "metrics, quantizes it to int8 and scans a few real photos into a SQLite log in DIR.",
-    )
-    demo.add_argument("--dir", type=Path, default=Path("edgeface-demo"), help="where the demo writes its files")
-    demo.add_argument("--epochs", type=int, default=25, help="passes over the training patches")
-    demo.add_argument("--seed", type=int, default=0, help="the same seed gives the same split and start")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -718,40 +610,36 @@ WORKSTATION_NEEDS = {
 }
 
 
-def _train_flag_problem(args: argparse.Namespace) -> str | None:
-    """Flags that do not fit `train --arch`, said at once rather than after TensorFlow has loaded."""
-    if args.arch != "embedder":
-        return None
-    classic_only = [flag for flag, value in (("--input-size", args.input_size), ("--grayscale", args.grayscale),
-                    ("--align", args.align), ("--margin", args.margin), ("--epochs", args.epochs),
-                    ("--batch-size", args.batch_size), ("--patience", args.patience),
-                    ("--no-augment", args.no_augment)) if value not in (None, False)]  # fmt: skip
-    if classic_only:
-        return f"{', '.join(classic_only)}: only for --arch classic (the embedder is pretrained)"
-    return detector_problem(args.detector) if args.detector else None
-
-
 def run_workstation(args: argparse.Namespace) -> int:
-    """Runs train, convert or demo, or says in one line how to install what they need."""
-    problem = _train_flag_problem(args) if args.command == "train" else None
-    if problem:
-        return _fail(problem)
-    needs, install = WORKSTATION_NEEDS[args.command]
+    """train, convert or demo: their flags are checked and typed before TensorFlow loads."""
+    try:
+        options = workstation_arguments.options_from(args)
+    except CommandError as error:
+        return _fail(str(error))
+    return _on_workstation(args.command, options)
+
+
+def _on_workstation(command: str, options: WorkstationOptions) -> int:
+    """Runs a workstation command, or says in one line how to install what it needs."""
+    needs, install = WORKSTATION_NEEDS[command]
     missing = [name for module, name in needs if importlib.util.find_spec(module) is None]
     if missing:
-        return _fail(f"`edgeface {args.command}` needs {' and '.join(missing)}; install it with: {install}")
+        return _fail(f"`edgeface {command}` needs {' and '.join(missing)}; install it with: {install}")
+    # The TensorFlow gate: the one import of the workstation side that loads TensorFlow.
     from edgeface_convert import commands
 
     try:
-        return commands.COMMANDS[args.command](args)
-    except commands.CommandError as error:
+        return commands.run(options)
+    except CommandError as error:
         return _fail(str(error))
 
 
 def run_eval(args: argparse.Namespace) -> int:
     """A .tflite is evaluated here on LiteRT; float models go to the workstation side."""
     if not args.model.endswith(".tflite"):
-        return run_workstation(args)
+        return _on_workstation("eval", EvalOptions(data=args.data, model=args.model, strangers=args.strangers,
+                                                   keep_no_face=args.keep_no_face, trust_model=args.trust_model,
+                                                   json=args.json))  # fmt: skip
     recognizer = load_recognizer(args.model)
     spec = recognizer.metadata.preprocessing
     if args.db:

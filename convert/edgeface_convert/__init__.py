@@ -1,7 +1,9 @@
-"""edgeface's workstation side: train the classic CNN and convert it to an int8 `.tflite`.
+"""edgeface's workstation side: make a model (the embedder or the classic CNN) and convert it to an
+int8 `.tflite`.
 
-Needs TensorFlow (`pip install 'edgeface[convert]'`). It uses the runtime's preprocessing, so the
-crops it trains and calibrates on are the crops the device will see.
+The work needs TensorFlow (`pip install 'edgeface[convert]'`); `options` and `arguments`, which the
+runtime's command line uses, do not. It uses the runtime's preprocessing, so the crops it trains
+and calibrates on are the crops the device will see.
 """
 
 import os

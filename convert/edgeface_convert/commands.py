@@ -1,9 +1,8 @@
-"""`edgeface train`, `convert`, `demo` and `eval` of float models: arguments are parsed in
-`edgeface.cli`, the work is done here."""
+"""`edgeface train`, `convert`, `demo` and `eval` of float models: the work, given their typed
+options (`edgeface_convert.arguments` makes them from the command line)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,7 +29,6 @@ from edgeface.results import Prediction
 from edgeface.openset import NotEnoughStrangers, UnknownRule, calibrate
 from edgeface.preprocess import Preprocessing
 from edgeface_convert.common import (
-    DEFAULT_FAR,
     CommandError,
     hold_out_identities,
     load_strangers,
@@ -40,58 +38,72 @@ from edgeface_convert.common import (
 )
 from edgeface_convert.embedder_train import EmbedderReport, convert_embedder, run_train_embedder
 from edgeface_convert.keras_io import ModelLoadError, SourceModel, load_source, save_trained
+from edgeface_convert.options import (
+    DEFAULT_FAR,
+    ClassicOptions,
+    ConvertOptions,
+    DemoOptions,
+    EvalOptions,
+    TrainOptions,
+    WorkstationOptions,
+)
 from edgeface_convert.quantize import ConversionReport, stamp, to_int8_flatbuffer, verify, write_model
 from edgeface_convert.training import TrainingSettings, evaluate, output_kind, train_model
 
 EXIT_QUALITY = 3  # the int8 model disagrees with the float one more than allowed
 MIN_CALIBRATION = 100
-# The classic CNN's training flags; `edgeface train` leaves them unset so that the embedder can
-# refuse them.
-CLASSIC_DEFAULTS = {"detector": "haar", "margin": 0.1, "input_size": 64, "epochs": 30, "batch_size": 32, "patience": 8}
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """The flags were checked against --arch by `edgeface.cli`, before TensorFlow was loaded."""
-    return run_train_embedder(args) if args.arch == "embedder" else run_train_classic(args)
+def run(options: WorkstationOptions) -> int:
+    """Runs the command the options are for; problems with its inputs raise CommandError."""
+    match options:
+        case TrainOptions(classic=None):
+            return run_train_embedder(options)
+        case TrainOptions(classic=ClassicOptions() as classic):
+            return run_train_classic(options, classic)
+        case ConvertOptions():
+            return run_convert(options)
+        case EvalOptions():
+            return run_eval(options)
+        case DemoOptions():
+            return run_demo(options)
 
 
-def run_train_classic(args: argparse.Namespace) -> int:
-    """The classic CNN, trained from scratch; classic defaults fill the flags left out."""
-    args = argparse.Namespace(**{**vars(args), **{key: value for key, value in CLASSIC_DEFAULTS.items()
-                                                  if getattr(args, key) is None}})  # fmt: skip
+def run_train_classic(options: TrainOptions, classic: ClassicOptions) -> int:
+    """The classic CNN, trained from scratch."""
     spec = Preprocessing(
-        detector=DetectorSettings(name=args.detector),
-        alignment="eyes" if args.align else "none",
-        margin=args.margin,
-        color="gray" if args.grayscale else "rgb",
-        width=args.input_size,
-        height=args.input_size,
+        detector=DetectorSettings(name=options.detector),
+        alignment="eyes" if classic.align else "none",
+        margin=classic.margin,
+        color="gray" if classic.grayscale else "rgb",
+        width=classic.input_size,
+        height=classic.input_size,
     )
-    faces = load_training_faces(args.data, spec, args.keep_no_face)
-    faces, held_out_people = hold_out_identities(faces, args.holdout_identities, args.seed)
-    note(f"{len(faces.paths)} faces of {len(faces.labels)} people from {args.data}")
-    train_indices, validation_indices = stratified_split(faces.targets, args.validation, args.seed)
+    faces = load_training_faces(options.data, spec, options.keep_no_face)
+    faces, held_out_people = hold_out_identities(faces, options.holdout_identities, options.seed)
+    note(f"{len(faces.paths)} faces of {len(faces.labels)} people from {options.data}")
+    train_indices, validation_indices = stratified_split(faces.targets, options.validation, options.seed)
     train, validation = faces.subset(train_indices), faces.subset(validation_indices)
-    settings = TrainingSettings(args.epochs, args.batch_size, args.seed, args.patience, not args.no_augment)
+    settings = TrainingSettings(classic.epochs, classic.batch_size, options.seed, classic.patience, classic.augment)
     model = train_model(train, validation, settings, spec.value_range)
     metadata = ModelMetadata(labels=faces.labels, output=output_kind(len(faces.labels)), preprocessing=spec)
-    source = SourceModel(Path(args.output), metadata, keras_model=model)
+    source = SourceModel(Path(options.output), metadata, keras_model=model)
     report = evaluate(source, validation)
-    strangers = stranger_spec(args.strangers, held_out_people, args.data)
-    rule = _calibrate_rule(source.probabilities, validation, load_strangers(strangers, spec), args.far)
+    strangers = stranger_spec(options.strangers, held_out_people, options.data)
+    rule = _calibrate_rule(source.probabilities, validation, load_strangers(strangers, spec), options.far)
     report["unknown_rule"] = rule.to_dict() if rule else None
     print(f"validation split ({len(validation.paths)} faces):\n{format_report(report)}")
     training = {
-        "data": str(Path(args.data).resolve()),
-        "seed": args.seed,
+        "data": str(Path(options.data).resolve()),
+        "seed": options.seed,
         "validation": [[path, faces.labels[target]] for path, target in zip(validation.paths, validation.targets)],
         "strangers": strangers,
-        "far": args.far,
+        "far": options.far,
     }
-    save_trained(model, args.output, replace(metadata, unknown_rule=rule), training)
-    metrics_path = Path(args.output).with_suffix(".metrics.json")
+    save_trained(model, options.output, replace(metadata, unknown_rule=rule), training)
+    metrics_path = Path(options.output).with_suffix(".metrics.json")
     metrics_path.write_text(json.dumps(report, indent=2) + "\n")
-    note(f"wrote {args.output} and {metrics_path}")
+    note(f"wrote {options.output} and {metrics_path}")
     return 0
 
 
@@ -127,80 +139,80 @@ def _calibrate_rule(
     return rule
 
 
-def run_convert(args: argparse.Namespace) -> int:
+def run_convert(options: ConvertOptions) -> int:
     try:
-        source = load_source(args.model, trust=args.trust_model)
+        source = load_source(options.model, trust=options.trust_model)
     except ModelLoadError as error:
         raise CommandError(str(error)) from None
     if source.metadata is not None and source.metadata.kind == "embedder":
-        output = Path(args.output) if args.output else source.path.with_suffix(".tflite")
-        return _report(convert_embedder(args, source, output), args)
-    metadata = _metadata_for(source, args)
-    calibration_dir = args.calibration or source.training.get("data")
+        output = Path(options.output) if options.output else source.path.with_suffix(".tflite")
+        return _report(convert_embedder(options, source, output), options)
+    metadata = _metadata_for(source, options)
+    calibration_dir = options.calibration or source.training.get("data")
     if not calibration_dir or not Path(calibration_dir).is_dir():
         raise CommandError("no calibration images: pass --calibration DIR (face images, as for training)")
-    files = evenly_spaced(folder_images(calibration_dir, metadata.labels), args.max_calibration)
+    files = evenly_spaced(folder_images(calibration_dir, metadata.labels), options.max_calibration)
     calibration = load_faces(files, metadata.labels, metadata.preprocessing)
     if len(calibration.crops) < MIN_CALIBRATION:
         note(f"warning: only {len(calibration.crops)} calibration faces; {MIN_CALIBRATION}-500 set int8 ranges well")
     note(f"calibrating on {len(calibration.crops)} faces from {calibration_dir}")
-    output = Path(args.output) if args.output else source.path.with_suffix(".tflite")
+    output = Path(options.output) if options.output else source.path.with_suffix(".tflite")
     flatbuffer = to_int8_flatbuffer(source, calibration.crops)
     stamped = stamp(metadata, source)
     write_model(flatbuffer, stamped, output, calibration.crops)
-    verification, verified_on = _verification_faces(args.verify, source.training, metadata, calibration)
+    verification, verified_on = _verification_faces(options.verify, source.training, metadata, calibration)
     report = verify(source, output, verification, verified_on)
-    strangers = stranger_spec(args.strangers, [], "") if args.strangers else source.training.get("strangers")
+    strangers = stranger_spec(options.strangers, [], "") if options.strangers else source.training.get("strangers")
     if strangers:
         # Calibrated again on the int8 model's own outputs: the rule must fit the numbers it will see.
         stranger_crops = load_strangers(strangers, metadata.preprocessing)
-        far = args.far if args.far is not None else source.training.get("far", DEFAULT_FAR)
+        far = options.far if options.far is not None else source.training.get("far", DEFAULT_FAR)
         rule = _calibrate_rule(FaceClassifier(output).probabilities, verification, stranger_crops, far)
         write_model(flatbuffer, replace(stamped, unknown_rule=rule), output, calibration.crops)
     elif stamped.unknown_rule:
         note("unknown rule: kept as calibrated on the float model (its strangers are not available here)")
-    return _report(report, args)
+    return _report(report, options)
 
 
-def _report(report: ConversionReport | EmbedderReport, args: argparse.Namespace) -> int:
+def _report(report: ConversionReport | EmbedderReport, options: ConvertOptions) -> int:
     """Prints the conversion report; EXIT_QUALITY when int8 and float agree too little."""
-    if args.json:
+    if options.json:
         print(json.dumps(report.to_dict()))
     else:
         print("\n".join(report.lines()))
-    if report.agreement < args.min_agreement:
+    if report.agreement < options.min_agreement:
         note(
             f"error: int8 agrees with float on {100 * report.agreement:.1f} % of faces, below "
-            f"--min-agreement {100 * args.min_agreement:.1f} %; check the calibration images"
+            f"--min-agreement {100 * options.min_agreement:.1f} %; check the calibration images"
         )
         return EXIT_QUALITY
     return 0
 
 
-def _metadata_for(source: SourceModel, args: argparse.Namespace) -> ModelMetadata:
+def _metadata_for(source: SourceModel, options: ConvertOptions) -> ModelMetadata:
     """The model's own metadata, or one built from --labels and preprocessing flags; checked against its shape."""
-    if source.metadata and args.labels:
+    if source.metadata and options.labels:
         raise CommandError(f"{source.path} already carries labels from `edgeface train`; --labels is for other models")
     metadata = source.metadata
     if metadata is None:
-        if not args.labels:
+        if not options.labels:
             raise CommandError(
                 f"{source.path} carries no edgeface labels or preprocessing: pass --labels FILE "
                 "(one label per line, in output order) and the preprocessing flags"
             )
         height, width, channels = source.input_shape
         try:
-            labels = tuple(line.strip() for line in Path(args.labels).read_text().splitlines() if line.strip())
+            labels = tuple(line.strip() for line in Path(options.labels).read_text().splitlines() if line.strip())
         except OSError as error:
-            raise CommandError(f"cannot read --labels {args.labels}: {error.strerror}") from None
+            raise CommandError(f"cannot read --labels {options.labels}: {error.strerror}") from None
         spec = Preprocessing(
-            detector=DetectorSettings(name=args.detector),
-            alignment="eyes" if args.align else "none",
-            margin=args.margin,
+            detector=DetectorSettings(name=options.detector),
+            alignment="eyes" if options.align else "none",
+            margin=options.margin,
             color="gray" if channels == 1 else "rgb",
             width=int(width),
             height=int(height),
-            value_range=tuple(args.value_range),
+            value_range=options.value_range,
         )
         output = "sigmoid" if source.output_units == 1 else "softmax"
         metadata = ModelMetadata(labels=labels, output=output, preprocessing=spec)
@@ -228,16 +240,16 @@ def _verification_faces(
     return calibration, "the calibration faces; no validation split was found"
 
 
-def run_eval(args: argparse.Namespace) -> int:
+def run_eval(options: EvalOptions) -> int:
     """`edgeface eval` of a float Keras or SavedModel model (the .tflite case needs no TensorFlow)."""
     try:
-        source = load_source(args.model, trust=args.trust_model)
+        source = load_source(options.model, trust=options.trust_model)
     except ModelLoadError as error:
         raise CommandError(str(error)) from None
     metadata = source.metadata
     if metadata is None:
         raise CommandError(f"{source.path} carries no edgeface labels or preprocessing; evaluate its .tflite instead")
-    strangers = stranger_faces(args.strangers, metadata.preprocessing)[0] if args.strangers else None
+    strangers = stranger_faces(options.strangers, metadata.preprocessing)[0] if options.strangers else None
     if metadata.kind == "embedder":
         rule = metadata.distance_rule or DEFAULT_RULE
         gallery = metadata.gallery or Gallery.empty(metadata.embedding_size)
@@ -252,18 +264,15 @@ def run_eval(args: argparse.Namespace) -> int:
 
         rule_text = metadata.unknown_rule.describe() if metadata.unknown_rule else None
     try:
-        report = evaluate_folder(args.data, metadata.labels, metadata.preprocessing, classify, rule_text, strangers,
-                                 args.keep_no_face)  # fmt: skip
+        report = evaluate_folder(options.data, metadata.labels, metadata.preprocessing, classify, rule_text, strangers,
+                                 options.keep_no_face)  # fmt: skip
     except ValueError as error:
         raise CommandError(str(error)) from None
-    print(json.dumps(report) if args.json else format_evaluation(report))
+    print(json.dumps(report) if options.json else format_evaluation(report))
     return 0
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from edgeface_convert.demo import run_demo as demo
+def run_demo(options: DemoOptions) -> int:
+    from edgeface_convert.demo import run_demo as demo  # scikit-image: only the demo needs it
 
-    return demo(args.dir, args.epochs, args.seed)
-
-
-COMMANDS = {"train": run_train, "convert": run_convert, "eval": run_eval, "demo": run_demo}
+    return demo(options.workdir, options.epochs, options.seed)

@@ -11,8 +11,6 @@ import numpy as np
 from edgeface.dataset import FaceSet, folder_images, load_faces, load_labelled_faces, stranger_faces
 from edgeface.preprocess import Preprocessing
 
-DEFAULT_FAR = 0.01
-
 
 class CommandError(Exception):
     """A problem with the command's inputs, reported in one line (exit code 2)."""

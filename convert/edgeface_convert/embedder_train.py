@@ -9,7 +9,6 @@ the device compares int8 embeddings with int8 embeddings.
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -25,7 +24,6 @@ from edgeface.metrics import classification_report, format_report
 from edgeface.openset import NotEnoughStrangers
 from edgeface.preprocess import CHIP_SIZE, Preprocessing
 from edgeface_convert.common import (
-    DEFAULT_FAR,
     CommandError,
     hold_out_identities,
     load_strangers,
@@ -36,6 +34,7 @@ from edgeface_convert.common import (
 from edgeface_convert.dlib_format import DlibFormatError, WeightsNotInstalledError
 from edgeface_convert.embedder_net import load_dlib_embedder
 from edgeface_convert.keras_io import SourceModel, save_trained
+from edgeface_convert.options import DEFAULT_FAR, ConvertOptions, TrainOptions
 from edgeface_convert.quantize import stamp, to_int8_flatbuffer, write_model
 
 EMBEDDING_SIZE = 128  # dlib's face descriptor
@@ -89,25 +88,25 @@ def calibrated_rule(
     return rule
 
 
-def run_train_embedder(args: argparse.Namespace) -> int:
-    spec = embedder_preprocessing(args.detector or "yunet")
-    faces = load_training_faces(args.data, spec, args.keep_no_face)
-    faces, held_out_people = hold_out_identities(faces, args.holdout_identities, args.seed)
-    note(f"{len(faces.paths)} faces of {len(faces.labels)} people from {args.data}; embedding them")
+def run_train_embedder(options: TrainOptions) -> int:
+    spec = embedder_preprocessing(options.detector)
+    faces = load_training_faces(options.data, spec, options.keep_no_face)
+    faces, held_out_people = hold_out_identities(faces, options.holdout_identities, options.seed)
+    note(f"{len(faces.paths)} faces of {len(faces.labels)} people from {options.data}; embedding them")
     try:
         model = load_dlib_embedder()
     except (WeightsNotInstalledError, DlibFormatError) as error:
         raise CommandError(str(error)) from None
     embeddings = _embed(model, faces.crops)
-    train_indices, validation_indices = stratified_split(faces.targets, args.validation, args.seed)
+    train_indices, validation_indices = stratified_split(faces.targets, options.validation, options.seed)
     train, validation = faces.subset(train_indices), faces.subset(validation_indices)
     train_gallery = gallery_of(train, embeddings[train_indices])
     report = recognition_report(train_gallery, validation, embeddings[validation_indices])
-    strangers = stranger_spec(args.strangers, held_out_people, args.data)
+    strangers = stranger_spec(options.strangers, held_out_people, options.data)
     loaded = load_strangers(strangers, spec)
     stranger_embeddings = _embed(model, loaded[0]) if loaded else None
     rule = calibrated_rule(train_gallery, validation, embeddings[validation_indices], stranger_embeddings,
-                           loaded[1] if loaded else "", args.far)  # fmt: skip
+                           loaded[1] if loaded else "", options.far)  # fmt: skip
     report["unknown_rule"] = rule.to_dict() if rule else None
     print(f"validation split ({len(validation.paths)} faces, each named by the nearest person of the other "
           f"{len(train.paths)}):\n{format_report(report)}")  # fmt: skip
@@ -115,17 +114,17 @@ def run_train_embedder(args: argparse.Namespace) -> int:
                              embedding_size=EMBEDDING_SIZE, gallery=gallery_of(faces, embeddings), distance_rule=rule)  # fmt: skip
     training = {
         "arch": "embedder",
-        "data": str(Path(args.data).resolve()),
-        "seed": args.seed,
+        "data": str(Path(options.data).resolve()),
+        "seed": options.seed,
         "gallery": [[path, faces.labels[target]] for path, target in zip(faces.paths, faces.targets)],
         "validation": [[path, faces.labels[target]] for path, target in zip(validation.paths, validation.targets)],
         "strangers": strangers,
-        "far": args.far,
+        "far": options.far,
     }
-    save_trained(model, args.output, metadata, training)
-    metrics_path = Path(args.output).with_suffix(".metrics.json")
+    save_trained(model, options.output, metadata, training)
+    metrics_path = Path(options.output).with_suffix(".metrics.json")
     metrics_path.write_text(json.dumps(report, indent=2) + "\n")
-    note(f"wrote {args.output} (the network and a gallery of {len(faces.paths)} faces) and {metrics_path}")
+    note(f"wrote {options.output} (the network and a gallery of {len(faces.paths)} faces) and {metrics_path}")
     return 0
 
 
@@ -169,17 +168,17 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
 
-def convert_embedder(args: argparse.Namespace, source: SourceModel, output: Path) -> EmbedderReport:
+def convert_embedder(options: ConvertOptions, source: SourceModel, output: Path) -> EmbedderReport:
     """Quantizes the embedder, embeds its gallery again with the int8 model, verifies it and
     calibrates its rule on the int8 distances; writes `output`."""
     metadata, training = source.metadata, source.training
-    if args.labels:
+    if options.labels:
         raise CommandError(f"{source.path} is an embedder: its people come from its gallery, not from --labels")
-    calibration_dir = args.calibration or training.get("data")
+    calibration_dir = options.calibration or training.get("data")
     if not calibration_dir or not Path(calibration_dir).is_dir():
         raise CommandError("no calibration images: pass --calibration DIR (face images, as for training)")
-    checked = _labelled_faces(args.verify, metadata.labels, metadata.preprocessing) if args.verify else None
-    files = evenly_spaced(folder_images(calibration_dir, metadata.labels), args.max_calibration)
+    checked = _labelled_faces(options.verify, metadata.labels, metadata.preprocessing) if options.verify else None
+    files = evenly_spaced(folder_images(calibration_dir, metadata.labels), options.max_calibration)
     calibration = load_faces(files, metadata.labels, metadata.preprocessing)
     if not len(calibration.crops):
         raise CommandError(f"no faces found in {calibration_dir} to calibrate on")
@@ -194,11 +193,11 @@ def convert_embedder(args: argparse.Namespace, source: SourceModel, output: Path
         faces = load_faces([(path, people.index(label)) for path, label in recorded], people, metadata.preprocessing)
         float_embeddings, int8_embeddings = source.scores(faces.crops), int8.embed(faces.crops)
         held = np.isin(faces.paths, [path for path, _ in training.get("validation", [])])
-        naming = ~held if held.any() and not args.verify else np.ones(len(held), dtype=bool)
+        naming = ~held if held.any() and not options.verify else np.ones(len(held), dtype=bool)
         if checked is not None:
             test = FaceSet(checked.crops, np.array([people.index(metadata.labels[t]) for t in checked.targets]), people,
                            checked.paths)  # fmt: skip
-            test_float, test_int8, verified_on = source.scores(test.crops), int8.embed(test.crops), f"faces in {args.verify}"
+            test_float, test_int8, verified_on = source.scores(test.crops), int8.embed(test.crops), f"faces in {options.verify}"
         elif held.any():
             test, test_float, test_int8 = faces.subset(np.flatnonzero(held)), float_embeddings[held], int8_embeddings[held]
             verified_on = "the validation split of train, against a gallery of the other faces"
@@ -209,7 +208,7 @@ def convert_embedder(args: argparse.Namespace, source: SourceModel, output: Path
         report = _verify(output, source, test, test_float, test_int8, gallery_of(train, float_embeddings[naming]),
                          gallery_of(train, int8_embeddings[naming]), verified_on)  # fmt: skip
         gallery = gallery_of(faces, int8_embeddings)
-        rule = _int8_rule(args, training, int8, gallery_of(train, int8_embeddings[naming]), test, test_int8)
+        rule = _int8_rule(options, training, int8, gallery_of(train, int8_embeddings[naming]), test, test_int8)
     else:
         note("the gallery's photos are not all where train found them: the gallery keeps the float embeddings, "
              "and the conversion is verified on the calibration faces")  # fmt: skip
@@ -232,14 +231,14 @@ def _labelled_faces(folder: str, people: tuple[str, ...], spec: Preprocessing) -
     return faces
 
 
-def _int8_rule(args: argparse.Namespace, training: dict, int8: FaceEmbedder, gallery: Gallery, known: FaceSet,
+def _int8_rule(options: ConvertOptions, training: dict, int8: FaceEmbedder, gallery: Gallery, known: FaceSet,
                known_embeddings: np.ndarray) -> DistanceRule | None:  # fmt: skip
     """The rule calibrated again on the int8 model's own distances, when strangers are known."""
-    strangers = stranger_spec(args.strangers, [], "") if args.strangers else training.get("strangers")
+    strangers = stranger_spec(options.strangers, [], "") if options.strangers else training.get("strangers")
     loaded = load_strangers(strangers, int8.metadata.preprocessing) if strangers else None
     if loaded is None:
         return None
-    far = args.far if args.far is not None else training.get("far", DEFAULT_FAR)
+    far = options.far if options.far is not None else training.get("far", DEFAULT_FAR)
     return calibrated_rule(gallery, known, known_embeddings, int8.embed(loaded[0]), loaded[1], far)
 
 

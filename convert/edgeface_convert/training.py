@@ -11,8 +11,7 @@ import tensorflow as tf
 from edgeface.metrics import classification_report
 from edgeface.dataset import FaceSet
 from edgeface_convert.keras_io import SourceModel
-
-SMALLEST_INPUT = 22  # three unpadded 3×3 convolutions, each followed by 2×2 pooling, need this many pixels
+from edgeface_convert.options import SMALLEST_INPUT
 
 
 def output_kind(n_labels: int) -> str:

@@ -1,0 +1,64 @@
+"""The flags of train, convert and demo become typed options with the defaults the help shows, and
+flags that do not fit are refused before TensorFlow loads."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeface.cli import build_parser
+from edgeface_convert.arguments import options_from
+from edgeface_convert.common import CommandError
+from edgeface_convert.options import ClassicOptions, ConvertOptions, DemoOptions, TrainOptions
+from test_end_to_end import RUNTIME_WITHOUT_TENSORFLOW
+
+
+def options(*argv: str):
+    return options_from(build_parser().parse_args(argv))
+
+
+def test_left_out_flags_give_the_options_defaults():
+    assert options("train", "faces", "-o", "m.h5") == TrainOptions(data="faces", output="m.h5")
+    assert options("convert", "m.h5") == ConvertOptions(model="m.h5")
+    assert options("demo") == DemoOptions()
+
+
+def test_the_classic_cnn_gets_its_defaults_and_the_haar_cascade():
+    classic = options("train", "faces", "-o", "m.h5", "--arch", "classic")
+    assert classic == TrainOptions(data="faces", output="m.h5", detector="haar", classic=ClassicOptions())
+
+
+def test_given_flags_reach_the_options():
+    train = options("train", "faces", "-o", "m.h5", "--arch", "classic", "--input-size", "32", "--grayscale",
+                    "--no-augment", "--epochs", "5", "--detector", "none", "--far", "0.05")  # fmt: skip
+    assert train.detector == "none" and train.far == 0.05
+    assert train.classic == ClassicOptions(input_size=32, grayscale=True, epochs=5, augment=False)
+    convert = options("convert", "m.keras", "--value-range", "-1", "1", "--trust-model", "--far", "0.1", "--json")
+    assert convert.value_range == (-1.0, 1.0) and convert.trust_model and convert.far == 0.1 and convert.json
+    assert options("demo", "--dir", "here", "--epochs", "3") == DemoOptions(workdir=Path("here"), epochs=3)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--epochs", "5", "--grayscale"], "--grayscale, --epochs: only for --arch classic (the embedder is pretrained)"),
+        (["--no-augment"], "--no-augment: only for --arch classic"),
+        (["--detector", "haar"], "--detector haar: the embedder needs faces aligned by their five landmarks"),
+        (["--arch", "classic", "--input-size", "16"], "--input-size 16: the classic CNN needs at least 22 pixels"),
+    ],
+)
+def test_flags_that_do_not_fit_are_refused(flags: list, message: str):
+    with pytest.raises(CommandError, match=re.escape(message)):
+        options("train", "faces", "-o", "m.h5", *flags)
+
+
+def test_the_refusal_comes_before_tensorflow_is_looked_for():
+    argv = ["train", "faces", "-o", "m.h5", "--epochs", "5"]
+    run = subprocess.run([sys.executable, "-c", RUNTIME_WITHOUT_TENSORFLOW, *argv], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [
+        "edgeface: error: --epochs: only for --arch classic (the embedder is pretrained)",
+        "HEAVY []",
+    ]
