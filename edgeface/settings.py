@@ -1,103 +1,120 @@
-"""`edgeface watch` settings: a TOML file, overridden by flags, checked once at start.
+"""`edgeface watch`'s settings: one frozen, typed tree, built once from the TOML file and the flags.
 
-Every key is declared in KEYS with its type, default and check, so an invalid file fails at start
-naming the key and the reason, and `systemd/edgeface.toml` documents exactly these keys (a test
-compares them). Keys are dotted by table: `detector.name` is `name` under `[detector]`.
+Every field declares its default, its check and its help (see `edgeface.declared`), so an invalid
+file or flag fails at start naming the key and the reason, `watch`'s flags are derived from the
+tree (`edgeface.flags`), and `systemd/edgeface.toml` documents exactly its keys (a test compares
+them). Keys are dotted by table: `detector.name` is `name` under `[detector]`. `scan` and the other
+commands share the tree's `DetectorOverrides`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import stat
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
-from edgeface.detect import DETECTOR_NAMES
+from edgeface.declared import Checked, Invalid, Key, built, keys_of, one_of, section, setting, within
+from edgeface.detect import DETECTOR_NAMES, YUNET_MODEL_VARIABLE
+from edgeface.preprocess import Preprocessing
 
 DEFAULT_CONFIG = Path("/etc/edgeface/edgeface.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DAYS = 36_500  # a hundred years: the most any age setting may say (more overflows the date arithmetic)
+HOUR = 3600.0
+SECONDS = within(0, HOUR, "must be above 0 and at most 3600 seconds", low_open=True)
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few kB; a special file or a huge one is not read
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """The configuration cannot be used; the message names the key and the reason."""
+    """The configuration cannot be used; the message names the key (or the flag) and the reason."""
 
 
 @dataclass(frozen=True)
-class Key:
-    """One setting: its type, its default (None: unset) and a check with the reason it fails."""
+class DetectorOverrides(Checked):
+    """How this run departs from the model's own detector and crop (None keeps the model's), and where
+    YuNet's file is on this machine."""
 
-    kind: type
-    default: object
-    check: Callable[[object], bool] = lambda value: True
-    reason: str = ""
+    name: str | None = setting(None, "override the model's face detector", one_of(DETECTOR_NAMES), flags=("--detector",))
+    yunet_model: str | None = setting(None, "YuNet's ONNX file, for a model or --detector that uses yunet",
+                                      metavar="FILE", env=YUNET_MODEL_VARIABLE)  # fmt: skip
+    margin: float | None = setting(None, "override the model's crop margin (a fraction of the box)",
+                                   within(0, 1, "must be between 0 and 1"))  # fmt: skip
+    min_face: int | None = setting(None, "override the smallest face side reported, in pixels",
+                                   within(1, 10_000, "must be 1 to 10000 pixels"), metavar="PX")  # fmt: skip
+    max_faces: int | None = setting(None, "keep only the N largest faces of each image (0: all)",
+                                    within(0, 1000, "must be 0 (all) to 1000"), metavar="N")  # fmt: skip
 
-
-def _within(low: float, high: float, low_open: bool = False) -> Callable[[object], bool]:
-    """A check that a number is finite and in [low, high] (or (low, high] with `low_open`)."""
-    return lambda value: math.isfinite(value) and (low < value if low_open else low <= value) and value <= high
-
-
-DAYS = 36_500  # a hundred years: the most any age setting may say (more overflows the date arithmetic)
-HOUR = 3600.0
-
-KEYS: dict[str, Key] = {
-    "model": Key(str, None),
-    "db": Key(str, None),
-    "log_level": Key(str, "info", lambda v: v in LOG_LEVELS, f"must be one of {', '.join(LOG_LEVELS)}"),
-    "threads": Key(int, 1, _within(1, 64), "must be 1 to 64"),
-    "retention_days": Key(float, 0.0, _within(0, DAYS), f"must be 0 (keep everything) to {DAYS} days"),
-    "save_crops": Key(bool, False),
-    "crops_days": Key(float, 7.0, _within(0, DAYS, low_open=True), f"must be above 0 and at most {DAYS} days"),
-    "detector.name": Key(str, None, lambda v: v in DETECTOR_NAMES, f"must be one of {', '.join(DETECTOR_NAMES)}"),
-    "detector.yunet_model": Key(str, None),
-    "detector.margin": Key(float, None, _within(0, 1), "must be between 0 and 1"),
-    "detector.min_face": Key(int, None, _within(1, 10_000), "must be 1 to 10000 pixels"),
-    "detector.max_faces": Key(int, None, _within(0, 1000), "must be 0 (all) to 1000"),
-    "folder.path": Key(str, None),
-    "folder.recursive": Key(bool, False),
-    "folder.poll": Key(bool, False),
-    "folder.poll_interval": Key(float, 5.0, _within(0, HOUR, low_open=True), "must be above 0 and at most 3600 seconds"),
-    "folder.move_done": Key(str, None),
-    "folder.move_failed": Key(str, None),
-    "camera.source": Key(str, None),
-    "camera.fps": Key(float, 2.0, _within(0, 1000, low_open=True), "must be above 0 and at most 1000"),
-    "camera.open_timeout": Key(float, 10.0, _within(0, HOUR, low_open=True), "must be above 0 and at most 3600 seconds"),
-    "camera.read_timeout": Key(float, 5.0, _within(0, HOUR, low_open=True), "must be above 0 and at most 3600 seconds"),
-    "camera.max_backoff": Key(float, 60.0, _within(0, 24 * HOUR, low_open=True),
-                              "must be above 0 and at most 86400 seconds"),  # fmt: skip
-    "camera.per_frame": Key(bool, False),
-}
-MAX_CONFIG_BYTES = 1 << 20  # a config is a few kB; a special file or a huge one is not read
+    def applied_to(self, spec: Preprocessing) -> Preprocessing:
+        """The model's preprocessing `spec` with these overrides; YuNet's file goes to a yunet detector,
+        whether the model or --detector names it."""
+        changes = {"min_size": self.min_face, "max_faces": self.max_faces, "model": self.yunet_model}
+        spec = spec.with_detector(self.name, **{key: value for key, value in changes.items() if value is not None})
+        return spec if self.margin is None else replace(spec, margin=self.margin)
 
 
-def _flatten(table: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for name, value in table.items():
-        key = f"{prefix}{name}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{key}."))
-        else:
-            flat[key] = value
-    return flat
+@dataclass(frozen=True)
+class FolderSettings(Checked):
+    path: str | None = setting(None, "the folder to watch (or use --camera)", flags=("FOLDER",))
+    recursive: bool = setting(False, "also watch sub-folders", flags=("-r", "--recursive"))
+    poll: bool = setting(False, "list the folder instead of using inotify (network shares)")
+    poll_interval: float = setting(5.0, "how often --poll looks", SECONDS, metavar="SECONDS")
+    move_done: str | None = setting(None, "move each file here once its result is committed", metavar="DIR")
+    move_failed: str | None = setting(None, "move files that could not be processed here", metavar="DIR")
 
 
-def _checked(key: str, value: object, origin: str) -> object:
-    """`value` converted to the key's type, or ConfigError saying which key and why."""
-    if key not in KEYS:
-        raise ConfigError(f"{origin}: unknown key {key!r}; known keys: {', '.join(KEYS)}")
-    spec = KEYS[key]
-    if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if spec.kind is str and value == "":
-        return None  # an empty string leaves the key unset, as the example file shows
-    if type(value) is not spec.kind:
-        raise ConfigError(f"{origin}: {key} must be a {spec.kind.__name__}, not {value!r}")
-    if not spec.check(value):
-        raise ConfigError(f"{origin}: {key} {spec.reason}, not {value!r}")
-    return value
+@dataclass(frozen=True)
+class CameraSettings(Checked):
+    source: str | None = setting(None, "device index, /dev/videoN, rtsp:// or http:// URL, or a video file",
+                                 flags=("--camera",), metavar="SOURCE")  # fmt: skip
+    fps: float = setting(2.0, "camera: frames classified per second at most",
+                         within(0, 1000, "must be above 0 and at most 1000", low_open=True))  # fmt: skip
+    open_timeout: float = setting(10.0, "camera: seconds to wait for it to open before trying again", SECONDS,
+                                  metavar="SECONDS")  # fmt: skip
+    read_timeout: float = setting(5.0, "camera: seconds without a frame before it counts as lost", SECONDS,
+                                  metavar="SECONDS")  # fmt: skip
+    max_backoff: float = setting(60.0, "camera: the longest wait between tries to reopen it (it doubles up to this)",
+                                 within(0, 24 * HOUR, "must be above 0 and at most 86400 seconds", low_open=True),
+                                 metavar="SECONDS")  # fmt: skip
+    per_frame: bool = setting(False, "camera: also log every frame's faces, not only one row per appearance")
+
+
+@dataclass(frozen=True)
+class WatchSettings(Checked):
+    """Everything `edgeface watch` is told; `systemd/edgeface.toml` explains each key."""
+
+    model: str | None = setting(None, "int8 .tflite from `edgeface convert`", metavar="FILE", env="EDGEFACE_MODEL")
+    db: str | None = setting(None, "SQLite log (default: $EDGEFACE_DB, else $STATE_DIRECTORY/edgeface.db, else "
+                             "~/.local/state/edgeface/edgeface.db)", metavar="FILE")  # fmt: skip
+    log_level: str = setting("info", "what goes to stderr", one_of(LOG_LEVELS))
+    threads: int = setting(1, "threads for LiteRT and for OpenCV's detector", within(1, 64, "must be 1 to 64"))
+    retention_days: float = setting(0.0, "delete log rows older than this many days (0: keep all)",
+                                    within(0, DAYS, f"must be 0 (keep everything) to {DAYS} days"), metavar="DAYS")  # fmt: skip
+    save_crops: bool = setting(False, "also keep a JPEG of each face found in a folder's photos, next to the log")
+    crops_days: float = setting(7.0, "delete saved crops after this many days",
+                                within(0, DAYS, f"must be above 0 and at most {DAYS} days", low_open=True),
+                                metavar="DAYS")  # fmt: skip
+    detector: DetectorOverrides = section(DetectorOverrides)
+    folder: FolderSettings = section(FolderSettings)
+    camera: CameraSettings = section(CameraSettings)
+
+
+KEYS: dict[str, Key] = keys_of(WatchSettings)
+
+
+def _checked(key: Key, value: object, origin: str | None) -> object:
+    """`value` as `key` holds it, or ConfigError naming the key (as given in `origin`) or, for a
+    value from the command line (no origin), the flag."""
+    try:
+        return key.converted(value)
+    except Invalid as error:
+        where = f"{origin}: {key.name}" if origin else key.flags[-1]
+        raise ConfigError(f"{where} {error.reason}") from None
 
 
 def read_file(path: Path) -> dict[str, object]:
@@ -116,7 +133,23 @@ def read_file(path: Path) -> dict[str, object]:
         raise ConfigError(f"cannot read the config {path}: {error.strerror or error}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    return {key: _checked(key, value, str(path)) for key, value in _flatten(table).items()}
+    settings = {}
+    for name, value in _flatten(table).items():
+        if name not in KEYS:
+            raise ConfigError(f"{path}: unknown key {name!r}; known keys: {', '.join(KEYS)}")
+        settings[name] = _checked(KEYS[name], value, str(path))
+    return settings
+
+
+def _flatten(table: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for name, value in table.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{key}."))
+        else:
+            flat[key] = value
+    return flat
 
 
 def _open_without_blocking(path: str, flags: int) -> int:
@@ -124,22 +157,29 @@ def _open_without_blocking(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NONBLOCK)
 
 
-def resolve(config_file: Path | None, flags: dict[str, object]) -> dict[str, object]:
-    """Every key's value: the default, then the file, then the flags that were given (not None).
+def _flag_values(keys: Mapping[str, Key], flags: Mapping[str, object]) -> dict[str, object]:
+    """The flags given (by dotted key; None: not given), checked; ConfigError names a flag out of range."""
+    return {name: _checked(keys[name], value, None) for name, value in flags.items() if value is not None}
 
-    Without `config_file` the default file is read when it exists, so a box set up with the
-    example config and a one-off run with flags alone both work.
-    """
-    settings = {key: spec.default for key, spec in KEYS.items()}
+
+def from_flags(kind: type[T], flags: Mapping[str, object]) -> T:
+    """`kind` (the tree, or one of its sections) with the flags given over its defaults."""
+    return built(kind, _flag_values(keys_of(kind), flags))
+
+
+def load_settings(config_file: Path | None, flags: Mapping[str, object]) -> WatchSettings:
+    """The daemon's settings: the defaults, then the file, then the flags that were given (not None;
+    by dotted key). Without `config_file` the default file is read when it exists, so a box set up
+    with the example config and a one-off run with flags alone both work."""
+    values: dict[str, object] = {}
     if config_file is not None:
-        settings.update(read_file(config_file))
+        values.update(read_file(config_file))
     elif DEFAULT_CONFIG.is_file():
-        settings.update(read_file(DEFAULT_CONFIG))
-    for key, value in flags.items():
-        if value is not None:
-            settings[key] = _checked(key, value, "command line")
-    if not settings["model"]:
+        values.update(read_file(DEFAULT_CONFIG))
+    values.update(_flag_values(KEYS, flags))
+    settings = built(WatchSettings, values)
+    if not settings.model:
         raise ConfigError("no model: set `model` in the config or pass --model FILE.tflite")
-    if bool(settings["folder.path"]) == bool(settings["camera.source"]):
+    if bool(settings.folder.path) == bool(settings.camera.source):
         raise ConfigError("watch either a folder (folder.path, or FOLDER) or a camera (camera.source, or --camera)")
     return settings

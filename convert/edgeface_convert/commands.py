@@ -20,7 +20,7 @@ from edgeface.dataset import (
     stranger_faces,
     stratified_split,
 )
-from edgeface.detect import DetectorSettings
+from edgeface.detect import detector_settings
 from edgeface.embedder import predictions_from_distances
 from edgeface.evaluate import evaluate_folder, format_evaluation
 from edgeface.gallery import DEFAULT_RULE, Gallery
@@ -59,7 +59,7 @@ def run_train_classic(args: argparse.Namespace) -> int:
     args = argparse.Namespace(**{**vars(args), **{key: value for key, value in CLASSIC_DEFAULTS.items()
                                                   if getattr(args, key) is None}})  # fmt: skip
     spec = Preprocessing(
-        detector=DetectorSettings(name=args.detector),
+        detector=detector_settings(args.detector, model=args.yunet_model),
         alignment="eyes" if args.align else "none",
         margin=args.margin,
         color="gray" if args.grayscale else "rgb",
@@ -128,7 +128,7 @@ def _calibrate_rule(
 
 def run_convert(args: argparse.Namespace) -> int:
     try:
-        source = load_source(args.model, trust=args.trust_model)
+        source = load_source(args.model, trust=args.trust_model, yunet_model=args.yunet_model)
     except ModelLoadError as error:
         raise CommandError(str(error)) from None
     if source.metadata is not None and source.metadata.kind == "embedder":
@@ -193,7 +193,7 @@ def _metadata_for(source: SourceModel, args: argparse.Namespace) -> ModelMetadat
         except OSError as error:
             raise CommandError(f"cannot read --labels {args.labels}: {error.strerror}") from None
         spec = Preprocessing(
-            detector=DetectorSettings(name=args.detector),
+            detector=detector_settings(args.detector, model=args.yunet_model),
             alignment="eyes" if args.align else "none",
             margin=args.margin,
             color="gray" if channels == 1 else "rgb",
@@ -230,7 +230,7 @@ def _verification_faces(
 def run_eval(args: argparse.Namespace) -> int:
     """`edgeface eval` of a float Keras or SavedModel model (the .tflite case needs no TensorFlow)."""
     try:
-        source = load_source(args.model, trust=args.trust_model)
+        source = load_source(args.model, trust=args.trust_model, yunet_model=args.yunet_model)
     except ModelLoadError as error:
         raise CommandError(str(error)) from None
     metadata = source.metadata

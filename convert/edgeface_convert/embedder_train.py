@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeface.artefact import ModelMetadata
 from edgeface.dataset import FaceSet, evenly_spaced, folder_images, load_faces, stratified_split
-from edgeface.detect import DetectorSettings
+from edgeface.detect import detector_settings
 from edgeface.embedder import FaceEmbedder, detector_problem
 from edgeface.gallery import DistanceRule, Gallery, calibrate_distance
 from edgeface.metrics import classification_report, format_report
@@ -48,7 +48,7 @@ def embedder_preprocessing(detector: str) -> Preprocessing:
     if problem:
         raise CommandError(problem)
     return Preprocessing(
-        detector=DetectorSettings(name=detector),
+        detector=detector_settings(detector),
         alignment="face5" if detector == "yunet" else "none",
         margin=0.0,
         color="rgb",
@@ -90,7 +90,7 @@ def calibrated_rule(
 
 
 def run_train_embedder(args: argparse.Namespace) -> int:
-    spec = embedder_preprocessing(args.detector or "yunet")
+    spec = embedder_preprocessing(args.detector or "yunet").with_detector(model=args.yunet_model)
     faces = load_training_faces(args.data, spec, args.keep_no_face)
     faces, held_out_people = hold_out_identities(faces, args.holdout_identities, args.seed)
     note(f"{len(faces.paths)} faces of {len(faces.labels)} people from {args.data}; embedding them")
@@ -236,7 +236,8 @@ def _int8_rule(args: argparse.Namespace, training: dict, int8: FaceEmbedder, gal
                known_embeddings: np.ndarray) -> DistanceRule | None:  # fmt: skip
     """The rule calibrated again on the int8 model's own distances, when strangers are known."""
     strangers = stranger_spec(args.strangers, [], "") if args.strangers else training.get("strangers")
-    loaded = load_strangers(strangers, int8.metadata.preprocessing) if strangers else None
+    spec = int8.metadata.preprocessing.with_detector(model=args.yunet_model)
+    loaded = load_strangers(strangers, spec) if strangers else None
     if loaded is None:
         return None
     far = args.far if args.far is not None else training.get("far", DEFAULT_FAR)
