@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 from edgeface.artefact import ModelMetadata  # noqa: E402
 from edgeface.dataset import FaceSet, load_labelled_faces, stratified_split  # noqa: E402
-from edgeface.detect import YUNET_MODEL_VARIABLE, DetectorSettings  # noqa: E402
+from edgeface.detect import YUNET_MODEL_VARIABLE, HaarSettings, WholeImageSettings  # noqa: E402
 from edgeface.metrics import classification_report  # noqa: E402
 from edgeface.model import FaceClassifier  # noqa: E402
 from edgeface.openset import calibrate  # noqa: E402
@@ -74,10 +74,10 @@ class Dataset:
 
 DATASETS = (
     Dataset(
-        "orl", "orl_faces", Preprocessing(detector=DetectorSettings(name="none"), color="gray", width=64, height=64), 0.3, 20
+        "orl", "orl_faces", Preprocessing(detector=WholeImageSettings(), color="gray", width=64, height=64), 0.3, 20
     ),
     Dataset(
-        "lfw_dev", "lfw_dev", Preprocessing(detector=DetectorSettings(name="haar"), margin=0.1, width=64, height=64), 0.3, 0
+        "lfw_dev", "lfw_dev", Preprocessing(detector=HaarSettings(), margin=0.1, width=64, height=64), 0.3, 0
     ),
 )
 
@@ -439,7 +439,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.only != "classic" and not args.yunet.is_file():
         parser.error(f"the embedder needs YuNet's ONNX file: {args.yunet} is not a file (pass --yunet FILE)")
-    os.environ[YUNET_MODEL_VARIABLE] = str(args.yunet)
     started = time.monotonic()
     split = people_split(args.data / "lfw_dev", SEED)
     results = {
@@ -451,7 +450,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         if args.only in ("embedder", "all"):
             part = time.monotonic()
-            results["embedder"] = embedder_results(args.data / "lfw_dev", split, args.calibration, Path(scratch), say)
+            results["embedder"] = embedder_results(args.data / "lfw_dev", split, args.calibration, Path(scratch),
+                                                   args.yunet, say)  # fmt: skip
             results["embedder"]["seconds"] = round(time.monotonic() - part)
             if args.no_face_recognition:
                 say("face_recognition: skipped (--no-face-recognition)")

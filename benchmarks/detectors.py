@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeface.detect import Detector, DetectorSettings, YuNetDetector, make_detector
+from edgeface.detect import DetectorSettings, HaarSettings, YuNetSettings, make_detector, stored
 from edgeface.geometry import Box
 from edgeface.images import decode, read_input
 from edgeface.model import FaceClassifier
@@ -121,7 +121,7 @@ class Row:
     def to_dict(self) -> dict:
         return {
             "configuration": self.label,
-            "detector": self.settings.to_dict(),
+            "detector": stored(self.settings),
             "verifier_threshold": self.verifier_threshold,
             "detect_ms_per_photo": round(self.detect_ms, 2),
             "verify_ms_per_photo": None if self.verify_ms is None else round(self.verify_ms, 3),
@@ -129,24 +129,24 @@ class Row:
         }
 
 
-def configurations(with_yunet: bool) -> list[Configuration]:
-    """The cascade at edgeface's default, stricter, looser and permissive settings, then YuNet if available."""
+def configurations(yunet: Path | None) -> list[Configuration]:
+    """The cascade at edgeface's default, stricter, looser and permissive settings, then YuNet if its file is given."""
     found = [
-        Configuration("haar default", DetectorSettings(name="haar"), verified=True),
-        Configuration("haar 1.1/5", DetectorSettings(name="haar", min_size=MIN_SIZE)),
-        Configuration("haar 1.2/5", DetectorSettings(name="haar", scale_factor=1.2, min_size=MIN_SIZE)),
-        Configuration("haar 1.1/8", DetectorSettings(name="haar", min_neighbors=8, min_size=MIN_SIZE)),
-        Configuration("haar 1.1/3", DetectorSettings(name="haar", min_neighbors=3, min_size=MIN_SIZE)),
+        Configuration("haar default", HaarSettings(), verified=True),
+        Configuration("haar 1.1/5", HaarSettings(min_size=MIN_SIZE)),
+        Configuration("haar 1.2/5", HaarSettings(scale_factor=1.2, min_size=MIN_SIZE)),
+        Configuration("haar 1.1/8", HaarSettings(min_neighbors=8, min_size=MIN_SIZE)),
+        Configuration("haar 1.1/3", HaarSettings(min_neighbors=3, min_size=MIN_SIZE)),
         Configuration(
-            "haar 1.05/3", DetectorSettings(name="haar", scale_factor=1.05, min_neighbors=3, min_size=MIN_SIZE), True
+            "haar 1.05/3", HaarSettings(scale_factor=1.05, min_neighbors=3, min_size=MIN_SIZE), True
         ),
         Configuration(
-            "haar 1.05/2", DetectorSettings(name="haar", scale_factor=1.05, min_neighbors=2, min_size=MIN_SIZE), True
+            "haar 1.05/2", HaarSettings(scale_factor=1.05, min_neighbors=2, min_size=MIN_SIZE), True
         ),
     ]
-    if with_yunet:
+    if yunet:
         found += [
-            Configuration(f"yunet {score}", DetectorSettings(name="yunet", score_threshold=score, min_size=MIN_SIZE))
+            Configuration(f"yunet {score}", YuNetSettings(score_threshold=score, min_size=MIN_SIZE, model=str(yunet)))
             for score in (0.5, 0.7, 0.9)
         ]
     return found
@@ -215,21 +215,15 @@ class Verifier:
         return self.classifier.probabilities(crops)[:, self._face]
 
 
-def build_detector(settings: DetectorSettings, yunet: Path | None) -> Detector:
-    """The detector for `settings`; YuNet takes its ONNX file from --yunet."""
-    return YuNetDetector(settings, str(yunet)) if settings.name == "yunet" else make_detector(settings)
-
-
 def measure(
     configuration: Configuration,
     photos: list[Photo],
-    yunet: Path | None,
     verifier: Verifier | None,
     thresholds: list[float],
     repeat: int,
 ) -> list[Row]:
     """The rows for one detector: alone, then (if it is verified and a verifier is given) at each threshold."""
-    detector = build_detector(configuration.settings, yunet)
+    detector = make_detector(configuration.settings)
     found = [detector.detect(photo.image) for photo in photos]
     detect_ms = _median_time([partial(detector.detect, photo.image) for photo in photos], repeat)
     rows = [Row(configuration.label, configuration.settings, None, detect_ms, None)]
@@ -301,8 +295,8 @@ def main() -> None:
 
     rows = [
         row
-        for configuration in configurations(args.yunet is not None)
-        for row in measure(configuration, photos, args.yunet, verifier, thresholds, args.repeat)
+        for configuration in configurations(args.yunet)
+        for row in measure(configuration, photos, verifier, thresholds, args.repeat)
     ]
     for threshold in thresholds:
         title = "headline" if threshold == args.iou else "looser, for boxes drawn differently"

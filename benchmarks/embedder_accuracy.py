@@ -203,10 +203,10 @@ def embedder_latencies(int8_path: Path, float_path: Path, face: np.ndarray) -> d
 
 
 def embedder_results(
-    root: Path, split: PeopleSplit, calibration_count: int, folder: Path, say: Callable[[str], None]
+    root: Path, split: PeopleSplit, calibration_count: int, folder: Path, yunet: Path, say: Callable[[str], None]
 ) -> dict:
-    """Everything measured for the embedder on `split`."""
-    spec = embedder_preprocessing("yunet")
+    """Everything measured for the embedder on `split`, finding faces with YuNet's file `yunet`."""
+    spec = embedder_preprocessing("yunet").with_detector(model=str(yunet))
     started = time.monotonic()
     faces = load_labelled_faces(root, spec)
     read_seconds = time.monotonic() - started

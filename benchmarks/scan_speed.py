@@ -43,6 +43,7 @@ from edgeface.results import FaceResult, ImageResult
 from edgeface.preprocess import crop_faces
 from edgeface.scan import BATCH_SIZE, SOURCE, scan
 from edgeface.sinks import Recording
+from edgeface.settings import DetectorOverrides
 from edgeface.store import ResultLog
 from edgeface.workers import PipelineRecipe
 
@@ -161,11 +162,11 @@ def timed_scan(paths: list[str], pipeline: Pipeline, recipe: PipelineRecipe, wor
     return ScanRun(seconds, first[0] - start, summary.faces)
 
 
-def measure(detector: str, model: str, paths: list[str], workers: int, repeat: int, folder: Path) -> dict:
+def measure(detector: str, yunet: Path, model: str, paths: list[str], workers: int, repeat: int, folder: Path) -> dict:
     """Stage times, scans at 1 and `workers` workers, speed-up and overhead for one detector; prints them as it
     goes and returns them for --json."""
     images = len(paths)
-    recipe = PipelineRecipe(model, threads=1, detector=detector)
+    recipe = PipelineRecipe(model=model, threads=1, detector=DetectorOverrides(name=detector, yunet_model=str(yunet)))
     pipeline = recipe.build()
     passes = [stage_seconds(paths, pipeline, folder / f"{detector}-stages-{n}.db") for n in range(repeat)]
     stage_ms = {stage: 1000 * min(spent[stage] for spent, _ in passes) / images for stage in STAGES}
@@ -251,12 +252,11 @@ def main() -> None:
     detectors = ["haar"]
     yunet = args.yunet or Path(os.environ.get(YUNET_MODEL_VARIABLE) or DEFAULT_YUNET)
     if yunet.is_file():
-        os.environ[YUNET_MODEL_VARIABLE] = str(yunet)  # before any worker is spawned: they inherit the environment
         detectors.append("yunet")
     else:
         print(f"yunet: skipped, no ONNX file at {yunet} (pass --yunet FILE)")
     with tempfile.TemporaryDirectory(prefix="scan-speed-") as folder:
-        figures = {name: measure(name, str(args.model), paths, args.workers, args.repeat, Path(folder))
+        figures = {name: measure(name, yunet, str(args.model), paths, args.workers, args.repeat, Path(folder))
                    for name in detectors}
     # ru_maxrss is in KiB on Linux; for children it is the largest one that has ended (a scan worker).
     main_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -22,11 +22,11 @@ import numpy as np
 import edgeface
 from edgeface.annotate import AnnotationError, write_annotated
 from edgeface.artefact import MetadataError
-from edgeface.config import DEFAULT_CONFIG, LOG_LEVELS, ConfigError
 from edgeface.dataset import stranger_faces
-from edgeface.detect import DETECTOR_NAMES, YUNET_MODEL_VARIABLE, DetectorUnavailable
+from edgeface.detect import DetectorUnavailable
 from edgeface.enroll import EnrolmentRefused, NotAnEmbedder, embedder_of, from_camera, from_photos
 from edgeface.evaluate import evaluate_folder, format_evaluation
+from edgeface.flags import add_flags, given
 from edgeface.gallery import GalleryError, check_name
 from edgeface.model import ModelError
 from edgeface.pipeline import Pipeline
@@ -37,6 +37,7 @@ from edgeface.progress import Progress
 from edgeface.scan import ScanSummary, image_paths, scan
 from edgeface.scanview import ScanTable, printable
 from edgeface.sinks import Recording
+from edgeface.settings import DEFAULT_CONFIG, ConfigError, DetectorOverrides, WatchSettings, from_flags
 from edgeface.logview import parse_time, write_rows
 from edgeface.store import LogError, LogQuery, ResultLog, default_path
 from edgeface.verify import UnknownPerson, verify_person, verify_photos
@@ -126,22 +127,7 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
         help="processes decoding, detecting and classifying at once; results are the same as with 1",
     )  # fmt: skip
     scan.add_argument("--threads", type=int, default=None, help="LiteRT threads per worker (default: 1 with several workers)")
-    scan.add_argument("--detector", choices=DETECTOR_NAMES, help="override the model's face detector")
-    scan.add_argument("--margin", type=float, help="override the model's crop margin (fraction of the box)")
-    scan.add_argument("--min-face", type=int, metavar="PX", help="override the smallest face side reported, in pixels")
-    scan.add_argument("--max-faces", type=int, metavar="N", help="keep only the N largest faces of each image (0: all)")
-    _add_yunet_option(scan)
-
-
-# `watch` flags and the config keys they override (see edgeface/config.py and systemd/edgeface.toml).
-WATCH_FLAGS = {
-    "model": "model", "db": "db", "log_level": "log_level", "threads": "threads", "retention_days": "retention_days",
-    "detector": "detector.name", "yunet_model": "detector.yunet_model", "margin": "detector.margin",
-    "min_face": "detector.min_face", "max_faces": "detector.max_faces",
-    "folder": "folder.path", "recursive": "folder.recursive", "poll": "folder.poll",
-    "poll_interval": "folder.poll_interval", "move_done": "folder.move_done", "move_failed": "folder.move_failed",
-    "camera": "camera.source", "fps": "camera.fps", "per_frame": "camera.per_frame",
-}  # fmt: skip
+    add_flags(scan, DetectorOverrides)
 
 
 def _add_watch(commands: argparse._SubParsersAction) -> None:
@@ -158,26 +144,8 @@ def _add_watch(commands: argparse._SubParsersAction) -> None:
         "  edgeface watch --camera rtsp://192.168.1.20/stream --model faces.tflite --fps 2\n"
         "  edgeface watch --config /etc/edgeface/edgeface.toml",
     )
-    watch.add_argument("folder", nargs="?", metavar="FOLDER", help="the folder to watch (or use --camera)")
-    watch.add_argument("--camera", metavar="SOURCE", help="device index, /dev/videoN, rtsp:// or http:// URL, or a video file")
     watch.add_argument("--config", type=Path, help=f"TOML settings (default: {DEFAULT_CONFIG}, if it exists)")
-    watch.add_argument("--model", default=os.environ.get("EDGEFACE_MODEL"), help="int8 .tflite ($EDGEFACE_MODEL)")
-    watch.add_argument("--db", help=f"SQLite log (default: {default_path()})")
-    watch.add_argument("--log-level", choices=LOG_LEVELS, help="what goes to stderr (default: info)")
-    watch.add_argument("--threads", type=int, help="threads for LiteRT and for OpenCV's detector (default: 1)")
-    watch.add_argument("--retention-days", type=float, help="delete log rows older than this (default: 0, keep all)")
-    watch.add_argument("--detector", choices=DETECTOR_NAMES, help="override the model's face detector")
-    _add_yunet_option(watch)
-    watch.add_argument("--margin", type=float, help="override the model's crop margin")
-    watch.add_argument("--min-face", type=int, metavar="PX", help="override the smallest face side reported")
-    watch.add_argument("--max-faces", type=int, metavar="N", help="keep only the N largest faces (0: all)")
-    watch.add_argument("-r", "--recursive", action="store_true", default=None, help="also watch sub-folders")
-    watch.add_argument("--poll", action="store_true", default=None, help="list the folder instead of inotify (network shares)")
-    watch.add_argument("--poll-interval", type=float, metavar="SECONDS", help="how often --poll looks (default: 5)")
-    watch.add_argument("--move-done", metavar="DIR", help="move each file here once its result is committed")
-    watch.add_argument("--move-failed", metavar="DIR", help="move files that could not be processed here")
-    watch.add_argument("--fps", type=float, help="camera: frames classified per second at most (default: 2)")
-    watch.add_argument("--per-frame", action="store_true", default=None, help="camera: also log every frame's faces")
+    add_flags(watch, WatchSettings)  # every key of the config, which the flags given override
 
 
 def _add_log(commands: argparse._SubParsersAction) -> None:
@@ -326,10 +294,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_yunet_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--yunet-model", metavar="FILE",
-        help=f"YuNet's ONNX file, for --detector yunet (default: ${YUNET_MODEL_VARIABLE})",
-    )  # fmt: skip
+    add_flags(parser, DetectorOverrides, only=("yunet_model",))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,8 +309,6 @@ def run(args: argparse.Namespace) -> int:
         format="edgeface: %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
-    if getattr(args, "yunet_model", None):
-        os.environ[YUNET_MODEL_VARIABLE] = args.yunet_model  # seen by detectors here and in workers
     try:
         return COMMANDS[args.command](args)
     except (ModelError, LogError, DetectorUnavailable, PreprocessingError, MetadataError, GalleryError, NotAnEmbedder,
@@ -374,7 +337,10 @@ def run_scan(args: argparse.Namespace) -> int:
         if value is not None and not 1 <= value <= MAX_PARALLEL:
             return _fail(f"{flag} must be 1 to {MAX_PARALLEL}, not {value}")
     threads = args.threads or (1 if args.workers > 1 else None)  # workers, not threads, share the cores
-    recipe = PipelineRecipe(args.model, threads, args.detector, args.margin, args.min_face, args.max_faces)
+    try:
+        recipe = PipelineRecipe(model=args.model, threads=threads, detector=_detector_overrides(args))
+    except ConfigError as error:
+        return _fail(str(error))
     pipeline = recipe.build()  # a bad model stops here, before the log is created
 
     table = ScanTable(pipeline.recognizer.labels)
@@ -411,10 +377,10 @@ def run_scan(args: argparse.Namespace) -> int:
 
 
 def run_watch_command(args: argparse.Namespace) -> int:
-    flags = {key: getattr(args, name) for name, key in WATCH_FLAGS.items()}
-    if args.folder:
+    flags = given(args, WatchSettings)
+    if "folder.path" in flags:
         flags["camera.source"] = ""  # a folder on the command line replaces a camera in the config
-    elif args.camera:
+    elif "camera.source" in flags:
         flags["folder.path"] = ""
     try:
         return run_watch(args.config, flags)
@@ -472,11 +438,16 @@ def run_forget(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _detector_overrides(args: argparse.Namespace) -> DetectorOverrides:
+    """The detector flags given (most commands have only --yunet-model); ConfigError names one out of range."""
+    return from_flags(DetectorOverrides, given(args, DetectorOverrides))
+
+
 def _pipeline(args: argparse.Namespace, log: ResultLog | None = None) -> Pipeline:
-    """The model named by --model, with the log's enrolments when a log is given."""
+    """The model named by --model (YuNet's file from --yunet-model), with the log's enrolments when a log is given."""
     if not args.model:
         raise ModelError("no model: pass --model FILE.tflite or set EDGEFACE_MODEL")
-    pipeline = PipelineRecipe(args.model).build()
+    pipeline = PipelineRecipe(model=args.model, detector=_detector_overrides(args)).build()
     if log is not None:
         pipeline.recognizer.use_enrolments(log.enrolments(pipeline.recognizer.network_sha256))
     return pipeline
@@ -639,9 +610,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if not args.model.endswith(".tflite"):
         return _on_workstation("eval", EvalOptions(data=args.data, model=args.model, strangers=args.strangers,
                                                    keep_no_face=args.keep_no_face, trust_model=args.trust_model,
-                                                   json=args.json))  # fmt: skip
+                                                   json=args.json, yunet_model=args.yunet_model))  # fmt: skip
     recognizer = load_recognizer(args.model)
-    spec = recognizer.metadata.preprocessing
+    spec = _detector_overrides(args).applied_to(recognizer.metadata.preprocessing)
     if args.db:
         with ResultLog(args.db) as log:
             recognizer.use_enrolments(log.enrolments(recognizer.network_sha256))

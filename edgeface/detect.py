@@ -1,60 +1,82 @@
 """Face detectors: a photo in, face boxes out.
 
 Each detector is chosen by the name stored in the model's preprocessing, so the runtime finds
-faces the way training did:
+faces the way training did. DETECTORS maps each name to its class, and each class has its own
+settings dataclass (checked when built):
 - `haar`: OpenCV's bundled frontal-face cascade, on a greyscale copy no larger than `max_side`;
 - `yunet`: OpenCV's YuNet network (`cv2.FaceDetectorYN`), which also gives five landmarks (eyes, nose,
-  mouth corners) for alignment;
-  its ONNX file is the user's own (set EDGEFACE_YUNET_MODEL or pass --yunet-model);
+  mouth corners) for alignment; its ONNX file is the user's own, named in its settings (`model`),
+  which the command line fills from --yunet-model or $EDGEFACE_YUNET_MODEL;
 - `none`: the whole image is one face (inputs that already are crops).
 """
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass, fields
-from typing import Protocol
+from dataclasses import Field, asdict, dataclass, fields
+from typing import ClassVar, Protocol
 
 import cv2
 import numpy as np
 
+from edgeface.declared import Check, Checked, Invalid, at_least, setting, within
 from edgeface.geometry import Box
 
 HAAR_CASCADE_FILE = "haarcascade_frontalface_default.xml"
-YUNET_MODEL_VARIABLE = "EDGEFACE_YUNET_MODEL"
-DETECTOR_NAMES = ("haar", "yunet", "none")
+YUNET_MODEL_VARIABLE = "EDGEFACE_YUNET_MODEL"  # read by the command line only, as --yunet-model's default
 
 
 @dataclass(frozen=True)
-class DetectorSettings:
-    """Which detector finds faces and how strictly.
+class FaceSearch(Checked):
+    """What the searching detectors share: which faces they report, and how large a photo they search."""
 
-    scale_factor, min_neighbors: the cascade's own parameters. score_threshold: YuNet's.
-    min_size: the smallest face side, in pixels of the original photo, that is reported.
-    max_side: photos are shrunk so that their longer side is at most this before detection
-        (speed; boxes are given in the original's pixels); 0 keeps the full size.
-    max_faces: keep only the largest this many faces (0: all).
-    """
+    min_size: int = setting(30, "the smallest face side reported, in pixels of the original photo",
+                            at_least(1, "must be at least 1 pixel (--min-face)"))  # fmt: skip
+    max_side: int = setting(640, "photos are shrunk so that their longer side is at most this before "
+                            "detection (speed; boxes are given in the original's pixels); 0 keeps the full size",
+                            at_least(0, "must be 0 (the full size) or more"))  # fmt: skip
+    max_faces: int = setting(0, "keep only the largest this many faces (0: all)",
+                             at_least(0, "must be 0 (all) or more (--max-faces)"))  # fmt: skip
 
-    name: str = "haar"
-    scale_factor: float = 1.1
-    min_neighbors: int = 5
-    min_size: int = 30
-    score_threshold: float = 0.7
-    max_side: int = 640
-    max_faces: int = 0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+@dataclass(frozen=True)
+class HaarSettings(FaceSearch):
+    """The cascade's own parameters, as OpenCV's `detectMultiScale` takes them."""
 
-    @classmethod
-    def from_dict(cls, data: dict) -> DetectorSettings:
-        """Settings from a model's metadata; keys added later take their defaults in older models."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
+    name: ClassVar[str] = "haar"
+    scale_factor: float = setting(1.1, "the step between two face sizes searched",
+                                  within(1, math.inf, "must be above 1", low_open=True))  # fmt: skip
+    min_neighbors: int = setting(5, "how many overlapping hits make a face", at_least(0, "must be 0 or more"))
+
+
+@dataclass(frozen=True)
+class YuNetSettings(FaceSearch):
+    """The network's threshold, and its file on this machine, which a model does not store (`stored=False`)."""
+
+    name: ClassVar[str] = "yunet"
+    score_threshold: float = setting(0.7, "the confidence a face needs",
+                                     Check(lambda value: 0 < value < 1, "must be between 0 and 1"))  # fmt: skip
+    model: str | None = setting(None, "YuNet's ONNX file (face_detection_yunet_2023mar.onnx)", stored=False)
+
+
+@dataclass(frozen=True)
+class WholeImageSettings(Checked):
+    """Nothing to set: the whole image is the face."""
+
+    name: ClassVar[str] = "none"
+
+
+DetectorSettings = HaarSettings | YuNetSettings | WholeImageSettings
+
+
+class DetectorSettingsError(ValueError):
+    """Detector settings that cannot be used: an unknown detector, or a value out of its range."""
 
 
 class Detector(Protocol):
+    Settings: ClassVar[type]
+
     def detect(self, image: np.ndarray) -> list[Box]:
         """Face boxes in `image` (H×W×3 uint8, BGR), left to right, then top to bottom."""
         ...
@@ -77,7 +99,7 @@ def _shrink(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return small, 1.0 / scale
 
 
-def _finish(boxes: list[Box], settings: DetectorSettings) -> list[Box]:
+def _finish(boxes: list[Box], settings: FaceSearch) -> list[Box]:
     """Drops faces below min_size, keeps the largest max_faces, and orders them left to right."""
     boxes = [box for box in boxes if min(box.w, box.h) >= settings.min_size]
     if settings.max_faces:
@@ -88,7 +110,9 @@ def _finish(boxes: list[Box], settings: DetectorSettings) -> list[Box]:
 class HaarDetector:
     """OpenCV's bundled frontal-face Haar cascade, run on a shrunken greyscale copy."""
 
-    def __init__(self, settings: DetectorSettings) -> None:
+    Settings = HaarSettings
+
+    def __init__(self, settings: HaarSettings) -> None:
         data = getattr(cv2, "data", None)
         if not hasattr(cv2, "CascadeClassifier") or data is None:
             raise DetectorUnavailable(
@@ -116,8 +140,10 @@ class HaarDetector:
 class YuNetDetector:
     """OpenCV's YuNet face detector; each box carries its five landmarks for alignment."""
 
-    def __init__(self, settings: DetectorSettings, model_path: str | None = None) -> None:
-        model_path = model_path or os.environ.get(YUNET_MODEL_VARIABLE)
+    Settings = YuNetSettings
+
+    def __init__(self, settings: YuNetSettings) -> None:
+        model_path = settings.model
         if not hasattr(cv2, "FaceDetectorYN"):
             raise DetectorUnavailable(f"OpenCV {cv2.__version__} has no FaceDetectorYN (YuNet)")
         if not model_path or not os.path.isfile(model_path):
@@ -151,17 +177,69 @@ class YuNetDetector:
 class WholeImageDetector:
     """Treats the whole image as one face: for inputs that already are face crops."""
 
+    Settings = WholeImageSettings
+
+    def __init__(self, settings: WholeImageSettings = WholeImageSettings()) -> None:
+        """Nothing to set: there is no search."""
+
     def detect(self, image: np.ndarray) -> list[Box]:
         height, width = image.shape[:2]
         return [Box(0, 0, width, height)]
 
 
+DETECTORS: dict[str, type[Detector]] = {
+    detector.Settings.name: detector for detector in (HaarDetector, YuNetDetector, WholeImageDetector)
+}
+DETECTOR_NAMES = tuple(DETECTORS)
+# Every detector setting, whichever detector has it: a value for another detector is left out, any
+# other name is a mistake.
+_SETTING_NAMES = frozenset(f.name for detector in DETECTORS.values() for f in fields(detector.Settings))
+
+
 def make_detector(settings: DetectorSettings) -> Detector:
-    """The detector named by `settings.name`; ValueError names the known ones."""
-    if settings.name == "haar":
-        return HaarDetector(settings)
-    if settings.name == "yunet":
-        return YuNetDetector(settings)
-    if settings.name == "none":
-        return WholeImageDetector()
-    raise ValueError(f"unknown detector {settings.name!r}; known: {', '.join(DETECTOR_NAMES)}")
+    """The detector that `settings` belong to."""
+    return DETECTORS[settings.name](settings)
+
+
+def detector_settings(name: str, **values: object) -> DetectorSettings:
+    """Detector `name`'s settings: the `values` it has a field for, its defaults for the rest (only yunet
+    has a model file; the whole image has no min_size). DetectorSettingsError names an unknown detector
+    or the value out of range."""
+    unknown = set(values) - _SETTING_NAMES
+    if unknown:
+        raise TypeError(f"no detector has the settings {', '.join(sorted(unknown))}")
+    kind = _settings_type(name)
+    own = {f.name for f in fields(kind)}
+    try:
+        return kind(**{key: value for key, value in values.items() if key in own})
+    except Invalid as error:
+        raise DetectorSettingsError(f"the detector's {error}") from None
+
+
+def stored(settings: DetectorSettings) -> dict:
+    """The settings as a model stores them: the name and every field but this machine's (YuNet's file)."""
+    return {"name": settings.name, **{f.name: getattr(settings, f.name) for f in fields(settings) if _is_stored(f)}}
+
+
+def from_stored(data: dict) -> DetectorSettings:
+    """Settings as a model stored them. Older models stored every detector's fields under any name,
+    and lack the keys added later (they take their defaults); keys this version does not know and
+    this machine's own (a model cannot name a file to load) are left out."""
+    name = data.get("name", HaarSettings.name)
+    own = {f.name for f in fields(_settings_type(name)) if _is_stored(f)}
+    return detector_settings(name, **{key: value for key, value in data.items() if key in own})
+
+
+def changed(settings: DetectorSettings, name: str | None = None, **values: object) -> DetectorSettings:
+    """`settings` with `values`; with another `name`, that detector's settings keeping what both have."""
+    return detector_settings(name or settings.name, **{**asdict(settings), **values})
+
+
+def _settings_type(name: object) -> type:
+    if name not in DETECTORS:
+        raise DetectorSettingsError(f"unknown detector {name!r}; known: {', '.join(DETECTOR_NAMES)}")
+    return DETECTORS[name].Settings
+
+
+def _is_stored(declared: Field) -> bool:
+    return declared.metadata.get("stored", True)

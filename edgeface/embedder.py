@@ -12,17 +12,19 @@ from pathlib import Path
 import numpy as np
 
 from edgeface import artefact
+from edgeface.detect import WholeImageSettings, YuNetSettings
 from edgeface.gallery import DEFAULT_RULE, DistanceRule, Enrolments, Gallery, GalleryError, confidence_of
 from edgeface.model import ModelError, TFLiteModel, read_model_file
 from edgeface.results import Prediction
 
 
-DETECTORS = ("yunet", "none")  # an embedder needs faces aligned by five landmarks, or crops already aligned
+# An embedder needs faces aligned by the five landmarks only yunet gives, or crops already aligned.
+EMBEDDER_DETECTORS = (YuNetSettings.name, WholeImageSettings.name)
 
 
 def detector_problem(name: str) -> str | None:
     """Why an embedder cannot find faces with detector `name`, or None when it can."""
-    if name in DETECTORS:
+    if name in EMBEDDER_DETECTORS:
         return None
     return (
         f"--detector {name}: the embedder needs faces aligned by their five landmarks, which only yunet gives: "

@@ -12,7 +12,15 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from edgeface.detect import DETECTOR_NAMES, DetectorSettings
+from edgeface.detect import (
+    DetectorSettings,
+    DetectorSettingsError,
+    HaarSettings,
+    YuNetSettings,
+    changed,
+    from_stored,
+    stored,
+)
 from edgeface.geometry import Box
 
 COLORS = ("gray", "rgb")
@@ -40,7 +48,7 @@ class Preprocessing:
     value_range: pixel 0 maps to the first value, 255 to the second (float32).
     """
 
-    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    detector: DetectorSettings = field(default_factory=HaarSettings)  # checked when built
     # "eyes": turn each face until its eyes are level; "face5": move, turn and scale it so its five
     # landmarks fit CHIP_TEMPLATE (the margin is then the template's own). Both need yunet.
     alignment: str = "none"
@@ -52,13 +60,9 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.detector.name in DETECTOR_NAMES, f"detector must be one of {DETECTOR_NAMES}"),
             (self.alignment in ALIGNMENTS, f"alignment must be one of {ALIGNMENTS}"),
-            (self.detector.min_size >= 1, "the detector's min_size (--min-face) must be at least 1 pixel"),
-            (self.detector.max_faces >= 0, "the detector's max_faces (--max-faces) must be 0 (all) or more"),
-            (self.detector.scale_factor > 1.0, "the detector's scale_factor must be above 1"),
-            (0.0 < self.detector.score_threshold < 1.0, "the detector's score_threshold must be between 0 and 1"),
-            (self.alignment == "none" or self.detector.name == "yunet", f"alignment {self.alignment!r} needs the yunet detector"),
+            (self.alignment == "none" or isinstance(self.detector, YuNetSettings),
+             f"alignment {self.alignment!r} needs the yunet detector"),
             (0.0 <= self.margin <= 1.0, "margin must be between 0 and 1"),
             (self.color in COLORS, f"color must be one of {COLORS}"),
             (8 <= self.width <= 1024 and 8 <= self.height <= 1024, "width and height must be 8..1024"),
@@ -79,7 +83,7 @@ class Preprocessing:
 
     def to_dict(self) -> dict:
         return {
-            "detector": self.detector.to_dict(),
+            "detector": stored(self.detector),
             "alignment": self.alignment,
             "margin": self.margin,
             "color": self.color,
@@ -94,7 +98,7 @@ class Preprocessing:
             width, height = (int(v) for v in data["size"])
             low, high = (float(v) for v in data["value_range"])
             return cls(
-                detector=DetectorSettings.from_dict(dict(data["detector"])),
+                detector=from_stored(dict(data["detector"])),
                 alignment=str(data["alignment"]),
                 margin=float(data["margin"]),
                 color=str(data["color"]),
@@ -104,19 +108,26 @@ class Preprocessing:
             )
         except KeyError as missing:
             raise PreprocessingError(f"preprocessing has no {missing.args[0]!r}") from None
+        except PreprocessingError:
+            raise
+        except DetectorSettingsError as bad:
+            raise PreprocessingError(str(bad)) from None
         except (TypeError, ValueError) as bad:
-            if isinstance(bad, PreprocessingError):
-                raise
             raise PreprocessingError(f"malformed preprocessing: {bad}") from None
 
-    def with_detector(self, **changes: object) -> Preprocessing:
-        """A copy whose detector settings have `changes` applied."""
-        return replace(self, detector=replace(self.detector, **changes))
+    def with_detector(self, name: str | None = None, **changes: object) -> Preprocessing:
+        """A copy whose detector has `changes` (those it has a setting for); with another `name`, that
+        detector, keeping the settings both have. PreprocessingError says which value is out of range."""
+        try:
+            return replace(self, detector=changed(self.detector, name, **changes))
+        except DetectorSettingsError as error:
+            raise PreprocessingError(str(error)) from None
 
     def differences(self, other: Preprocessing) -> list[str]:
-        """Human-readable `key: mine -> other's` lines for every setting that differs."""
+        """Human-readable `key: mine -> other's` lines for every setting both have that differs (another
+        detector's own settings are implied by its name)."""
         mine, theirs = _flatten(self.to_dict()), _flatten(other.to_dict())
-        return [f"{key}: {mine[key]} -> {theirs[key]}" for key in mine if mine[key] != theirs[key]]
+        return [f"{key}: {mine[key]} -> {theirs[key]}" for key in mine if key in theirs and mine[key] != theirs[key]]
 
 
 def _flatten(data: dict, prefix: str = "") -> dict:

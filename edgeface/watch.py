@@ -36,8 +36,7 @@ import cv2
 
 from edgeface.camera import parse_source
 from edgeface.clock import clock_synchronized, log_time, now, wall_clock_trustworthy
-from edgeface.config import ConfigError, resolve
-from edgeface.detect import YUNET_MODEL_VARIABLE
+from edgeface.declared import value_at, with_values
 from edgeface.folder import FolderSource
 from edgeface.crops import CropStore
 from edgeface.images import ImageError, decode, read_input
@@ -46,6 +45,7 @@ from edgeface.notify import SystemdNotifier, watchdog_interval
 from edgeface.pipeline import Pipeline
 from edgeface.results import ImageResult
 from edgeface.selftest import run_self_test
+from edgeface.settings import ConfigError, WatchSettings, load_settings
 from edgeface.scanview import printable
 from edgeface.store import LogError, LogGone, ResultLog, default_path
 from edgeface.throttle import Throttle
@@ -100,19 +100,10 @@ class LogFault:
     wait: float = FIRST_RETRY
 
 
-def build_pipeline(settings: dict[str, object]) -> Pipeline:
+def build_pipeline(settings: WatchSettings) -> Pipeline:
     """The model and detector that `settings` name, self-tested; raises on any problem."""
-    cv2.setNumThreads(int(settings["threads"]))  # the detector's threads, like LiteRT's
-    if settings["detector.yunet_model"]:
-        os.environ[YUNET_MODEL_VARIABLE] = str(settings["detector.yunet_model"])
-    recipe = PipelineRecipe(
-        str(settings["model"]),
-        int(settings["threads"]),
-        settings["detector.name"],
-        settings["detector.margin"],
-        settings["detector.min_face"],
-        settings["detector.max_faces"],
-    )
+    cv2.setNumThreads(settings.threads)  # the detector's threads, like LiteRT's
+    recipe = PipelineRecipe(model=settings.model, threads=settings.threads, detector=settings.detector)
     pipeline = recipe.build()
     run_self_test(pipeline.recognizer)
     return pipeline
@@ -123,21 +114,21 @@ class Daemon:
 
     def __init__(self, config_file: Path | None, flags: dict[str, object]) -> None:
         self._config_file, self._flags = config_file, flags
-        self.settings = resolve(config_file, flags)
-        folder, camera = self.settings["folder.path"], self.settings["camera.source"]
-        if folder and not Path(str(folder)).is_dir():
+        self.settings = load_settings(config_file, flags)
+        folder, camera = self.settings.folder.path, self.settings.camera.source
+        if folder and not Path(folder).is_dir():
             raise ConfigError(f"the folder to watch, {folder}, does not exist or is not a folder")
         if camera:
             try:
-                parse_source(str(camera))
+                parse_source(camera)
             except ValueError as error:
                 raise ConfigError(f"camera.source: {error}") from None
         _set_level(self.settings)
         self.pipeline = build_pipeline(self.settings)
-        self.moves = {"done": self.settings["folder.move_done"], "error": self.settings["folder.move_failed"]}
-        self.db = Path(str(self.settings["db"])) if self.settings["db"] else default_path()
-        self.crops = CropStore(self.db.parent / "crops", float(self.settings["crops_days"])) \
-            if self.settings["save_crops"] else None  # fmt: skip
+        self.moves = {"done": self.settings.folder.move_done, "error": self.settings.folder.move_failed}
+        self.db = Path(self.settings.db) if self.settings.db else default_path()
+        self.crops = CropStore(self.db.parent / "crops", self.settings.crops_days) \
+            if self.settings.save_crops else None  # fmt: skip
         self.notifier = SystemdNotifier()
         self.counts = Counts()
         self.log: ResultLog | None = None  # None while a failing log waits to be opened again
@@ -177,7 +168,7 @@ class Daemon:
             log.warning("the clock is not synchronised (no time server reached yet?): rows are marked "
                         "clock_synced = 0, and retention waits until it is")  # fmt: skip
         try:
-            if self.settings["folder.path"]:
+            if self.settings.folder.path:
                 return self._watch_folder()
             from edgeface.watch_camera import watch_camera  # here: watch_camera imports this module
 
@@ -223,15 +214,16 @@ class Daemon:
 
     def _reload_settings(self) -> None:
         try:
-            settings = resolve(self._config_file, self._flags)
+            settings = load_settings(self._config_file, self._flags)
             pipeline = build_pipeline(settings)
         except Exception as error:  # any failure keeps the daemon on its working model
             log.error("reload failed, keeping the running config and model: %s", error)
             return
-        for key in ("folder.path", "camera.source", "db"):
-            if settings[key] != self.settings[key]:
+        kept = {key: value_at(self.settings, key) for key in ("folder.path", "camera.source", "db")}
+        for key, value in kept.items():
+            if value_at(settings, key) != value:
                 log.warning("%s changed in the config: restart the service to apply it", key)
-        self.settings = {**settings, **{key: self.settings[key] for key in ("folder.path", "camera.source", "db")}}
+        self.settings = with_values(settings, kept)
         self.pipeline = pipeline
         self._gallery_version = None  # the new model takes the log's enrolments at the next tick
         _set_level(self.settings)
@@ -242,7 +234,7 @@ class Daemon:
     def _apply_retention(self) -> None:
         """Deletes rows older than retention_days and saved crops older than crops_days, but only
         by a clock that is synchronised and has not gone back."""
-        days = float(self.settings["retention_days"])
+        days = self.settings.retention_days
         if not days and not self.crops:
             return
         moment = now()
@@ -364,12 +356,12 @@ class Daemon:
     # -- folder ------------------------------------------------------------------------------
 
     def _watch_folder(self) -> int:
-        root = str(self.settings["folder.path"])
+        folder = self.settings.folder
         source = FolderSource(
-            root,
-            bool(self.settings["folder.recursive"]),
-            bool(self.settings["folder.poll"]),
-            float(self.settings["folder.poll_interval"]),
+            folder.path,
+            folder.recursive,
+            folder.poll,
+            folder.poll_interval,
             excluded=tuple(str(path) for path in self.moves.values() if path),
         )
         source.start()
@@ -544,10 +536,10 @@ def _free_name(target: Path) -> Path:
     return candidate
 
 
-def _set_level(settings: dict[str, object]) -> None:
+def _set_level(settings: WatchSettings) -> None:
     """edgeface's level; OpenCV's own messages (several per broken file, printed past our log
     throttle) only at debug."""
-    level = str(settings["log_level"])
+    level = settings.log_level
     logging.getLogger("edgeface").setLevel(level.upper())
     opencv = cv2.utils.logging
     opencv.setLogLevel(opencv.LOG_LEVEL_INFO if level == "debug" else opencv.LOG_LEVEL_SILENT)

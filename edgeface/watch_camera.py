@@ -41,13 +41,13 @@ MAX_KEPT = 1000  # appearances kept in memory while the log fails: about 0.5 kB 
 
 def watch_camera(daemon: Daemon) -> int:
     """Runs the camera loop until SIGTERM, the end of a video file, or a capture that hung."""
-    settings = daemon.settings
+    settings = daemon.settings.camera
     camera = CameraSource(
-        str(settings["camera.source"]),
-        fps=float(settings["camera.fps"]),
-        open_timeout=float(settings["camera.open_timeout"]),
-        read_timeout=float(settings["camera.read_timeout"]),
-        max_backoff=float(settings["camera.max_backoff"]),
+        settings.source,
+        fps=settings.fps,
+        open_timeout=settings.open_timeout,
+        read_timeout=settings.read_timeout,
+        max_backoff=settings.max_backoff,
     )
     name = f"camera:{camera.spec}"
     tracker = Tracker(max_missed=TRACK_MISSES, max_gap=TRACK_GAP)
@@ -84,7 +84,7 @@ def _classify(daemon: Daemon, recorder: Recorder, frame: Frame) -> tuple[FaceRes
     counts.lag = frame.lag
     counts.max_lag = max(counts.max_lag, counts.lag)
     counts.skipped += frame.skipped
-    if daemon.settings["camera.per_frame"]:
+    if daemon.settings.camera.per_frame:
         moment = now()
         height, width = frame.pixels.shape[:2]
         result = ImageResult(f"{recorder.name}@{moment.wall}#{frame.number}", None, None, width, height, faces)

@@ -11,7 +11,7 @@ import multiprocessing
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 import cv2
 
@@ -20,42 +20,32 @@ from edgeface.images import InputFile
 from edgeface.pipeline import Pipeline
 from edgeface.results import ImageResult
 from edgeface.recognizer import load_recognizer
+from edgeface.settings import DetectorOverrides
 
 IN_FLIGHT_PER_WORKER = 4  # enough that one slow photo does not leave the other workers idle
 
 Item = InputFile | ImageResult  # an ImageResult here is an input that failed before processing
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PipelineRecipe:
-    """How to build a Pipeline, here or in another process (a model path travels; an interpreter
-    does not).
+    """How to build a Pipeline, here or in another process (paths travel; an interpreter does not).
 
-    threads: LiteRT threads (None: LiteRT's choice); detector, margin, min_face (pixels) and
-    max_faces: overrides of the model's preprocessing (None: the model's own). enrolments: the
-    people the log adds to an embedder's gallery (read once by the parent, so every worker names
-    faces alike).
+    threads: LiteRT threads (None: LiteRT's choice). detector: overrides of the model's detector and
+    crop, and YuNet's file on this machine. enrolments: the people the log adds to an embedder's
+    gallery (read once by the parent, so every worker names faces alike).
     """
 
     model: str
     threads: int | None = None
-    detector: str | None = None
-    margin: float | None = None
-    min_face: int | None = None
-    max_faces: int | None = None
+    detector: DetectorOverrides = field(default_factory=DetectorOverrides)
     enrolments: Enrolments | None = None
 
     def build(self, report_differences: bool = True) -> Pipeline:
         recognizer = load_recognizer(self.model, self.threads)
         if self.enrolments is not None:
             recognizer.use_enrolments(self.enrolments)
-        spec = recognizer.metadata.preprocessing
-        overrides = {"name": self.detector, "min_size": self.min_face, "max_faces": self.max_faces}
-        changes = {key: value for key, value in overrides.items() if value is not None}
-        if changes:
-            spec = spec.with_detector(**changes)
-        if self.margin is not None:
-            spec = replace(spec, margin=self.margin)
+        spec = self.detector.applied_to(recognizer.metadata.preprocessing)
         return Pipeline(recognizer, spec, report_differences)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from edgeface import artefact
 from edgeface.artefact import MetadataError, ModelMetadata
-from edgeface.detect import DetectorSettings
+from edgeface.detect import HaarSettings
 from edgeface.openset import UnknownRule
 from edgeface.preprocess import Preprocessing
 
@@ -18,7 +18,7 @@ FLATBUFFER = b"\x1c\x00\x00\x00TFL3" + bytes(64)
 METADATA = ModelMetadata(
     labels=("alice", "bob", "carol"),
     output="softmax",
-    preprocessing=Preprocessing(detector=DetectorSettings(name="haar", min_size=40), margin=0.1, color="gray"),
+    preprocessing=Preprocessing(detector=HaarSettings(min_size=40), margin=0.1, color="gray"),
     source={"file": "faces.h5", "sha256": "ab" * 32},
     converter={"edgeface": "0.1.0", "tensorflow": "2.21.0"},
     unknown_rule=UnknownRule(0.82, 0.31, 0.01, 0.009, 0.91, 1000, "held-out identities"),

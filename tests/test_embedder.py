@@ -23,6 +23,7 @@ import pytest
 from conftest import Trained, run_edgeface, skimage_bgr
 from edgeface.enroll import EnrolmentRefused, from_camera, from_photos
 from edgeface.pipeline import Pipeline
+from edgeface.settings import DetectorOverrides
 from edgeface.watch import GALLERY_SECONDS
 from edgeface.workers import PipelineRecipe
 from test_detect import YUNET
@@ -254,12 +255,12 @@ def face_video(path: Path, frames: list[np.ndarray]) -> Path:
 
 
 @pytest.fixture()
-def yunet_pipeline(embedder: Embedder, monkeypatch) -> Pipeline:
+def yunet_pipeline(embedder: Embedder) -> Pipeline:
     """The test embedder with YuNet finding the faces (no alignment: its crops are whole photos)."""
     if not YUNET.is_file():
         pytest.skip(f"YuNet's ONNX file is not at {YUNET}")
-    monkeypatch.setenv("EDGEFACE_YUNET_MODEL", str(YUNET))
-    return PipelineRecipe(str(embedder.tflite), detector="yunet", min_face=20).build()
+    detector = DetectorOverrides(name="yunet", yunet_model=str(YUNET), min_face=20)
+    return PipelineRecipe(model=str(embedder.tflite), detector=detector).build()
 
 
 def test_a_camera_with_two_people_in_view_enrols_nobody(yunet_pipeline: Pipeline, tmp_path: Path):

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeface.detect import DetectorSettings
+from edgeface.detect import WholeImageSettings, YuNetSettings
 from edgeface.geometry import Box
 from edgeface.preprocess import CHIP_TEMPLATE, Preprocessing, PreprocessingError, crop_faces
 
@@ -40,7 +40,7 @@ def test_margin_past_the_edge_repeats_edge_pixels():
 
 def test_round_trip_and_differences():
     spec = Preprocessing(
-        detector=DetectorSettings(name="none"), margin=0.2, color="gray", width=48, height=40, value_range=(0.0, 2.0)
+        detector=WholeImageSettings(), margin=0.2, color="gray", width=48, height=40, value_range=(0.0, 2.0)
     )
     assert Preprocessing.from_dict(spec.to_dict()) == spec
     other = spec.with_detector(name="haar")
@@ -57,13 +57,17 @@ def test_round_trip_and_differences():
         ({"value_range": (1.0, 0.0)}, "value_range"),
         ({"alignment": "nose"}, "alignment"),
         ({"alignment": "eyes"}, "yunet"),
-        ({"detector": DetectorSettings(min_size=0)}, "min-face"),
-        ({"detector": DetectorSettings(max_faces=-1)}, "max-faces"),
     ],
 )
 def test_unusable_settings_are_refused(change, message):
     with pytest.raises(PreprocessingError, match=message):
         Preprocessing(**change)
+
+
+@pytest.mark.parametrize("change, message", [({"min_size": 0}, "min-face"), ({"max_faces": -1}, "max-faces")])
+def test_a_detector_override_out_of_range_is_refused_naming_the_flag(change, message):
+    with pytest.raises(PreprocessingError, match=message):
+        Preprocessing().with_detector(**change)
 
 
 def test_from_dict_names_the_missing_key():
@@ -85,7 +89,7 @@ def test_face5_puts_the_five_landmarks_on_dlibs_chip_template(scale: float):
     for x, y in landmarks:
         cv2.circle(image, (round(x), round(y)), max(2, round(3 * scale)), (255, 255, 255), -1)
     box = Box(0, 0, size, size, tuple((float(x), float(y)) for x, y in landmarks))
-    spec = Preprocessing(detector=DetectorSettings(name="yunet"), alignment="face5", width=150, height=150)
+    spec = Preprocessing(detector=YuNetSettings(), alignment="face5", width=150, height=150)
     chip = crop_faces(image, [box], spec)[0, ..., 0]
     for x, y in CHIP_TEMPLATE:
         window = chip[round(y) - 6 : round(y) + 7, round(x) - 6 : round(x) + 7]
@@ -97,5 +101,5 @@ def test_face5_puts_the_five_landmarks_on_dlibs_chip_template(scale: float):
 
 def test_face5_without_landmarks_crops_the_box():
     image = np.full((100, 100, 3), 200, np.uint8)
-    spec = Preprocessing(detector=DetectorSettings(name="yunet"), alignment="face5", width=32, height=32)
+    spec = Preprocessing(detector=YuNetSettings(), alignment="face5", width=32, height=32)
     assert crop_faces(image, [Box(10, 10, 50, 50)], spec).shape == (1, 32, 32, 3)

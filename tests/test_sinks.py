@@ -40,7 +40,7 @@ class Broken:
 
 
 def test_a_scan_feeds_every_sink_after_each_commit(trained: Trained, tmp_path: Path, caplog: pytest.LogCaptureFixture):
-    recipe = PipelineRecipe(str(trained.tflite_file))
+    recipe = PipelineRecipe(model=str(trained.tflite_file))
     photos = [str(path) for path, _ in trained.held_out[:6]]
     with ResultLog(tmp_path / "log.db") as log:
         collected = Collected(log)

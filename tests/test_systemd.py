@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeface.config import KEYS, read_file
+from edgeface.settings import KEYS, read_file
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = REPO / "systemd"

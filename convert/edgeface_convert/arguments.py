@@ -3,8 +3,8 @@ the runtime's parser by `register`, read back into typed options by `options_fro
 
 This is the only module of the workstation side that reads parsed arguments. It imports no
 TensorFlow, so that `edgeface --help` and the checks of these flags work where it is not installed.
---yunet-model is not among the options: the runtime hands it to every detector as
-$EDGEFACE_YUNET_MODEL, whatever the command.
+--yunet-model is declared once, with the runtime's detector settings (`DetectorOverrides`), and
+read into the options like any other flag.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from edgeface.detect import DETECTOR_NAMES, YUNET_MODEL_VARIABLE
+from edgeface.detect import DETECTOR_NAMES
 from edgeface.embedder import detector_problem
+from edgeface.flags import add_flags
+from edgeface.settings import DetectorOverrides
 from edgeface_convert.common import CommandError
 from edgeface_convert.options import (
     CLASSIC_DETECTOR,
@@ -102,7 +104,7 @@ def _add_train(train: argparse.ArgumentParser) -> None:
     train.add_argument("--detector", choices=DETECTOR_NAMES,
                        help=f"embedder: {EMBEDDER_DETECTOR} (default) or none for aligned crops; "
                        f"classic: {CLASSIC_DETECTOR} (default), yunet or none")  # fmt: skip
-    train.add_argument("--yunet-model", metavar="FILE", help=f"YuNet's ONNX file (default: ${YUNET_MODEL_VARIABLE})")
+    add_flags(train, DetectorOverrides, only=("yunet_model",))
     train.add_argument("--validation", type=float, default=TrainOptions.validation,
                        help="fraction of each person's photos held out")  # fmt: skip
     train.add_argument("--seed", type=int, default=TrainOptions.seed, help="the same seed gives the same split and start")
@@ -143,10 +145,7 @@ def _add_convert(convert: argparse.ArgumentParser) -> None:
     convert.add_argument("--margin", type=float, default=ConvertOptions.margin,
                          help="added around each face box, as a fraction of it")  # fmt: skip
     convert.add_argument("--align", action="store_true", help="turn each face until its eyes are level (needs --detector yunet)")
-    convert.add_argument(
-        "--yunet-model", metavar="FILE",
-        help=f"YuNet's ONNX file, for --detector yunet (default: ${YUNET_MODEL_VARIABLE})",
-    )  # fmt: skip
+    add_flags(convert, DetectorOverrides, only=("yunet_model",))
     convert.add_argument(
         "--value-range", type=float, nargs=2, default=list(ConvertOptions.value_range), metavar=("LOW", "HIGH"),
         help="for models not made by `edgeface train`: the input values of pixel 0 and 255",

@@ -19,7 +19,7 @@ from edgeface.dataset import (
     stranger_faces,
     stratified_split,
 )
-from edgeface.detect import DetectorSettings
+from edgeface.detect import detector_settings
 from edgeface.embedder import predictions_from_distances
 from edgeface.evaluate import evaluate_folder, format_evaluation
 from edgeface.gallery import DEFAULT_RULE, Gallery
@@ -72,7 +72,7 @@ def run(options: WorkstationOptions) -> int:
 def run_train_classic(options: TrainOptions, classic: ClassicOptions) -> int:
     """The classic CNN, trained from scratch."""
     spec = Preprocessing(
-        detector=DetectorSettings(name=options.detector),
+        detector=detector_settings(options.detector, model=options.yunet_model),
         alignment="eyes" if classic.align else "none",
         margin=classic.margin,
         color="gray" if classic.grayscale else "rgb",
@@ -141,7 +141,7 @@ def _calibrate_rule(
 
 def run_convert(options: ConvertOptions) -> int:
     try:
-        source = load_source(options.model, trust=options.trust_model)
+        source = load_source(options.model, trust=options.trust_model, yunet_model=options.yunet_model)
     except ModelLoadError as error:
         raise CommandError(str(error)) from None
     if source.metadata is not None and source.metadata.kind == "embedder":
@@ -206,7 +206,7 @@ def _metadata_for(source: SourceModel, options: ConvertOptions) -> ModelMetadata
         except OSError as error:
             raise CommandError(f"cannot read --labels {options.labels}: {error.strerror}") from None
         spec = Preprocessing(
-            detector=DetectorSettings(name=options.detector),
+            detector=detector_settings(options.detector, model=options.yunet_model),
             alignment="eyes" if options.align else "none",
             margin=options.margin,
             color="gray" if channels == 1 else "rgb",
@@ -243,7 +243,7 @@ def _verification_faces(
 def run_eval(options: EvalOptions) -> int:
     """`edgeface eval` of a float Keras or SavedModel model (the .tflite case needs no TensorFlow)."""
     try:
-        source = load_source(options.model, trust=options.trust_model)
+        source = load_source(options.model, trust=options.trust_model, yunet_model=options.yunet_model)
     except ModelLoadError as error:
         raise CommandError(str(error)) from None
     metadata = source.metadata

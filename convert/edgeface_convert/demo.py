@@ -16,7 +16,7 @@ import numpy as np
 from skimage import data
 
 from edgeface.artefact import ModelMetadata
-from edgeface.detect import DetectorSettings
+from edgeface.detect import HaarSettings
 from edgeface.metrics import format_report
 from edgeface.preprocess import Preprocessing
 from edgeface.scan import scan
@@ -32,7 +32,7 @@ from edgeface_convert.training import TrainingSettings, evaluate, train_model
 LABELS = ("not-face", "face")
 # lfw_subset's faces are tight crops like the cascade's boxes, so the model is declared for
 # Haar-detected faces with no margin, in grey, at a size just above the 25×25 originals.
-DEMO_PREPROCESSING = Preprocessing(detector=DetectorSettings(name="haar"), margin=0.0, color="gray", width=32, height=32)
+DEMO_PREPROCESSING = Preprocessing(detector=HaarSettings(), margin=0.0, color="gray", width=32, height=32)
 # Photos scikit-image ships: a face, coins the cascade takes for faces, and photos without faces.
 DEMO_PHOTOS = {"astronaut.png": "astronaut", "coins.png": "coins", "camera.png": "camera", "coffee.jpg": "coffee"}
 
@@ -85,7 +85,7 @@ def run_demo(workdir: Path, epochs: int, seed: int) -> int:
     say(f"3/4 scanning real photos in {photos} with the int8 model on LiteRT")
     write_photos(photos)
     with ResultLog(log_file) as log:
-        recipe = PipelineRecipe(str(tflite_file))
+        recipe = PipelineRecipe(model=str(tflite_file))
         pipeline = recipe.build()
         table = ScanTable(pipeline.recognizer.labels)
         summary = scan([str(photos)], pipeline, recipe, Recording(log), on_result=table.row)

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeface.artefact import ModelMetadata
 from edgeface.dataset import FaceSet, evenly_spaced, folder_images, load_faces, stratified_split
-from edgeface.detect import DetectorSettings
+from edgeface.detect import detector_settings
 from edgeface.embedder import FaceEmbedder, detector_problem
 from edgeface.gallery import DistanceRule, Gallery, calibrate_distance
 from edgeface.metrics import classification_report, format_report
@@ -47,7 +47,7 @@ def embedder_preprocessing(detector: str) -> Preprocessing:
     if problem:
         raise CommandError(problem)
     return Preprocessing(
-        detector=DetectorSettings(name=detector),
+        detector=detector_settings(detector),
         alignment="face5" if detector == "yunet" else "none",
         margin=0.0,
         color="rgb",
@@ -89,7 +89,7 @@ def calibrated_rule(
 
 
 def run_train_embedder(options: TrainOptions) -> int:
-    spec = embedder_preprocessing(options.detector)
+    spec = embedder_preprocessing(options.detector).with_detector(model=options.yunet_model)
     faces = load_training_faces(options.data, spec, options.keep_no_face)
     faces, held_out_people = hold_out_identities(faces, options.holdout_identities, options.seed)
     note(f"{len(faces.paths)} faces of {len(faces.labels)} people from {options.data}; embedding them")
@@ -235,7 +235,8 @@ def _int8_rule(options: ConvertOptions, training: dict, int8: FaceEmbedder, gall
                known_embeddings: np.ndarray) -> DistanceRule | None:  # fmt: skip
     """The rule calibrated again on the int8 model's own distances, when strangers are known."""
     strangers = stranger_spec(options.strangers, [], "") if options.strangers else training.get("strangers")
-    loaded = load_strangers(strangers, int8.metadata.preprocessing) if strangers else None
+    spec = int8.metadata.preprocessing.with_detector(model=options.yunet_model)
+    loaded = load_strangers(strangers, spec) if strangers else None
     if loaded is None:
         return None
     far = options.far if options.far is not None else training.get("far", DEFAULT_FAR)

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import h5py
@@ -118,11 +118,12 @@ class SourceModel:
         return next(iter(self.signature.structured_input_signature[1].values()))
 
 
-def load_source(path: str | Path, trust: bool = False) -> SourceModel:
+def load_source(path: str | Path, trust: bool = False, yunet_model: str | None = None) -> SourceModel:
     """Loads a Keras file or a SavedModel folder.
 
     trust: allow a Keras file to run Python code it carries (`Lambda` layers). Only for files from a
     source you trust; without it such a file is refused with an explanation.
+    yunet_model: YuNet's file on this machine, for a model whose preprocessing finds faces with it.
     """
     path = Path(path)
     if path.is_dir():
@@ -144,6 +145,7 @@ def load_source(path: str | Path, trust: bool = False) -> SourceModel:
             stored_metadata, stored_training = stored_text(file, METADATA_ATTRIBUTE), stored_text(file, TRAINING_ATTRIBUTE)
         if stored_metadata is not None:
             metadata = ModelMetadata.from_json(stored_metadata)
+            metadata = replace(metadata, preprocessing=metadata.preprocessing.with_detector(model=yunet_model))
         if stored_training is not None:
             training = json.loads(stored_training)
     return SourceModel(path, metadata, training, keras_model=model)

@@ -43,6 +43,7 @@ class TrainOptions:
     strangers: str | None = None  # a folder of faces, or lfw_subset
     far: float = DEFAULT_FAR
     holdout_identities: int = 0  # people left out of training to serve as strangers
+    yunet_model: str | None = None  # YuNet's ONNX file on this machine
     classic: ClassicOptions | None = None  # None: the embedder
 
 
@@ -69,6 +70,7 @@ class ConvertOptions:
     value_range: tuple[float, float] = (0.0, 1.0)  # the input values of pixel 0 and 255
     trust_model: bool = False  # let a Keras file run the Python code it carries
     json: bool = False
+    yunet_model: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +83,7 @@ class EvalOptions:
     keep_no_face: bool = False
     trust_model: bool = False
     json: bool = False
+    yunet_model: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,185 @@
+"""`edgeface watch`'s settings: one frozen, typed tree, built once from the TOML file and the flags.
+
+Every field declares its default, its check and its help (see `edgeface.declared`), so an invalid
+file or flag fails at start naming the key and the reason, `watch`'s flags are derived from the
+tree (`edgeface.flags`), and `systemd/edgeface.toml` documents exactly its keys (a test compares
+them). Keys are dotted by table: `detector.name` is `name` under `[detector]`. `scan` and the other
+commands share the tree's `DetectorOverrides`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TypeVar
+
+from edgeface.declared import Checked, Invalid, Key, built, keys_of, one_of, section, setting, within
+from edgeface.detect import DETECTOR_NAMES, YUNET_MODEL_VARIABLE
+from edgeface.preprocess import Preprocessing
+
+DEFAULT_CONFIG = Path("/etc/edgeface/edgeface.toml")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DAYS = 36_500  # a hundred years: the most any age setting may say (more overflows the date arithmetic)
+HOUR = 3600.0
+SECONDS = within(0, HOUR, "must be above 0 and at most 3600 seconds", low_open=True)
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few kB; a special file or a huge one is not read
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the key (or the flag) and the reason."""
+
+
+@dataclass(frozen=True)
+class DetectorOverrides(Checked):
+    """How this run departs from the model's own detector and crop (None keeps the model's), and where
+    YuNet's file is on this machine."""
+
+    name: str | None = setting(None, "override the model's face detector", one_of(DETECTOR_NAMES), flags=("--detector",))
+    yunet_model: str | None = setting(None, "YuNet's ONNX file, for a model or --detector that uses yunet",
+                                      metavar="FILE", env=YUNET_MODEL_VARIABLE)  # fmt: skip
+    margin: float | None = setting(None, "override the model's crop margin (a fraction of the box)",
+                                   within(0, 1, "must be between 0 and 1"))  # fmt: skip
+    min_face: int | None = setting(None, "override the smallest face side reported, in pixels",
+                                   within(1, 10_000, "must be 1 to 10000 pixels"), metavar="PX")  # fmt: skip
+    max_faces: int | None = setting(None, "keep only the N largest faces of each image (0: all)",
+                                    within(0, 1000, "must be 0 (all) to 1000"), metavar="N")  # fmt: skip
+
+    def applied_to(self, spec: Preprocessing) -> Preprocessing:
+        """The model's preprocessing `spec` with these overrides; YuNet's file goes to a yunet detector,
+        whether the model or --detector names it."""
+        changes = {"min_size": self.min_face, "max_faces": self.max_faces, "model": self.yunet_model}
+        spec = spec.with_detector(self.name, **{key: value for key, value in changes.items() if value is not None})
+        return spec if self.margin is None else replace(spec, margin=self.margin)
+
+
+@dataclass(frozen=True)
+class FolderSettings(Checked):
+    path: str | None = setting(None, "the folder to watch (or use --camera)", flags=("FOLDER",))
+    recursive: bool = setting(False, "also watch sub-folders", flags=("-r", "--recursive"))
+    poll: bool = setting(False, "list the folder instead of using inotify (network shares)")
+    poll_interval: float = setting(5.0, "how often --poll looks", SECONDS, metavar="SECONDS")
+    move_done: str | None = setting(None, "move each file here once its result is committed", metavar="DIR")
+    move_failed: str | None = setting(None, "move files that could not be processed here", metavar="DIR")
+
+
+@dataclass(frozen=True)
+class CameraSettings(Checked):
+    source: str | None = setting(None, "device index, /dev/videoN, rtsp:// or http:// URL, or a video file",
+                                 flags=("--camera",), metavar="SOURCE")  # fmt: skip
+    fps: float = setting(2.0, "camera: frames classified per second at most",
+                         within(0, 1000, "must be above 0 and at most 1000", low_open=True))  # fmt: skip
+    open_timeout: float = setting(10.0, "camera: seconds to wait for it to open before trying again", SECONDS,
+                                  metavar="SECONDS")  # fmt: skip
+    read_timeout: float = setting(5.0, "camera: seconds without a frame before it counts as lost", SECONDS,
+                                  metavar="SECONDS")  # fmt: skip
+    max_backoff: float = setting(60.0, "camera: the longest wait between tries to reopen it (it doubles up to this)",
+                                 within(0, 24 * HOUR, "must be above 0 and at most 86400 seconds", low_open=True),
+                                 metavar="SECONDS")  # fmt: skip
+    per_frame: bool = setting(False, "camera: also log every frame's faces, not only one row per appearance")
+
+
+@dataclass(frozen=True)
+class WatchSettings(Checked):
+    """Everything `edgeface watch` is told; `systemd/edgeface.toml` explains each key."""
+
+    model: str | None = setting(None, "int8 .tflite from `edgeface convert`", metavar="FILE", env="EDGEFACE_MODEL")
+    db: str | None = setting(None, "SQLite log (default: $EDGEFACE_DB, else $STATE_DIRECTORY/edgeface.db, else "
+                             "~/.local/state/edgeface/edgeface.db)", metavar="FILE")  # fmt: skip
+    log_level: str = setting("info", "what goes to stderr", one_of(LOG_LEVELS))
+    threads: int = setting(1, "threads for LiteRT and for OpenCV's detector", within(1, 64, "must be 1 to 64"))
+    retention_days: float = setting(0.0, "delete log rows older than this many days (0: keep all)",
+                                    within(0, DAYS, f"must be 0 (keep everything) to {DAYS} days"), metavar="DAYS")  # fmt: skip
+    save_crops: bool = setting(False, "also keep a JPEG of each face found in a folder's photos, next to the log")
+    crops_days: float = setting(7.0, "delete saved crops after this many days",
+                                within(0, DAYS, f"must be above 0 and at most {DAYS} days", low_open=True),
+                                metavar="DAYS")  # fmt: skip
+    detector: DetectorOverrides = section(DetectorOverrides)
+    folder: FolderSettings = section(FolderSettings)
+    camera: CameraSettings = section(CameraSettings)
+
+
+KEYS: dict[str, Key] = keys_of(WatchSettings)
+
+
+def _checked(key: Key, value: object, origin: str | None) -> object:
+    """`value` as `key` holds it, or ConfigError naming the key (as given in `origin`) or, for a
+    value from the command line (no origin), the flag."""
+    try:
+        return key.converted(value)
+    except Invalid as error:
+        where = f"{origin}: {key.name}" if origin else key.flags[-1]
+        raise ConfigError(f"{where} {error.reason}") from None
+
+
+def read_file(path: Path) -> dict[str, object]:
+    """The checked settings in a TOML file, by dotted key; only a regular file of at most
+    MAX_CONFIG_BYTES is read (`/dev/zero` or a pipe would be read forever)."""
+    try:
+        with open(path, "rb", opener=_open_without_blocking) as file:
+            status = os.fstat(file.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                raise ConfigError(f"the config {path} is not a regular file")
+            content = file.read(MAX_CONFIG_BYTES + 1)
+        if len(content) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"the config {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB")
+        table = tomllib.loads(content.decode("utf-8"))
+    except OSError as error:
+        raise ConfigError(f"cannot read the config {path}: {error.strerror or error}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    settings = {}
+    for name, value in _flatten(table).items():
+        if name not in KEYS:
+            raise ConfigError(f"{path}: unknown key {name!r}; known keys: {', '.join(KEYS)}")
+        settings[name] = _checked(KEYS[name], value, str(path))
+    return settings
+
+
+def _flatten(table: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for name, value in table.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{key}."))
+        else:
+            flat[key] = value
+    return flat
+
+
+def _open_without_blocking(path: str, flags: int) -> int:
+    """Opens without waiting for a writer (a named pipe would block the open itself)."""
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
+def _flag_values(keys: Mapping[str, Key], flags: Mapping[str, object]) -> dict[str, object]:
+    """The flags given (by dotted key; None: not given), checked; ConfigError names a flag out of range."""
+    return {name: _checked(keys[name], value, None) for name, value in flags.items() if value is not None}
+
+
+def from_flags(kind: type[T], flags: Mapping[str, object]) -> T:
+    """`kind` (the tree, or one of its sections) with the flags given over its defaults."""
+    return built(kind, _flag_values(keys_of(kind), flags))
+
+
+def load_settings(config_file: Path | None, flags: Mapping[str, object]) -> WatchSettings:
+    """The daemon's settings: the defaults, then the file, then the flags that were given (not None;
+    by dotted key). Without `config_file` the default file is read when it exists, so a box set up
+    with the example config and a one-off run with flags alone both work."""
+    values: dict[str, object] = {}
+    if config_file is not None:
+        values.update(read_file(config_file))
+    elif DEFAULT_CONFIG.is_file():
+        values.update(read_file(DEFAULT_CONFIG))
+    values.update(_flag_values(KEYS, flags))
+    settings = built(WatchSettings, values)
+    if not settings.model:
+        raise ConfigError("no model: set `model` in the config or pass --model FILE.tflite")
+    if bool(settings.folder.path) == bool(settings.camera.source):
+        raise ConfigError("watch either a folder (folder.path, or FOLDER) or a camera (camera.source, or --camera)")
+    return settings
