@@ -135,6 +135,11 @@ class Key:
         """Its spelling on the command line: declared, or `--` and its field name with dashes."""
         return self.declared.metadata.get("flags", ("--" + self.declared.name.replace("_", "-"),))
 
+    @property
+    def dest(self) -> str:
+        """Where argparse keeps its flag's value: the flag's own name (`--min-face`: `min_face`)."""
+        return self.flags[-1].lstrip("-").replace("-", "_").lower()
+
     def detail(self, name: str) -> object:
         return self.declared.metadata.get(name)
 

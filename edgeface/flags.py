@@ -17,8 +17,8 @@ from edgeface.declared import Key, keys_of
 
 
 def add_flags(parser: argparse.ArgumentParser, kind: type, only: Iterable[str] | None = None) -> None:
-    """Adds a flag for each setting of `kind` (or for the dotted names in `only`); each flag's dest is
-    the setting's dotted name."""
+    """Adds a flag for each setting of `kind` (or for the dotted names in `only`); each flag keeps its
+    value under its own name (`args.min_face`), as a hand-written flag would."""
     for key in keys_of(kind).values():
         if only is None or key.name in only:
             _add_flag(parser, key)
@@ -26,7 +26,7 @@ def add_flags(parser: argparse.ArgumentParser, kind: type, only: Iterable[str] |
 
 def given(args: argparse.Namespace, kind: type) -> dict[str, object]:
     """The values of `kind`'s flags that were given (or come from their variable), by dotted name."""
-    values = {name: getattr(args, name, None) for name in keys_of(kind)}
+    values = {name: getattr(args, key.dest, None) for name, key in keys_of(kind).items()}
     return {name: value for name, value in values.items() if value is not None}
 
 
@@ -36,14 +36,12 @@ def _add_flag(parser: argparse.ArgumentParser, key: Key) -> None:
         options["action"] = argparse.BooleanOptionalAction
     else:
         choices = key.check.choices if key.check else None
-        named = key.flags[-1].lstrip("-").replace("-", "_").upper()  # argparse's own would be the dotted dest
-        options.update(type=key.kind, choices=choices, metavar=key.detail("metavar") or (None if choices else named))
+        options.update(type=key.kind, choices=choices, metavar=key.detail("metavar"))
     if key.flags[0].startswith("-"):
         variable = key.detail("env")
-        parser.add_argument(*key.flags, dest=key.name, default=os.environ.get(variable) if variable else None,
-                            **options)  # fmt: skip
-    else:  # a positional argument, shown by its name; its dest is the dotted key
-        parser.add_argument(key.name, nargs="?", **{**options, "metavar": key.flags[0]})
+        parser.add_argument(*key.flags, default=os.environ.get(variable) if variable else None, **options)
+    else:  # a positional argument, shown by its name
+        parser.add_argument(key.dest, nargs="?", **{**options, "metavar": key.flags[0]})
 
 
 def _help(key: Key) -> str:

@@ -40,7 +40,8 @@ class DetectorOverrides(Checked):
     """How this run departs from the model's own detector and crop (None keeps the model's), and where
     YuNet's file is on this machine."""
 
-    name: str | None = setting(None, "override the model's face detector", one_of(DETECTOR_NAMES), flags=("--detector",))
+    name: str | None = setting(None, "override the model's face detector", one_of(DETECTOR_NAMES),
+                               flags=("--detector",))  # fmt: skip
     yunet_model: str | None = setting(None, "YuNet's ONNX file, for a model or --detector that uses yunet",
                                       metavar="FILE", env=YUNET_MODEL_VARIABLE)  # fmt: skip
     margin: float | None = setting(None, "override the model's crop margin (a fraction of the box)",
@@ -60,6 +61,8 @@ class DetectorOverrides(Checked):
 
 @dataclass(frozen=True)
 class FolderSettings(Checked):
+    """[folder]: the folder watched, and where its files go once their outcome is logged."""
+
     path: str | None = setting(None, "the folder to watch (or use --camera)", flags=("FOLDER",))
     recursive: bool = setting(False, "also watch sub-folders", flags=("-r", "--recursive"))
     poll: bool = setting(False, "list the folder instead of using inotify (network shares)")
@@ -70,6 +73,8 @@ class FolderSettings(Checked):
 
 @dataclass(frozen=True)
 class CameraSettings(Checked):
+    """[camera]: the camera watched, how often it is read, and how long its faults are waited out."""
+
     source: str | None = setting(None, "device index, /dev/videoN, rtsp:// or http:// URL, or a video file",
                                  flags=("--camera",), metavar="SOURCE")  # fmt: skip
     fps: float = setting(2.0, "camera: frames classified per second at most",
@@ -94,7 +99,8 @@ class WatchSettings(Checked):
     log_level: str = setting("info", "what goes to stderr", one_of(LOG_LEVELS))
     threads: int = setting(1, "threads for LiteRT and for OpenCV's detector", within(1, 64, "must be 1 to 64"))
     retention_days: float = setting(0.0, "delete log rows older than this many days (0: keep all)",
-                                    within(0, DAYS, f"must be 0 (keep everything) to {DAYS} days"), metavar="DAYS")  # fmt: skip
+                                    within(0, DAYS, f"must be 0 (keep everything) to {DAYS} days"),
+                                    metavar="DAYS")  # fmt: skip
     save_crops: bool = setting(False, "also keep a JPEG of each face found in a folder's photos, next to the log")
     crops_days: float = setting(7.0, "delete saved crops after this many days",
                                 within(0, DAYS, f"must be above 0 and at most {DAYS} days", low_open=True),

@@ -42,6 +42,13 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def no_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flags' variables, if the caller has them set, would count as flags given."""
+    for variable in ("EDGEFACE_MODEL", "EDGEFACE_YUNET_MODEL"):
+        monkeypatch.delenv(variable, raising=False)
+
+
 def config_of(values: dict[str, str]) -> str:
     """A config of `values` (dotted key: TOML literal), with a model and a folder unless they are given."""
     values = {"model": '"/m"', "folder.path": '"/in"', **values}
@@ -77,7 +84,7 @@ def test_the_command_line_beats_the_file_which_beats_the_defaults(tmp_path: Path
     assert settings.log_level == "info" and settings.detector.name is None  # defaults
 
 
-def test_a_flag_not_given_leaves_the_file_alone_and_a_folder_flag_replaces_a_camera(tmp_path: Path):
+def test_only_the_flags_given_reach_the_settings_by_their_dotted_keys():
     args = watch_parser().parse_args(["/elsewhere", "--fps", "5"])
     assert given(args, WatchSettings) == {"folder.path": "/elsewhere", "camera.fps": 5.0}
 
@@ -180,9 +187,9 @@ def test_a_config_that_is_not_a_small_regular_file_is_not_read(tmp_path: Path):
 
 def test_watch_has_one_flag_per_key_with_the_keys_type_choices_and_help():
     actions = {action.dest: action for action in watch_parser()._actions}
-    assert set(actions) == {*KEYS, "help", "config"}
+    assert set(actions) == {*(key.dest for key in KEYS.values()), "help", "config"}
     for name, key in KEYS.items():
-        action = actions[name]
+        action = actions[key.dest]
         assert action.help.startswith(key.help), name
         if action.option_strings:
             assert set(key.flags) <= set(action.option_strings), name
@@ -209,15 +216,13 @@ def test_the_help_names_each_default_and_where_the_yunet_file_comes_from(capsys:
 def test_the_yunet_variable_is_the_flags_default_and_the_flag_beats_it(monkeypatch: pytest.MonkeyPatch):
     """$EDGEFACE_YUNET_MODEL is read where the parser is built, as the flag's default, and nowhere else."""
     monkeypatch.setenv("EDGEFACE_YUNET_MODEL", "/from/the/environment.onnx")
-    for command, dest in (("scan x.jpg", "yunet_model"), ("watch", "detector.yunet_model"),
-                          ("enroll alice", "yunet_model"), ("verify a.jpg", "yunet_model")):  # fmt: skip
-        assert getattr(build_parser().parse_args(command.split()), dest) == "/from/the/environment.onnx"
+    for command in ("scan x.jpg", "watch", "enroll alice", "verify a.jpg", "eval faces/ --model m.tflite"):
+        assert build_parser().parse_args(command.split()).yunet_model == "/from/the/environment.onnx"
     args = build_parser().parse_args(["watch", "--yunet-model", "/given.onnx"])
     assert given(args, WatchSettings)["detector.yunet_model"] == "/given.onnx"
 
 
-def test_scan_takes_the_same_detector_flags_and_names_the_flag_out_of_range(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("EDGEFACE_YUNET_MODEL", raising=False)
+def test_scan_takes_the_same_detector_flags_and_names_the_flag_out_of_range():
     args = build_parser().parse_args(["scan", "x.jpg", "--detector", "yunet", "--min-face", "20", "--margin", "0.2"])
     overrides = from_flags(DetectorOverrides, given(args, DetectorOverrides))
     assert overrides == DetectorOverrides(name="yunet", margin=0.2, min_face=20)
@@ -226,6 +231,12 @@ def test_scan_takes_the_same_detector_flags_and_names_the_flag_out_of_range(monk
         args = build_parser().parse_args(["scan", "x.jpg", flag, value])
         with pytest.raises(ConfigError, match=f"^{flag} {reason}$"):
             from_flags(DetectorOverrides, given(args, DetectorOverrides))
+
+
+def test_a_command_own_argument_is_not_taken_for_a_detector_flag():
+    """enroll's NAME is `args.name`; the detector's name is --detector, kept as `args.detector`."""
+    args = build_parser().parse_args(["enroll", "dana", "photo.jpg"])
+    assert from_flags(DetectorOverrides, given(args, DetectorOverrides)) == DetectorOverrides()
 
 
 def test_a_reload_keeps_what_only_a_restart_may_change():
@@ -239,14 +250,13 @@ def test_a_reload_keeps_what_only_a_restart_may_change():
 
 
 @needs_yunet
-def test_yunet_file_reaches_a_worker_process_without_the_environment(
-    trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    """The recipe is pickled to spawned workers; the file travels in it, not in $EDGEFACE_YUNET_MODEL."""
-    monkeypatch.delenv("EDGEFACE_YUNET_MODEL", raising=False)
+def test_yunet_file_reaches_a_worker_process_without_the_environment(trained: Trained, tmp_path: Path):
+    """The recipe is pickled to spawned workers; the file travels in it, not in $EDGEFACE_YUNET_MODEL (a worker
+    without it could not build its detector, and the pool would break)."""
     photo = tmp_path / "astronaut.png"
     cv2.imwrite(str(photo), skimage_bgr("astronaut"))
-    recipe = PipelineRecipe(model=str(trained.tflite_file), detector=DetectorOverrides(name="yunet", yunet_model=str(YUNET)))
+    detector = DetectorOverrides(name="yunet", yunet_model=str(YUNET))
+    recipe = PipelineRecipe(model=str(trained.tflite_file), detector=detector)
     pipeline = recipe.build()
     (result,) = list(process_all([read_input(str(photo))], pipeline, recipe, workers=2))
     assert result.error is None and len(result.faces) == 1
