@@ -36,7 +36,7 @@ from edgeface.preprocess import PreprocessingError
 from edgeface.progress import Progress
 from edgeface.scan import ScanSummary, image_paths, scan
 from edgeface.scanview import ScanTable, printable
-from edgeface.sinks import Recording
+from edgeface.sinks import JsonLinesSink, Recording
 from edgeface.settings import DEFAULT_CONFIG, ConfigError, DetectorOverrides, WatchSettings, from_flags
 from edgeface.logview import parse_time, write_rows
 from edgeface.store import LogError, LogQuery, ResultLog, default_path
@@ -142,9 +142,13 @@ def _add_watch(commands: argparse._SubParsersAction) -> None:
         "current image, SIGHUP reloads the config and the model.",
         epilog="examples:\n  edgeface watch inbox/ --model faces.tflite --move-done done/ --move-failed failed/\n"
         "  edgeface watch --camera rtsp://192.168.1.20/stream --model faces.tflite --fps 2\n"
-        "  edgeface watch --config /etc/edgeface/edgeface.toml",
+        "  edgeface watch --config /etc/edgeface/edgeface.toml\n"
+        "  edgeface watch inbox/ --model faces.tflite --json | jq -r .path",
     )
     watch.add_argument("--config", type=Path, help=f"TOML settings (default: {DEFAULT_CONFIG}, if it exists)")
+    watch.add_argument("--json", action="store_true",
+                       help="also print each result once the log has it, one JSON object per line (images and camera "
+                       "appearances), for scripts to follow")  # fmt: skip
     add_flags(watch, WatchSettings)  # every key of the config, which the flags given override
 
 
@@ -383,7 +387,7 @@ def run_watch_command(args: argparse.Namespace) -> int:
     elif "camera.source" in flags:
         flags["folder.path"] = ""
     try:
-        return run_watch(args.config, flags)
+        return run_watch(args.config, flags, [JsonLinesSink(sys.stdout)] if args.json else [])
     except (ConfigError, FileNotFoundError) as error:
         return _fail(str(error))
 

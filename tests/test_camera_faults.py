@@ -29,7 +29,7 @@ from edgeface.geometry import Box
 from edgeface.store import ResultLog
 from edgeface.results import Appearance
 from edgeface.watch import Daemon
-from edgeface.watch_camera import MAX_KEPT, Recorder
+from edgeface.intake_camera import MAX_KEPT, Recorder
 from test_crash import Child, no_child_left_behind, until  # noqa: F401 (an autouse fixture)
 from test_faults import as_an_ordinary_user, fill, tmpfs_disk
 
@@ -228,8 +228,7 @@ def in_process(trained: Trained, tmp_path: Path, video: Path, caplog: pytest.Log
         daemon = Daemon(None, {"model": str(trained.tflite_file), "db": str(tmp_path / "log.db"),
                                "camera.source": str(video)})  # fmt: skip
         yield daemon
-        if daemon.log is not None:
-            daemon.log.close()
+        daemon.log.close()
 
 
 def appearances(count: int) -> list[Appearance]:
@@ -252,12 +251,12 @@ def test_the_latest_appearances_wait_in_memory_and_the_older_ones_are_counted_as
     """More appearances end during a fault than memory keeps."""
     daemon = in_process
     recorder = Recorder(daemon, "camera:test")
-    daemon.db.unlink()  # the fault: the next write goes to a deleted file, and is noticed
+    daemon.log.db.unlink()  # the fault: the next write goes to a deleted file, and is noticed
     for appearance in appearances(MAX_KEPT + 5):
         recorder.add([appearance])
-    assert daemon.fault is not None and len(recorder.kept) == MAX_KEPT and recorder.lost == 5
+    assert daemon.log.fault is not None and len(recorder.kept) == MAX_KEPT and recorder.lost == 5
     recorder.close([])  # the end of the watch tries the log once more, at once
-    with contextlib.closing(sqlite3.connect(daemon.db)) as connection:
+    with contextlib.closing(sqlite3.connect(daemon.log.db)) as connection:
         frames = [frames for (frames,) in connection.execute("SELECT frames FROM appearances ORDER BY id")]
     assert frames == list(range(6, MAX_KEPT + 6))  # the newest, in order
     assert daemon.counts.appearances == MAX_KEPT
@@ -272,11 +271,11 @@ def test_what_the_log_cannot_take_by_the_end_of_the_watch_is_said_to_be_lost(
     daemon = in_process
     recorder = Recorder(daemon, "camera:test")
     first, last = appearances(2)
-    daemon.db.unlink()
-    daemon.db.mkdir()  # where the log was, a folder: it cannot be opened again
+    daemon.log.db.unlink()
+    daemon.log.db.mkdir()  # where the log was, a folder: it cannot be opened again
     recorder.add([first])
     recorder.close([last])
-    assert daemon.fault is not None and daemon.counts.appearances == 0
+    assert daemon.log.fault is not None and daemon.counts.appearances == 0
     [lost] = said(caplog, "still fails")
     assert "2 appearances that ended while it failed are lost" in lost
     assert not said(caplog, "works again")

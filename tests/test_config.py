@@ -187,7 +187,7 @@ def test_a_config_that_is_not_a_small_regular_file_is_not_read(tmp_path: Path):
 
 def test_watch_has_one_flag_per_key_with_the_keys_type_choices_and_help():
     actions = {action.dest: action for action in watch_parser()._actions}
-    assert set(actions) == {*(key.dest for key in KEYS.values()), "help", "config"}
+    assert set(actions) == {*(key.dest for key in KEYS.values()), "help", "config", "json"}
     for name, key in KEYS.items():
         action = actions[key.dest]
         assert action.help.startswith(key.help), name

@@ -390,3 +390,36 @@ def test_saved_crops_expire_by_day_folder(tmp_path: Path):
     first_kept = store.first_kept("2026-11-29T08:00:00.000+00:00")
     assert old[0] < first_kept <= new[0]
     assert store.expire(first_kept) == 1 and not Path(old[0]).exists() and Path(new[0]).exists()
+
+
+def json_events(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_watch_json_prints_each_file_once_the_log_has_it(watching, faces: list[bytes], tmp_path: Path):
+    """`--json` is the sink seam at work on a folder: one event per input, with the log's own row id."""
+    inbox, args = watching
+    daemon = Daemon(tmp_path, [*args, "--json"]).ready()
+    for number, content in enumerate([faces[0], faces[1], b"not an image"]):
+        (inbox / f"{number}.png").write_bytes(content)
+    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 3 and not list(inbox.iterdir()))
+    daemon.process.send_signal(signal.SIGTERM)
+    stdout, stderr = daemon.process.communicate(timeout=20)
+    daemon.notifications.close()
+    events = json_events(stdout)
+    with sqlite3.connect(tmp_path / "log.db") as connection:
+        rows = {row[0]: row[1:] for row in connection.execute("SELECT id, path, status FROM inputs")}
+    assert {event["input_id"]: (event["path"], event["status"]) for event in events} == rows, stderr
+    assert {event["event"] for event in events} == {"image"} and {event["source"] for event in events} == {f"folder:{inbox}"}
+
+
+def test_watch_json_prints_each_appearance_of_a_camera(trained: Trained, faces: list[bytes], tmp_path: Path):
+    video = face_video(tmp_path / "door.avi", faces[0])
+    daemon = Daemon(tmp_path, ["--camera", str(video), "--model", str(trained.tflite_file),
+                               "--db", str(tmp_path / "log.db"), "--fps", "10", "--json"])  # fmt: skip
+    daemon.ready()
+    stdout, stderr = daemon.process.communicate(timeout=60)  # a video file ends the watch
+    daemon.notifications.close()
+    [appearance] = json_events(stdout)
+    assert appearance["event"] == "appearance" and appearance["label"] == "face", stderr
+    assert appearance["source"] == f"camera:{video}" and appearance["first_seen"] < appearance["last_seen"]

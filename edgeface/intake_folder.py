@@ -1,0 +1,207 @@
+"""The folder intake of `edgeface watch`: every file that arrives ends as one outcome in the log.
+
+A file that becomes ready is first noted in the log's `pending` table; its outcome (a result or a
+recorded error) replaces that note in one transaction, and only then is the file moved to
+`move_done`/`move_failed`. A restart, however abrupt, resumes the pending files, and a file whose
+content is already logged is recognised and not recorded twice. While the log fails, files wait
+in the folder (or in `pending`), and the folder is listed again once the log takes writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from edgeface.clock import now
+from edgeface.folder import FolderSource
+from edgeface.images import ImageError, decode, read_input
+from edgeface.intake import IDLE_WAIT, Host
+from edgeface.moves import move_below
+from edgeface.results import ImageResult, Status
+from edgeface.scanview import printable
+from edgeface.settings import FolderSettings
+from edgeface.store import LogError
+
+logger = logging.getLogger("edgeface.watch")
+
+BATCH = 4  # files processed per commit: few enough for low latency, enough to share the fsync
+BACKLOG_CHUNK = 500  # paths noted as pending per transaction while draining a rescan
+MAX_ATTEMPTS = 3  # tries of a file that was in hand whenever the daemon died
+
+
+class FolderIntake:
+    """Files that arrive in one folder (see the module docstring)."""
+
+    waiting = "files wait in the folder"
+
+    def __init__(self, settings: FolderSettings) -> None:
+        self.moves = {Status.DONE: settings.move_done, Status.ERROR: settings.move_failed}
+        self.durable = any(self.moves.values())
+        self.source = FolderSource(settings.path, settings.recursive, settings.poll, settings.poll_interval,
+                                   excluded=tuple(path for path in self.moves.values() if path))  # fmt: skip
+        self.name = f"folder:{self.source.root}"
+        self._catch_up = False  # list the folder again: files that arrived while the log failed are in it
+        self._folder_lost = False
+        self._suspects: set[str] | None = None  # pending at start: maybe what ended the last run
+
+    def run(self, host: Host) -> int:
+        self.source.start()
+        host.ready(f"watching {self.source.root}")
+        logger.info("watching %s with %s", self.source.root, host.pipeline.recognizer.path)
+        try:
+            while not host.stopping:
+                if host.log.fault:
+                    host.pause(host.log.seconds_to_retry())
+                    if not host.stopping:
+                        host.log.reopen("catching up")
+                    continue
+                try:
+                    self._step(host)
+                except LogError as error:
+                    host.log.failed(error)
+                    self._catch_up = True
+        finally:
+            self.source.stop()
+        return 0
+
+    def _step(self, host: Host) -> None:
+        """One turn of the loop: housekeeping, the backlog when due, a batch of pending files, new arrivals."""
+        host.tick()
+        host.log.check()
+        if not self._folder_present():
+            time.sleep(IDLE_WAIT)  # pending files wait: they are not errors, their folder is away
+            return
+        if self._catch_up or self.source.needs_rescan():
+            self._note_backlog(host)
+            self._catch_up = False
+        waiting = host.log.log.next_pending(BATCH)
+        if waiting and self._suspects is None:
+            self._suspects = set(waiting)  # what was in hand if the last run died: tried one by one
+        if waiting and self._suspects & set(waiting):
+            waiting = self._try_suspect(host, waiting[0])
+        if waiting:
+            self._process_files(host, waiting)
+        arrived = self.source.take(0 if waiting else IDLE_WAIT)
+        if arrived:
+            self._note_arrivals(host, arrived)  # if this fails, the catch-up listing finds them
+
+    def _try_suspect(self, host: Host, path: str) -> list[str]:
+        """A file that was pending when the daemon last started may be what stopped it (a decoder
+        crash, the memory limit): each try is counted first, and after MAX_ATTEMPTS it ends as an
+        error without being decoded again, so one file cannot keep the daemon in a restart loop.
+        Returns the files to process now."""
+        self._suspects.discard(path)
+        attempts = host.log.log.count_attempt(path)
+        if attempts <= MAX_ATTEMPTS:
+            return [path]
+        error = f"the daemon stopped {attempts - 1} times while this file was in hand; not tried again"
+        self._finish(host, [ImageResult.unreadable(path, error)], [])
+        return []
+
+    def _folder_present(self) -> bool:
+        """Whether the watched folder is there and watched; re-watches it when it comes back."""
+        if self.source.alive:
+            return True
+        if not self._folder_lost:
+            logger.error("the watched folder %s is gone or was replaced; waiting for it to come back", self.source.root)
+            self._folder_lost = True
+        if self.source.restart():
+            logger.warning("the watched folder %s is back: watching it again and listing what is in it", self.source.root)
+            self._folder_lost = False
+        return not self._folder_lost
+
+    def _note_arrivals(self, host: Host, paths: list[str]) -> None:
+        """Notes `paths` as pending; a name that is not UTF-8 (which the log cannot hold as text,
+        and which would not survive the pending table) ends at once as an error."""
+        badly_named = [path for path in paths if not _utf8(path)]
+        host.log.log.add_pending([path for path in paths if _utf8(path)], self.name)
+        if badly_named:
+            self._finish(host, [ImageResult.unreadable(path, "the file name is not valid UTF-8") for path in badly_named], [])
+
+    def _note_backlog(self, host: Host) -> None:
+        chunk: list[str] = []
+        for path in self.source.rescan():
+            chunk.append(path)
+            if len(chunk) == BACKLOG_CHUNK:
+                self._note_arrivals(host, chunk)
+                chunk = []
+                host.tick()
+        if chunk:
+            self._note_arrivals(host, chunk)
+
+    def _process_files(self, host: Host, paths: list[str]) -> None:
+        """Outcomes for `paths`, committed together, then the files moved; stops early on SIGTERM."""
+        results: list[ImageResult] = []
+        known: list[tuple[str, str]] = []  # (path, earlier status) of inputs already logged
+        stale: list[str] = []
+        log = host.log.log
+        for path in paths:
+            if host.stopping:
+                break  # the rest stay pending for the next start
+            try:
+                source = read_input(path)
+            except ImageError as error:
+                if not os.path.lexists(path) and log.was_read(path):
+                    stale.append(path)  # a late second event for a file already logged and moved
+                else:
+                    results.append(ImageResult.unreadable(path, str(error)))
+                continue
+            earlier = log.outcome_of(source.path, source.sha256)
+            if earlier:
+                known.append((path, earlier))
+                continue
+            results.append(host.pipeline.process(source))
+        self._finish(host, results, known, stale)
+
+    def _finish(self, host: Host, results: list[ImageResult], known: list[tuple[str, str]], stale: list[str] = ()) -> None:
+        """Commits `results` (and forgets the pending notes of `known` and `stale` inputs), then
+        reports and moves the files."""
+        input_ids = host.log.recording.images(results, self.name, host.log.model)
+        if host.crops:
+            self._save_crops(host, results, input_ids)
+        host.log.log.drop_pending([path for path, _ in known] + list(stale))
+        host.log.check()  # committed to a log deleted meanwhile is not committed: keep the files
+        for result in results:
+            if result.error:
+                host.counts.failed += 1
+                logger.error("%s: %s", printable(result.path), result.error)
+            else:
+                host.counts.done += 1
+                logger.info("%s: %s", printable(result.path), result.faces_text())
+        host.counts.already += len(known)
+        for path, status in [*((r.path, r.status) for r in results), *known]:
+            self._move(path, status)
+
+    def _save_crops(self, host: Host, results: list[ImageResult], input_ids: list[int]) -> None:
+        """With save_crops: each face's crop, written before the file is moved, named in the log."""
+        wall = now().wall
+        for result, input_id in zip(results, input_ids):
+            if not result.faces:
+                continue
+            try:
+                pixels = decode(read_input(result.path).content)
+            except ImageError as error:
+                logger.warning("%s: no crops saved: %s", printable(result.path), error)
+                continue
+            paths = host.crops.save(pixels, [face.box for face in result.faces], wall, str(input_id))
+            host.log.log.set_crops(input_id, paths)
+
+    def _move(self, path: str, status: str) -> None:
+        """Moves a file whose outcome is committed to its folder, keeping its path below the root."""
+        target_folder = self.moves.get(status)
+        if not target_folder or not os.path.lexists(path):
+            return
+        try:
+            move_below(path, self.source.root, target_folder)
+        except OSError as error:
+            logger.error("cannot move %s to %s: %s", path, target_folder, error)
+
+
+def _utf8(path: str) -> bool:
+    """Whether a file name decoded by Python is valid UTF-8 (undecodable bytes become surrogates)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
