@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from edgeface.detect import DetectorSettings, HaarSettings, YuNetSettings, make_detector, stored
-from edgeface.geometry import Box
+from edgeface.geometry import Box, iou
 from edgeface.images import decode, read_input
 from edgeface.model import FaceClassifier
 from edgeface.preprocess import crop_faces
@@ -166,16 +166,6 @@ def load_photos(folder: Path) -> tuple[list[Photo], list[str]]:
     annotated = {photo.name for photo in photos}
     unannotated = sorted(path.name for path in folder.glob("*.jpg") if path.name not in annotated)
     return photos, unannotated
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes."""
-    width = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
-    height = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
-    if width <= 0 or height <= 0:
-        return 0.0
-    overlap = width * height
-    return overlap / (a.area + b.area - overlap)
 
 
 def match(found: list[Box], photo: Photo, threshold: float) -> Counts:

@@ -60,10 +60,10 @@ def write_annotated(folder: Path, result: ImageResult) -> Path | None:
     if result.error:
         return None
     try:
-        source = read_input(result.path)
-        if source.sha256 != result.sha256:
+        input_file = read_input(result.path)
+        if input_file.sha256 != result.sha256:
             raise AnnotationError(f"{result.path} changed since it was scanned; not annotated")
-        pixels = decode(source.content)
+        pixels = decode(input_file.content)
     except ImageError as error:
         raise AnnotationError(f"{result.path}: {error}") from None
     target = annotation_path(folder, result.path)

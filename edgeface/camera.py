@@ -53,7 +53,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
 FIRST_BACKOFF = 1.0  # seconds before the first retry; doubled after each failure, up to max_backoff
@@ -317,7 +317,7 @@ class _Reader:
             self.connected_at = time.monotonic()
             if not self.hub.connected(self):
                 return  # abandoned, or the source was closed, while it was opening
-            log.info("camera %s: opened, %s", self.spec, _describe(capture))
+            logger.info("camera %s: opened, %s", self.spec, _describe(capture))
             self._read_all(capture)
         finally:
             self._timed("release", settings.read_timeout, capture.release)
@@ -449,7 +449,7 @@ class CameraSource:
                 if not self._back_off(failures):
                     return
         except Exception as error:  # a dead supervisor must not look like a camera that is just down
-            log.exception("camera %s: the supervisor failed", self.spec)
+            logger.exception("camera %s: the supervisor failed", self.spec)
             self._hub.end(CameraFailed, f"camera supervisor failed: {error!r}", state="failed")
 
     def _run_reader(self) -> bool:
@@ -479,7 +479,7 @@ class CameraSource:
     def _outwait(self, reader: _Reader, overrun: str) -> bool:
         """Waits up to hung_limit for an abandoned reader's call to return; False (the source has
         failed) if it does not: a new capture would only queue behind it."""
-        log.warning("camera %s: %s; waiting up to %g s for it to return", self.spec, overrun, self._hung_limit)
+        logger.warning("camera %s: %s; waiting up to %g s for it to return", self.spec, overrun, self._hung_limit)
         self._hub.set_state("stuck")
         deadline = time.monotonic() + self._hung_limit
         while not reader.ended.wait(POLL):
@@ -487,7 +487,7 @@ class CameraSource:
                 return False
             if time.monotonic() >= deadline:
                 message = f"camera {self.spec}: {overrun}, and it has not returned after {self._hung_limit:g} s more"
-                log.error("%s; a new process is needed", message)
+                logger.error("%s; a new process is needed", message)
                 self._hub.end(CameraFailed, message, state="failed")
                 return False
         return True
@@ -495,16 +495,16 @@ class CameraSource:
     def _finish(self, error: str | None, frames: int) -> None:
         """A file is read once: its end, or its failure, finishes the source."""
         if error:
-            log.error("camera %s: %s", self.spec, error)
+            logger.error("camera %s: %s", self.spec, error)
         else:
-            log.info("camera %s: end of the file after %d frames", self.spec, frames)
+            logger.info("camera %s: end of the file after %d frames", self.spec, frames)
         self._hub.end(SourceFinished, f"{self.spec}: {error or 'end of the file'}", state="finished")
 
     def _back_off(self, failures: int) -> bool:
         """Waits before the next attempt (1 s, 2 s, 4 s… up to max_backoff); False when closing."""
         delay = min(self._max_backoff, FIRST_BACKOFF * 2 ** min(failures - 1, 30))
         why = self._hub.status.last_error
-        log.warning("camera %s: %s; reconnecting in %g s (%d failed in a row)", self.spec, why, delay, failures)
+        logger.warning("camera %s: %s; reconnecting in %g s (%d failed in a row)", self.spec, why, delay, failures)
         self._hub.set_state("waiting", backoff=delay, failures=failures)
         if self._closing.wait(delay):
             return False

@@ -101,10 +101,10 @@ def clock_synchronized() -> bool | None:
     return state != TIME_ERROR and not timex.status & STA_UNSYNC
 
 
-def log_time(moment: datetime) -> str:
-    """`moment` as the log writes every time: UTC, ISO 8601 with milliseconds (2024-05-01T12:00:00.123+00:00).
+def log_time(when: datetime) -> str:
+    """`when` as the log writes every time: UTC, ISO 8601 with milliseconds (2024-05-01T12:00:00.123+00:00).
     One fixed width and one offset, so the log's times sort and compare as text."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)

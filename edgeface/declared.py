@@ -188,3 +188,16 @@ def with_values(tree: T, values: Mapping[str, object]) -> T:
         first, _, rest = key.partition(".")
         tree = replace(tree, **{first: with_values(getattr(tree, first), {rest: value}) if rest else value})
     return tree
+
+
+def dotted(table: Mapping[str, object], prefix: str = "") -> dict[str, object]:
+    """A nested mapping (a TOML file's tables, a model's metadata) flattened to dotted keys: {"a": {"b": 1}} gives
+    {"a.b": 1}, as settings are named."""
+    flat: dict[str, object] = {}
+    for name, value in table.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping):
+            flat.update(dotted(value, f"{key}."))
+        else:
+            flat[key] = value
+    return flat

@@ -78,13 +78,13 @@ def from_photos(pipeline: Pipeline, paths: list[str]) -> Collected:
     collected = Collected()
     for path in paths:
         try:
-            source = read_input(path)
-            embedding = one_face(pipeline, decode(source.content))
+            input_file = read_input(path)
+            embedding = one_face(pipeline, decode(input_file.content))
         except (ImageError, EnrolmentRefused, cv2.error) as error:
             collected.problems.append((path, str(error)))
             continue
         collected.embeddings.append(embedding)
-        collected.photos.append(source.sha256)
+        collected.photos.append(input_file.sha256)
     return collected
 
 

@@ -28,7 +28,7 @@ from watchdog.observers.inotify import InotifyObserver
 
 from edgeface.paths import absolute, file_identity, folder_files, is_image_name
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 1024
 # A rescan leaves files changed this recently for a second look: they may still be being written
@@ -192,7 +192,7 @@ class FolderSource:
     def _say_once(self, problem: str) -> None:
         if problem not in self._said:
             self._said.add(problem)
-            log.warning("%s", problem)
+            logger.warning("%s", problem)
 
     def _poll(self, timeout: float) -> list[str]:
         """Poll mode: files whose size and modification time held still since the last look."""

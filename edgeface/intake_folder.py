@@ -140,18 +140,18 @@ class FolderIntake:
             if host.stopping:
                 break  # the rest stay pending for the next start
             try:
-                source = read_input(path)
+                input_file = read_input(path)
             except ImageError as error:
                 if not os.path.lexists(path) and log.was_read(path):
                     stale.append(path)  # a late second event for a file already logged and moved
                 else:
                     results.append(ImageResult.unreadable(path, str(error)))
                 continue
-            earlier = log.outcome_of(source.path, source.sha256)
+            earlier = log.outcome_of(input_file.path, input_file.sha256)
             if earlier:
                 known.append((path, earlier))
                 continue
-            results.append(host.pipeline.process(source))
+            results.append(host.pipeline.process(input_file))
         self._finish(host, results, known, stale)
 
     def _finish(self, host: Host, results: list[ImageResult], known: list[tuple[str, str]], stale: list[str] = ()) -> None:

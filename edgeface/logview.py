@@ -24,15 +24,15 @@ def parse_time(text: str, now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
     relative = _RELATIVE.match(text.strip())
     if relative:
-        moment = now - timedelta(**{_UNITS[relative.group(2)]: int(relative.group(1))})
+        when = now - timedelta(**{_UNITS[relative.group(2)]: int(relative.group(1))})
     else:
         try:
-            moment = datetime.fromisoformat(text.strip())
+            when = datetime.fromisoformat(text.strip())
         except ValueError:
             raise ValueError(f"{text!r} is not a time: use e.g. 2026-11-28, '2026-11-28 14:30', 6h or 2d") from None
-        if moment.tzinfo is None:
-            moment = moment.astimezone()  # a naive time is the box's local time
-    return log_time(moment)
+        if when.tzinfo is None:
+            when = when.astimezone()  # a naive time is the box's local time
+    return log_time(when)
 
 
 def write_rows(rows: list[dict], style: str, stream: TextIO = sys.stdout) -> None:

@@ -12,7 +12,7 @@ import os
 import socket
 import time
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # A send blocks while systemd's receive queue is full; this bounds how long a stuck manager can hold us up.
 SEND_TIMEOUT_SECONDS = 1.0
@@ -119,7 +119,7 @@ class SystemdNotifier:
         """Logs the first failure at warning, later ones at debug: a lost socket must not flood the log."""
         level = logging.DEBUG if self._warned else logging.WARNING
         self._warned = True
-        log.log(level, "systemd notify socket %s: %s (carrying on; later failures log at debug)", self._path, error)
+        logger.log(level, "systemd notify socket %s: %s (carrying on; later failures log at debug)", self._path, error)
 
 
 def watchdog_interval() -> float | None:

@@ -16,7 +16,7 @@ from edgeface.preprocess import Preprocessing, crop_faces
 from edgeface.recognizer import Recognizer
 from edgeface.results import FaceResult, ImageResult
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 class Pipeline:
@@ -32,26 +32,26 @@ class Pipeline:
         model_spec = recognizer.metadata.preprocessing
         self.preprocessing = preprocessing or model_spec
         for difference in model_spec.differences(self.preprocessing) if report_differences else []:
-            log.warning("preprocessing differs from the model's (model -> now): %s", difference)
+            logger.warning("preprocessing differs from the model's (model -> now): %s", difference)
         self.recognizer = recognizer
         self.detector = make_detector(self.preprocessing.detector)
 
-    def process(self, source: InputFile) -> ImageResult:
+    def process(self, input_file: InputFile) -> ImageResult:
         """Decodes and classifies one input already read."""
         try:
-            pixels = decode(source.content)
+            pixels = decode(input_file.content)
         except (ImageError, cv2.error) as error:
-            return ImageResult(source.path, source.sha256, source.size, None, None, (), str(error))
+            return ImageResult(input_file.path, input_file.sha256, input_file.size, None, None, (), str(error))
         height, width = pixels.shape[:2]
         try:
             faces = self.faces_in(pixels)
         except (cv2.error, ValueError, ArithmeticError) as error:
             # Whatever a strange but decodable picture does to the detector or the crops, it ends
             # as this input's recorded error, never as a crash of the scan or the daemon.
-            log.warning("%s: cannot find faces: %s", source.path, error)
-            return ImageResult(source.path, source.sha256, source.size, width, height, (),
+            logger.warning("%s: cannot find faces: %s", input_file.path, error)
+            return ImageResult(input_file.path, input_file.sha256, input_file.size, width, height, (),
                                f"cannot find faces in this picture ({width}×{height}): {type(error).__name__}")  # fmt: skip
-        return ImageResult(source.path, source.sha256, source.size, width, height, faces)
+        return ImageResult(input_file.path, input_file.sha256, input_file.size, width, height, faces)
 
     def faces_in(self, pixels: np.ndarray) -> tuple[FaceResult, ...]:
         """Detects and names the faces of decoded BGR pixels (a photo or a video frame)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from edgeface.declared import dotted
 from edgeface.detect import (
     DetectorSettings,
     DetectorSettingsError,
@@ -126,18 +127,8 @@ class Preprocessing:
     def differences(self, other: Preprocessing) -> list[str]:
         """Human-readable `key: mine -> other's` lines for every setting both have that differs (another
         detector's own settings are implied by its name)."""
-        mine, theirs = _flatten(self.to_dict()), _flatten(other.to_dict())
+        mine, theirs = dotted(self.to_dict()), dotted(other.to_dict())
         return [f"{key}: {mine[key]} -> {theirs[key]}" for key in mine if key in theirs and mine[key] != theirs[key]]
-
-
-def _flatten(data: dict, prefix: str = "") -> dict:
-    flat: dict = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def crop_faces(image: np.ndarray, boxes: list[Box], spec: Preprocessing) -> np.ndarray:

@@ -86,15 +86,15 @@ def scan(
     def inputs() -> Iterator[InputFile | ImageResult]:
         for path in found:
             try:
-                source = read_input(path)
+                input_file = read_input(path)
             except ImageError as error:
                 yield ImageResult.unreadable(path, str(error))
                 continue
-            if not rescan and log.outcome_of(source.path, source.sha256):
+            if not rescan and log.outcome_of(input_file.path, input_file.sha256):
                 summary.already += 1
                 progress.step()
                 continue
-            yield source
+            yield input_file
 
     pending: list[ImageResult] = []
     flushed = time.monotonic()

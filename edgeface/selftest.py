@@ -18,7 +18,7 @@ from edgeface.artefact import SelfTest
 from edgeface.model import ModelError, TFLiteModel
 from edgeface.preprocess import Preprocessing, pixels_to_values, values_to_pixels
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 SAMPLES = 3
 # Two int8 steps of a softmax output (scale 1/256) plus room for a runtime on another CPU.
@@ -46,7 +46,7 @@ def run_self_test(classifier: TFLiteModel) -> None:
     """Raises SelfTestFailed when the model's answers differ from those stored in it."""
     test = classifier.metadata.self_test
     if test is None:
-        log.warning("%s carries no self-test (made before edgeface stored one); not checked", classifier.path)
+        logger.warning("%s carries no self-test (made before edgeface stored one); not checked", classifier.path)
         return
     spec = classifier.metadata.preprocessing
     try:
@@ -64,4 +64,4 @@ def run_self_test(classifier: TFLiteModel) -> None:
             f"{classifier.path} failed its self-test: its answers to {len(pixels)} stored samples differ from "
             f"those recorded when it was made (largest difference {difference:.4f}, allowed {test.tolerance})"
         )
-    log.info("self-test passed: %d samples, largest difference %.4f", len(pixels), difference)
+    logger.info("self-test passed: %d samples, largest difference %.4f", len(pixels), difference)

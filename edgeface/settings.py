@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from edgeface.declared import Checked, Invalid, Key, built, keys_of, one_of, section, setting, within
+from edgeface.declared import Checked, Invalid, Key, built, dotted, keys_of, one_of, section, setting, within
 from edgeface.detect import DETECTOR_NAMES, YUNET_MODEL_VARIABLE
 from edgeface.preprocess import Preprocessing
 
@@ -140,22 +140,11 @@ def read_file(path: Path) -> dict[str, object]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     settings = {}
-    for name, value in _flatten(table).items():
+    for name, value in dotted(table).items():
         if name not in KEYS:
             raise ConfigError(f"{path}: unknown key {name!r}; known keys: {', '.join(KEYS)}")
         settings[name] = _checked(KEYS[name], value, str(path))
     return settings
-
-
-def _flatten(table: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for name, value in table.items():
-        key = f"{prefix}{name}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{key}."))
-        else:
-            flat[key] = value
-    return flat
 
 
 def _open_without_blocking(path: str, flags: int) -> int:

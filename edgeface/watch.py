@@ -104,13 +104,13 @@ class Daemon:
     def tick(self) -> None:
         """Watchdog ping, status, retention, enrolments and a requested reload. A LogError from retention or a
         reload's model registration goes to the intake, which hands it to the resilient log."""
-        moment = time.monotonic()
-        if self._ping_every and moment >= self._next_ping:
+        at = time.monotonic()
+        if self._ping_every and at >= self._next_ping:
             self.notifier.watchdog()
-            self._next_ping = moment + self._ping_every
-        if moment >= self._next_status:
+            self._next_ping = at + self._ping_every
+        if at >= self._next_status:
             self.notifier.status(self._status())
-            self._next_status = moment + STATUS_SECONDS
+            self._next_status = at + STATUS_SECONDS
         if self._reload:
             self._reload = False
             self.notifier.reloading()
@@ -120,11 +120,11 @@ class Daemon:
                 self.notifier.ready(self._status())
         if self.log.recording is None:
             return
-        if moment >= self._next_gallery:
-            self._next_gallery = moment + GALLERY_SECONDS
+        if at >= self._next_gallery:
+            self._next_gallery = at + GALLERY_SECONDS
             self._refresh_gallery(self.log.log)
-        if moment >= self._next_retention:
-            self._next_retention = moment + RETENTION_SECONDS
+        if at >= self._next_retention:
+            self._next_retention = at + RETENTION_SECONDS
             self._apply_retention(self.log.log)
 
     def pause(self, seconds: float) -> None:

@@ -58,8 +58,8 @@ def _start_worker(recipe: PipelineRecipe) -> None:
     _worker_pipeline = recipe.build(report_differences=False)  # the parent already warned once
 
 
-def _process(source: InputFile) -> ImageResult:
-    return _worker_pipeline.process(source)
+def _process(input_file: InputFile) -> ImageResult:
+    return _worker_pipeline.process(input_file)
 
 
 def process_all(items: Iterable[Item], pipeline: Pipeline, recipe: PipelineRecipe, workers: int) -> Iterator[ImageResult]:

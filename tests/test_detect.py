@@ -25,18 +25,11 @@ from edgeface.detect import (
     make_detector,
     stored,
 )
-from edgeface.geometry import Box
+from edgeface.geometry import Box, iou
 from edgeface.preprocess import Preprocessing, PreprocessingError, crop_faces
 
 YUNET = REPO.parent / "shared" / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
 needs_yunet = pytest.mark.skipif(not YUNET.is_file(), reason=f"YuNet's ONNX file is not at {YUNET}")
-
-
-def iou(a: Box, b: Box) -> float:
-    width = max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
-    height = max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
-    overlap = width * height
-    return overlap / (a.area + b.area - overlap)
 
 
 def test_the_cascade_on_a_shrunken_copy_finds_the_same_face_in_full_size_pixels():
