@@ -35,7 +35,8 @@ from edgeface.results import ImageResult
 from edgeface.preprocess import PreprocessingError
 from edgeface.progress import Progress
 from edgeface.scan import ScanSummary, image_paths, scan
-from edgeface.scanview import ScanTable, printable
+from edgeface.escape import OneLinePerRecord, printable
+from edgeface.scanview import ScanTable
 from edgeface.sinks import JsonLinesSink, Recording
 from edgeface.settings import DEFAULT_CONFIG, ConfigError, DetectorOverrides, WatchSettings, from_flags
 from edgeface.logview import parse_time, write_rows
@@ -313,6 +314,8 @@ def run(args: argparse.Namespace) -> int:
         format="edgeface: %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(OneLinePerRecord())  # file names and labels in messages cannot forge lines
     try:
         return COMMANDS[args.command](args)
     except (ModelError, LogError, DetectorUnavailable, PreprocessingError, MetadataError, GalleryError, NotAnEmbedder,

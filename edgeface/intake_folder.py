@@ -19,7 +19,6 @@ from edgeface.images import ImageError, decode, read_input
 from edgeface.intake import IDLE_WAIT, Host
 from edgeface.moves import move_below
 from edgeface.results import ImageResult, Status
-from edgeface.scanview import printable
 from edgeface.settings import FolderSettings
 from edgeface.store import LogError
 
@@ -165,10 +164,10 @@ class FolderIntake:
         for result in results:
             if result.error:
                 host.counts.failed += 1
-                logger.error("%s: %s", printable(result.path), result.error)
+                logger.error("%s: %s", result.path, result.error)
             else:
                 host.counts.done += 1
-                logger.info("%s: %s", printable(result.path), result.faces_text())
+                logger.info("%s: %s", result.path, result.faces_text())
         host.counts.already += len(known)
         for path, status in [*((r.path, r.status) for r in results), *known]:
             self._move(path, status)
@@ -182,7 +181,7 @@ class FolderIntake:
             try:
                 pixels = decode(read_input(result.path).content)
             except ImageError as error:
-                logger.warning("%s: no crops saved: %s", printable(result.path), error)
+                logger.warning("%s: no crops saved: %s", result.path, error)
                 continue
             paths = host.crops.save(pixels, [face.box for face in result.faces], wall, str(input_id))
             host.log.log.set_crops(input_id, paths)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TextIO
 
 from edgeface.clock import log_time
+from edgeface.escape import printable
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -47,7 +48,7 @@ def write_rows(rows: list[dict], style: str, stream: TextIO = sys.stdout) -> Non
         return
     columns = list(rows[0])
     if style == "csv":
-        writer = csv.DictWriter(stream, fieldnames=columns, lineterminator="\n")
+        writer = csv.DictWriter(stream, fieldnames=columns)  # CRLF rows: a CR or LF inside a value gets quoted
         writer.writeheader()
         writer.writerows(rows)
         return
@@ -62,4 +63,4 @@ def _cell(value: object) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.3f}"
-    return str(value)
+    return printable(str(value))

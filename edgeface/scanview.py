@@ -11,16 +11,11 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from edgeface.escape import printable
 from edgeface.results import ImageResult, shown_label
 
 HEADER = ("LABEL", "CONF", "BOX", "IMAGE")
 BOX_WIDTH = len("1000,1000 1000x1000")
-
-
-def printable(text: str) -> str:
-    """`text` with control characters (a newline in a file name) escaped, so one path is one line
-    and cannot pass for another line of output."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def shown_path(path: str) -> str:
@@ -55,5 +50,5 @@ class ScanTable:
             self._line("(no face)", "", "", image)
         for face in result.faces:
             box = face.box
-            self._line(face.shown, f"{face.confidence:.3f}", f"{box.x},{box.y} {box.w}x{box.h}", image)
+            self._line(printable(face.shown), f"{face.confidence:.3f}", f"{box.x},{box.y} {box.w}x{box.h}", image)
         self._stream.flush()

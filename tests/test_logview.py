@@ -1,10 +1,13 @@
 """Times people type for `edgeface log`, and the three output styles."""
 
+import csv
 import io
+import logging
 from datetime import datetime, timezone
 
 import pytest
 
+from edgeface.escape import OneLinePerRecord
 from edgeface.logview import parse_time, write_rows
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
@@ -37,10 +40,27 @@ def test_nonsense_is_refused():
 def test_table_csv_and_json():
     rows = [{"label": "alice", "confidence": 0.91234, "error": None}, {"label": "bob", "confidence": 0.5, "error": "x"}]
     for style, expected in (
-        ("csv", "label,confidence,error\nalice,0.91234,\nbob,0.5,x\n"),
+        ("csv", "label,confidence,error\r\nalice,0.91234,\r\nbob,0.5,x\r\n"),
         ("json", '{"label": "alice", "confidence": 0.91234, "error": null}\n{"label": "bob", "confidence": 0.5, "error": "x"}\n'),
         ("table", "label  confidence  error\nalice  0.912\nbob    0.500       x\n"),
     ):
         out = io.StringIO()
         write_rows(rows, style, out)
         assert out.getvalue() == expected
+
+
+def test_what_another_program_or_a_file_name_holds_cannot_forge_a_row_or_reach_the_terminal():
+    hostile = {"path": "/in/a.jpg\n2026-01-01  scan  /in/forged.jpg  done", "label": "eve\x1b[2J", "note": "cr\ronly"}
+    table = io.StringIO()
+    write_rows([hostile], "table", table)
+    assert len(table.getvalue().splitlines()) == 2 and "\x1b" not in table.getvalue() and "\\x1b[2J" in table.getvalue()
+    spreadsheet = io.StringIO()
+    write_rows([hostile], "csv", spreadsheet)
+    assert list(csv.DictReader(io.StringIO(spreadsheet.getvalue()))) == [hostile]  # quoted, so read back whole
+    assert '"cr\ronly"' in spreadsheet.getvalue()
+
+
+def test_every_journal_line_is_one_line_whatever_it_quotes(caplog: pytest.LogCaptureFixture):
+    record = logging.LogRecord("edgeface.watch", logging.ERROR, __file__, 1, "cannot move %s: %s", ("a\nb.jpg", "\x1b]0;x"), None)
+    assert OneLinePerRecord().filter(record)
+    assert record.getMessage() == "cannot move a\\nb.jpg: \\x1b]0;x"
