@@ -6,6 +6,8 @@ to a process without root's capabilities, and a file that is no SQLite database.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import sqlite3
 import subprocess
 import sys
@@ -50,7 +52,8 @@ LITERT_NOTE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."  # LiteR
 
 def assert_one_line_and_exit_2(result: subprocess.CompletedProcess, says: str) -> None:
     assert result.returncode == EXIT_ERROR, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line != LITERT_NOTE]
+    # The daemon's journal also says what went well before (INFO lines); the commands say nothing else.
+    lines = [line for line in result.stderr.splitlines() if line != LITERT_NOTE and not line.startswith("edgeface: INFO:")]
     assert len(lines) == 1 and lines[0].startswith("edgeface: error: the log ") and says in lines[0], result.stderr
 
 
@@ -96,8 +99,24 @@ def test_a_read_only_log_refuses_writes_and_still_answers_questions(trained: Tra
     assert results["log"].returncode == 0 and results["log"].stdout == "nothing in the log matches\n", results["log"]
 
     old = tmp_path / "old.db"
-    with sqlite3.connect(old) as connection:
-        connection.execute("PRAGMA user_version = 4")  # a schema-4 log (its tables do not matter: no write gets in)
+    ResultLog(old).close()
+    with contextlib.closing(sqlite3.connect(old)) as connection:  # as a schema-5 edgeface left it
+        connection.execute("PRAGMA application_id = 0")
+        connection.execute("PRAGMA user_version = 5")
     old.chmod(0o444)
     result = run_all({"log": ["log", "--db", str(old)]}, preexec=as_an_ordinary_user)["log"]
     assert_one_line_and_exit_2(result, "cannot be written here")
+
+
+def test_another_programs_database_is_refused_and_left_untouched(trained: Trained, tmp_path: Path, photo: Path):
+    db = tmp_path / "notes.db"
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        connection.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+        connection.execute("INSERT INTO notes (text) VALUES ('buy milk')")
+        connection.commit()
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    argvs = {**commands(db, trained.tflite_file, photo),
+             "watch": ["watch", str(tmp_path), "--model", str(trained.tflite_file), "--db", str(db)]}  # fmt: skip
+    for result in run_all(argvs).values():
+        assert_one_line_and_exit_2(result, "is another program's SQLite database, not an edgeface log; left untouched")
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before and sorted(tmp_path.glob("notes.db*")) == [db]

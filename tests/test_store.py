@@ -11,7 +11,7 @@ from edgeface.geometry import Box
 from edgeface.results import FaceResult, ImageResult
 from edgeface.store import LogBusy, LogDamaged, LogFull, LogGone, ResultLog, default_path
 from edgeface.store.errors import as_log_error
-from edgeface.store.schema import MIGRATIONS, SCHEMA_VERSION
+from edgeface.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 TWO_FACES = ImageResult(
     "/photos/a.jpg",
@@ -215,3 +215,13 @@ def test_a_log_whose_folder_cannot_exist_is_gone(tmp_path: Path):
 def test_the_file_systems_errors_map_to_the_stores_types(tmp_path: Path):
     assert type(as_log_error(OSError(errno.ENOSPC, "No space left on device"), tmp_path)) is LogFull
     assert type(as_log_error(OSError(errno.ENOENT, "No such file or directory"), tmp_path)) is LogGone
+
+
+def test_a_log_made_before_the_application_id_is_still_an_edgeface_log(log_file: Path):
+    ResultLog(log_file).close()
+    with sqlite3.connect(log_file) as db:
+        db.execute("PRAGMA application_id = 0")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    ResultLog(log_file).close()
+    assert rows(log_file, "PRAGMA application_id") == [(APPLICATION_ID,)]
+    assert rows(log_file, "PRAGMA user_version") == [(SCHEMA_VERSION,)]

@@ -24,7 +24,7 @@ from edgeface.paths import file_identity
 from edgeface.results import Appearance, ImageResult
 from edgeface.store.errors import LogDamaged, as_log_error
 from edgeface.store.query import LogQuery
-from edgeface.store.schema import MIGRATIONS, SCHEMA_VERSION
+from edgeface.store.schema import APPLICATION_ID, FIRST_TABLES, MIGRATIONS, SCHEMA_VERSION
 
 RETENTION_BATCH = 500  # rows deleted per transaction, so readers and writers wait only briefly
 
@@ -86,6 +86,7 @@ class ResultLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_seconds)
         try:
+            self._refuse_another_programs_database()
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._db.execute("PRAGMA foreign_keys = ON")
@@ -133,6 +134,15 @@ class ResultLog:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+    def _refuse_another_programs_database(self) -> None:
+        """Raises LogDamaged, having changed nothing, unless the file is an edgeface log or a new, empty file."""
+        application = self._db.execute("PRAGMA application_id").fetchone()[0]
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        ours = application == APPLICATION_ID or (application == 0 and version > 0 and FIRST_TABLES <= tables)
+        if not ours and (tables or version or application):
+            raise LogDamaged(self.path, "it is another program's SQLite database, not an edgeface log; left untouched")
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]

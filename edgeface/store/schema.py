@@ -3,6 +3,8 @@ so an old log is brought forward when it is opened."""
 
 from __future__ import annotations
 
+APPLICATION_ID = 0x45444746  # "EDGF", in the SQLite header of every edgeface log
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE models (
@@ -116,5 +118,12 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO gallery_version (id, version) VALUES (1, 0);
     ALTER TABLE faces ADD COLUMN distance REAL;
     """,
+    # 6: the file says it is an edgeface log (SQLite's header field for that), so another program's
+    # database is recognised and left untouched.
+    f"""
+    PRAGMA application_id = {APPLICATION_ID:d};
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# The tables every edgeface log has had since version 1: how a log made before version 6 is recognised.
+FIRST_TABLES = frozenset({"models", "inputs", "faces"})
