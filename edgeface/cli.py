@@ -171,7 +171,7 @@ def _add_log(commands: argparse._SubParsersAction) -> None:
     known = log.add_mutually_exclusive_group()
     known.add_argument("--unknown", action="store_true", help="only faces the unknown rule rejected")
     known.add_argument("--known", action="store_true", help="only faces the unknown rule accepted")
-    log.add_argument("--source", help="only inputs from this source (e.g. scan)")
+    log.add_argument("--source", help="only inputs from this source: scan, folder or camera (every one), or one such as folder:/srv/inbox")
     log.add_argument("--limit", type=int, default=50, help="at most this many rows (not for --summary)")
     what = log.add_mutually_exclusive_group()
     what.add_argument("--summary", action="store_true", help="faces per day, label and unknown flag instead")

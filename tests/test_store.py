@@ -9,7 +9,7 @@ import pytest
 from edgeface.clock import Moment
 from edgeface.geometry import Box
 from edgeface.results import FaceResult, ImageResult
-from edgeface.store import LogBusy, LogDamaged, LogFull, LogGone, ResultLog, default_path
+from edgeface.store import LogBusy, LogDamaged, LogFull, LogGone, LogQuery, ResultLog, default_path
 from edgeface.store.errors import as_log_error
 from edgeface.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
@@ -225,3 +225,14 @@ def test_a_log_made_before_the_application_id_is_still_an_edgeface_log(log_file:
     ResultLog(log_file).close()
     assert rows(log_file, "PRAGMA application_id") == [(APPLICATION_ID,)]
     assert rows(log_file, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+def test_a_source_filter_of_a_kind_matches_every_source_of_that_kind(log_file: Path):
+    with ResultLog(log_file) as log:
+        model = log.register_model("ab" * 32, "m.tflite", ("a",))
+        for number, source in enumerate(("scan", "folder:/srv/in", "folder:/srv/other", "camera:0", "folderish")):
+            log.record_batch([ImageResult.unreadable(f"/x/{number}.png", "cannot read")], source, model)
+        sources = {kind: {row["source"] for row in log.recent(LogQuery(source=kind))}
+                   for kind in ("folder", "folder:/srv/in", "camera", "scan", "fold")}  # fmt: skip
+    assert sources == {"folder": {"folder:/srv/in", "folder:/srv/other"}, "folder:/srv/in": {"folder:/srv/in"},
+                       "camera": {"camera:0"}, "scan": {"scan"}, "fold": set()}  # fmt: skip

@@ -42,9 +42,11 @@ class LogQuery:
             (f"{time} < ?", self.until),
             (f"{face}.label = ?", self.label),
             (f"{face}.unknown = ?", None if self.unknown is None else int(self.unknown)),
-            (f"{source}.source = ?", self.source),
         ):
             if value is not None:
                 clauses.append(clause)
                 params.append(value)
+        if self.source is not None:  # "folder" means every folder:…, "camera" every camera:…
+            clauses.append(f"({source}.source = ? OR substr({source}.source, 1, ?) = ?)")
+            params += [self.source, len(self.source) + 1, f"{self.source}:"]
         return " AND ".join(clauses), params
