@@ -51,8 +51,9 @@ from edgeface_convert.options import EvalOptions, WorkstationOptions
 EXIT_OK, EXIT_INPUTS_FAILED, EXIT_ERROR = 0, 1, 2  # 3: `convert` quality check failed
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 MAX_PARALLEL = 64  # workers or threads: more than any board has cores, fewer than would exhaust one
-CONVERT_INSTALL = "pip install 'edgeface[convert]'"
-DEMO_INSTALL = "pip install 'edgeface[demo]'"
+# edgeface installs from its source folder (it is not on PyPI), so the hint names that form.
+CONVERT_INSTALL = "pip install '.[convert]' in edgeface's source folder"
+DEMO_INSTALL = "pip install '.[demo]' in edgeface's source folder"
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -380,6 +381,8 @@ def run_scan(args: argparse.Namespace) -> int:
         print(f"failed: {printable(result.path)}: {result.error}", file=sys.stderr)
     for problem in summary.problems:
         print(f"problem: {printable(problem)}", file=sys.stderr)
+    for note in summary.notes:
+        print(f"note: {printable(note)}", file=sys.stderr)
     return EXIT_INPUTS_FAILED if summary.failed or summary.problems else EXIT_OK
 
 

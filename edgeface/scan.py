@@ -23,7 +23,8 @@ BATCH_SECONDS = 1.0  # ...but never hold an outcome back longer than this
 @dataclass
 class ScanSummary:
     """Counts for one scan. `already` inputs were in the log with the same content and not redone;
-    `problems` are folders that could not be read and symlink loops, which are not inputs."""
+    `problems` are paths that do not exist, folders that could not be read and links not followed, none of
+    which is an input (so none is logged)."""
 
     images: int = 0
     faces: int = 0
@@ -31,22 +32,32 @@ class ScanSummary:
     skipped: list[str] = field(default_factory=list)
     failed: list[ImageResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # worth a word, not a failure: a folder with no images
 
 
 def image_paths(paths: Iterable[str], recursive: bool, summary: ScanSummary) -> Iterator[str]:
     """Image files named by `paths`, in order; a folder gives its image files as `folder_files` walks it.
 
-    Other files go to `summary.skipped`; what the walk leaves out (links, unreadable folders) to `summary.problems`.
-    Paths that do not exist are yielded, so they end as a recorded error rather than vanishing.
+    Other files go to `summary.skipped`; what the walk leaves out (links, unreadable folders) and paths that do
+    not exist (a typo is no input: it is not logged) to `summary.problems`; a folder without images to `notes`.
     """
     for path in paths:
         if os.path.isdir(path):
+            before = len(summary.skipped)
+            images = 0
             for found in folder_files(path, recursive, summary.problems.append):
                 if is_image_name(found) and os.path.isfile(found):
+                    images += 1
                     yield found
                 else:
                     summary.skipped.append(found)
-        elif os.path.exists(path) and not is_image_name(path):
+            if not images:
+                others = len(summary.skipped) - before
+                summary.notes.append(f"no image files in {path}" + (f" ({others} other file{'s' if others > 1 else ''})" if others else "")
+                                     + ("" if recursive else "; --recursive also looks in its sub-folders"))  # fmt: skip
+        elif not os.path.lexists(path):
+            summary.problems.append(f"no such file or folder: {path}")
+        elif not is_image_name(path):
             summary.skipped.append(path)
         else:
             yield path

@@ -151,7 +151,7 @@ def test_train_and_convert_without_tensorflow_name_the_install_command(tmp_path:
         assert run.returncode == 2
         message = [line for line in run.stderr.splitlines() if not line.startswith("HEAVY")]
         assert len(message) == 1
-        assert "needs TensorFlow" in message[0] and "pip install 'edgeface[convert]'" in message[0]
+        assert "needs TensorFlow" in message[0] and "pip install '.[convert]' in edgeface's source folder" in message[0]
 
 
 def test_a_tflite_without_edgeface_metadata_is_refused(trained: Trained, tmp_path: Path):
