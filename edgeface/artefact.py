@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import lzma
 import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeface.gallery import DistanceRule, Gallery, GalleryError
+from edgeface.gallery import DistanceRule, Gallery, GalleryError, check_name
 from edgeface.openset import UnknownRule
 from edgeface.preprocess import Preprocessing, PreprocessingError
 
@@ -33,6 +34,10 @@ _KNOWN_KEYS = {
     "format", "schema_version", "labels", "output", "preprocessing", "source", "converter", "unknown_rule", "self_test",
     "kind", "embedding_size", "gallery", "distance_rule",
 }  # fmt: skip
+# A model file is input like any other: these bound what its metadata may make the runtime hold or do.
+MAX_METADATA_BYTES = 64 << 20  # a gallery of 10,000 faces of 128 values is about 7 MB of JSON
+MAX_LABELS = 100_000
+MAX_SELF_TEST_SAMPLES = 64
 # A fixed timestamp keeps the archive, and so the model file, byte-for-byte reproducible.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -61,11 +66,19 @@ class SelfTest:
 
     @classmethod
     def from_dict(cls, data: dict) -> SelfTest:
-        return cls(
-            tuple(str(item) for item in data["inputs"]),
-            tuple(tuple(float(value) for value in row) for row in data["probabilities"]),
-            float(data["tolerance"]),
-        )
+        """The self-test as stored; MetadataError unless it is well-formed: at most MAX_SELF_TEST_SAMPLES text
+        samples, one row of finite numbers each, and a tolerance from 0 to 1."""
+        inputs, rows, tolerance = data["inputs"], data["probabilities"], data["tolerance"]
+        if not isinstance(inputs, list) or not 1 <= len(inputs) <= MAX_SELF_TEST_SAMPLES:
+            raise MetadataError(f"the self-test must hold 1 to {MAX_SELF_TEST_SAMPLES} samples")
+        if not all(isinstance(item, str) for item in inputs):
+            raise MetadataError("the self-test's samples must be base64 text")
+        if not isinstance(rows, list) or len(rows) != len(inputs) or not all(isinstance(row, list) for row in rows):
+            raise MetadataError("the self-test needs one row of outputs per sample")
+        probabilities = tuple(tuple(_finite(value, "a self-test output") for value in row) for row in rows)
+        if not _number(tolerance) or not 0 <= tolerance <= 1:
+            raise MetadataError(f"the self-test's tolerance must be a number from 0 to 1, not {tolerance!r}")
+        return cls(tuple(inputs), probabilities, float(tolerance))
 
 
 @dataclass(frozen=True)
@@ -164,7 +177,12 @@ class ModelMetadata:
         if not isinstance(version, int) or version < 1:
             raise MetadataError(f"{MEMBER} has no valid schema_version")
         try:
-            labels = tuple(str(label) for label in document["labels"])
+            labels = _labels(document["labels"])
+            for name in ("source", "converter"):
+                if not isinstance(document.get(name, {}), dict):
+                    raise MetadataError(f"{name} must be an object")
+            if not isinstance(document.get("embedding_size", 0), int):
+                raise MetadataError("embedding_size must be a whole number")
             return cls(
                 labels=labels,
                 output=str(document["output"]),
@@ -183,6 +201,27 @@ class ModelMetadata:
             raise MetadataError(f"{MEMBER} has no {missing.args[0]!r}") from None
         except (PreprocessingError, GalleryError, TypeError, ValueError, AttributeError, OverflowError) as bad:
             raise MetadataError(f"{MEMBER}: {bad}") from None
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _finite(value: object, what: str) -> float:
+    if not _number(value):
+        raise MetadataError(f"{what} must be a finite number, not {value!r}")
+    return float(value)
+
+
+def _labels(value: object) -> tuple[str, ...]:
+    """The labels as stored: a list of at most MAX_LABELS names, each a name a person could have (see
+    `check_name`: 1 to MAX_NAME characters, no control characters)."""
+    if not isinstance(value, list) or len(value) > MAX_LABELS:
+        raise MetadataError(f"labels must be a list of at most {MAX_LABELS} names")
+    try:
+        return tuple(check_name(label) for label in value)
+    except GalleryError as bad:
+        raise MetadataError(f"a label is not a usable name ({bad}): {str(value)[:80]!r}") from None
 
 
 def embed(flatbuffer: bytes, metadata: ModelMetadata) -> bytes:
@@ -205,8 +244,8 @@ def read(model: bytes, name: str = "model") -> ModelMetadata:
     if model[4:8] != TFLITE_IDENTIFIER:
         raise MetadataError(f"{name} is not a TFLite model")
     try:
-        with zipfile.ZipFile(io.BytesIO(model)) as bundle:
-            text = bundle.read(MEMBER)
+        with zipfile.ZipFile(io.BytesIO(model)) as bundle, bundle.open(MEMBER) as member:
+            text = member.read(MAX_METADATA_BYTES + 1)  # however large the archive says it is, or is made to inflate
     # A damaged or hostile archive can fail in many ways (encrypted or unknown compression, bad
     # offsets, names that are not UTF-8); each means the same thing here.
     except (zipfile.BadZipFile, KeyError, zlib.error, lzma.LZMAError, EOFError, OSError, RuntimeError, ValueError,
@@ -215,6 +254,8 @@ def read(model: bytes, name: str = "model") -> ModelMetadata:
             f"{name} carries no edgeface metadata (labels, preprocessing); "
             "make the model with `edgeface convert`"
         ) from None
+    if len(text) > MAX_METADATA_BYTES:
+        raise MetadataError(f"{name}: its metadata is larger than {MAX_METADATA_BYTES >> 20} MiB")
     try:
         return ModelMetadata.from_json(text)
     except MetadataError as bad:

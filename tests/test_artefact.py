@@ -6,6 +6,7 @@ from io import BytesIO
 
 import pytest
 
+from conftest import Trained, run_edgeface
 from edgeface import artefact
 from edgeface.artefact import MetadataError, ModelMetadata
 from edgeface.detect import HaarSettings
@@ -83,3 +84,65 @@ def test_labels_must_fit_the_output():
 def test_metadata_is_not_embedded_twice():
     with pytest.raises(ValueError, match="already"):
         artefact.embed(artefact.embed(FLATBUFFER, METADATA), METADATA)
+
+
+def crafted(**changes: object) -> bytes:
+    """A model file whose metadata has `changes` applied to a valid document."""
+    document = {**METADATA.to_dict(), **changes}
+    return FLATBUFFER + _zipped(json.dumps(document).encode())
+
+
+def _zipped(member: bytes) -> bytes:
+    archive = BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr(artefact.MEMBER, member)
+    return archive.getvalue()
+
+
+SELF_TEST = {"inputs": ["AAAA"], "probabilities": [[0.1, 0.9, 0.0]], "tolerance": 0.02}
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"labels": [1, 2]}, "not a usable name"),
+        ({"labels": ["alice", "bob\n2026-01-01 forged"]}, "control characters"),
+        ({"labels": ["x" * 101, "bob"]}, "not a usable name"),
+        ({"labels": "alice,bob"}, "must be a list"),
+        ({"labels": [f"p{i}" for i in range(artefact.MAX_LABELS + 1)]}, "at most"),
+        ({"source": ["not", "an", "object"]}, "source must be an object"),
+        ({"embedding_size": "128", "kind": "embedder", "output": "embedding"}, "whole number"),
+        ({"self_test": {**SELF_TEST, "tolerance": "nan"}}, "tolerance"),
+        ({"self_test": {**SELF_TEST, "tolerance": 1e308 * 10}}, "tolerance"),
+        ({"self_test": {**SELF_TEST, "probabilities": [["0.1", 0.9, 0.0]]}}, "finite number"),
+        ({"self_test": {**SELF_TEST, "inputs": [{"a": 1}]}}, "base64 text"),
+        ({"self_test": {**SELF_TEST, "inputs": ["AAAA"] * 65, "probabilities": [[0.0]] * 65}}, "1 to 64 samples"),
+        ({"self_test": {**SELF_TEST, "probabilities": []}}, "one row of outputs per sample"),
+    ],
+)
+def test_every_metadata_field_is_checked_for_type_and_size(changes: dict, says: str):
+    with pytest.raises(MetadataError, match=says):
+        artefact.read(crafted(**changes), name="crafted.tflite")
+
+
+def test_metadata_that_inflates_past_the_bound_is_refused_without_inflating_it_all():
+    bomb = FLATBUFFER + _zipped(b" " * (artefact.MAX_METADATA_BYTES + 10))  # about 64 kB on disk
+    with pytest.raises(MetadataError, match="larger than 64 MiB"):
+        artefact.read(bomb, name="bomb.tflite")
+
+
+def test_a_crafted_model_stops_every_command_with_one_line_and_exit_2_never_a_restart_loop(trained: Trained, tmp_path):
+    """A real network with crafted metadata. Exit 2 is what the units' RestartPreventExitStatus=2 keeps from
+    restarting; any other code would loop."""
+    real = trained.tflite_file.read_bytes()
+    with zipfile.ZipFile(BytesIO(real)) as bundle:
+        network = real[: min(info.header_offset for info in bundle.infolist())]
+        document = json.loads(bundle.read(artefact.MEMBER))
+    model = tmp_path / "crafted.tflite"
+    model.write_bytes(network + _zipped(json.dumps({**document, "labels": ["face", {"not": "a name"}]}).encode()))
+    for argv in (["info", str(model)], ["watch", str(tmp_path), "--model", str(model), "--db", str(tmp_path / "l.db")],
+                 ["scan", str(tmp_path), "--model", str(model), "--db", str(tmp_path / "l.db")]):  # fmt: skip
+        run = run_edgeface(*argv)
+        errors = [line for line in run.stderr.splitlines() if line.startswith("edgeface: error:")]
+        assert run.returncode == 2 and len(errors) == 1 and "not a usable name" in errors[0], run.stderr
+        assert "Traceback" not in run.stderr
