@@ -24,10 +24,9 @@ the Haar cascade finds no face in them, and a model whose detector is `none` cla
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import os
 import re
-import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeface.paths import absolute
+from edgeface.paths import FileRefused, absolute, read_regular_file
 
 FORMATS = "JPEG, PNG, BMP, WebP, TIFF or PNM"
 
@@ -77,33 +76,14 @@ def read_input(path: str | Path) -> InputFile:
     """The file's bytes and identity; ImageError when it cannot be read, is not a regular file,
     or is larger than MAX_FILE_BYTES."""
     try:
-        content = _read_regular_file(path)
+        content = read_regular_file(path, MAX_FILE_BYTES)
+    except FileRefused as refused:
+        if refused.errno == errno.EFBIG:
+            raise ImageError(f"the file is {refused.strerror} (reading it could exhaust the memory)") from None
+        raise ImageError(f"cannot read: {refused.strerror}") from None
     except OSError as error:
         raise ImageError(f"cannot read: {error.strerror or error}") from None
     return InputFile(absolute(path), content, hashlib.sha256(content).hexdigest())
-
-
-def _read_regular_file(path: str | Path) -> bytes:
-    """The bytes of a regular file of at most MAX_FILE_BYTES.
-
-    Opened without blocking, so that a named pipe is refused instead of waiting for a writer; the
-    size is checked before reading, and again after (the file may grow meanwhile).
-    """
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        status = os.fstat(descriptor)
-        if not stat.S_ISREG(status.st_mode):
-            raise ImageError("cannot read: not a regular file")
-        if status.st_size <= MAX_FILE_BYTES:
-            with open(descriptor, "rb", closefd=False) as file:
-                content = file.read(MAX_FILE_BYTES + 1)
-            if len(content) <= MAX_FILE_BYTES:
-                return content
-        raise ImageError(
-            f"the file is larger than the limit of {MAX_FILE_BYTES // 2**20} MiB (reading it could exhaust the memory)"
-        )
-    finally:
-        os.close(descriptor)
 
 
 def decode(content: bytes) -> np.ndarray:

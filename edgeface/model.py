@@ -18,6 +18,7 @@ import numpy as np
 from edgeface import artefact
 from edgeface.artefact import MetadataError, ModelMetadata
 from edgeface.openset import UnknownRule
+from edgeface.paths import read_regular_file
 from edgeface.results import Prediction
 
 
@@ -36,10 +37,13 @@ def _interpreter_class() -> type:
     return Interpreter
 
 
+MAX_MODEL_BYTES = 512 << 20  # the embedder is about 23 MB as float32; a model file is bounded like any input
+
+
 def read_model_file(path: str | Path) -> bytes:
     """The bytes of a model file; ModelError when it cannot be read."""
     try:
-        return Path(path).read_bytes()
+        return read_regular_file(path, MAX_MODEL_BYTES)
     except OSError as error:
         raise ModelError(f"cannot read model {path}: {error.strerror}") from None
 

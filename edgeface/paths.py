@@ -5,7 +5,9 @@ Standard library only, so the log and the folder intake can name files without l
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -66,3 +68,37 @@ def folder_files(
                 on_problem(f"link out of the folder, not followed: {path}")
                 continue
             yield path
+
+
+class FileRefused(OSError):
+    """A path that is not a regular file, or a file larger than the caller's limit: refused before reading."""
+
+
+def read_regular_file(path: str | Path, limit: int) -> bytes:
+    """The bytes of the regular file at `path`, of at most `limit` bytes. The one way edgeface reads what a user,
+    a folder or a config names (photos, configs, models), so that none of it is opened before it is known to be
+    a regular file: a device or a pipe (or a link to one) is never opened, since opening can act on it.
+
+    The open itself does not block or follow a swap: the file opened must be the one looked at, and its size
+    is checked before reading and again after (it may grow meanwhile). Raises FileRefused, or the OSError met.
+    """
+    seen = os.stat(path)
+    if not stat.S_ISREG(seen.st_mode):
+        raise FileRefused(errno.EINVAL, "not a regular file")
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        opened = os.fstat(descriptor)
+        if (opened.st_dev, opened.st_ino) != (seen.st_dev, seen.st_ino) or not stat.S_ISREG(opened.st_mode):
+            raise FileRefused(errno.EAGAIN, "replaced while it was being opened")
+        if opened.st_size <= limit:
+            with open(descriptor, "rb", closefd=False) as file:
+                content = file.read(limit + 1)
+            if len(content) <= limit:
+                return content
+        raise FileRefused(errno.EFBIG, f"larger than the limit of {_size(limit)}")
+    finally:
+        os.close(descriptor)
+
+
+def _size(count: int) -> str:
+    return f"{count >> 20} MiB" if count >= 1 << 20 else f"{count >> 10} KiB"

@@ -9,8 +9,6 @@ commands share the tree's `DetectorOverrides`.
 
 from __future__ import annotations
 
-import os
-import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -19,6 +17,7 @@ from typing import TypeVar
 
 from edgeface.declared import Checked, Invalid, Key, built, dotted, keys_of, one_of, section, setting, within
 from edgeface.detect import DETECTOR_NAMES, YUNET_MODEL_VARIABLE
+from edgeface.paths import FileRefused, read_regular_file
 from edgeface.preprocess import Preprocessing
 
 DEFAULT_CONFIG = Path("/etc/edgeface/edgeface.toml")
@@ -127,14 +126,9 @@ def read_file(path: Path) -> dict[str, object]:
     """The checked settings in a TOML file, by dotted key; only a regular file of at most
     MAX_CONFIG_BYTES is read (`/dev/zero` or a pipe would be read forever)."""
     try:
-        with open(path, "rb", opener=_open_without_blocking) as file:
-            status = os.fstat(file.fileno())
-            if not stat.S_ISREG(status.st_mode):
-                raise ConfigError(f"the config {path} is not a regular file")
-            content = file.read(MAX_CONFIG_BYTES + 1)
-        if len(content) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"the config {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB")
-        table = tomllib.loads(content.decode("utf-8"))
+        table = tomllib.loads(read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8"))
+    except FileRefused as refused:
+        raise ConfigError(f"the config {path} is {refused.strerror}") from None
     except OSError as error:
         raise ConfigError(f"cannot read the config {path}: {error.strerror or error}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
@@ -145,11 +139,6 @@ def read_file(path: Path) -> dict[str, object]:
             raise ConfigError(f"{path}: unknown key {name!r}; known keys: {', '.join(KEYS)}")
         settings[name] = _checked(KEYS[name], value, str(path))
     return settings
-
-
-def _open_without_blocking(path: str, flags: int) -> int:
-    """Opens without waiting for a writer (a named pipe would block the open itself)."""
-    return os.open(path, flags | os.O_NONBLOCK)
 
 
 def _flag_values(keys: Mapping[str, Key], flags: Mapping[str, object]) -> dict[str, object]:

@@ -175,7 +175,7 @@ def test_a_config_that_is_not_a_small_regular_file_is_not_read(tmp_path: Path):
     for path in (Path("/dev/zero"), fifo, tmp_path):
         with pytest.raises(ConfigError, match="not a regular file|cannot read the config"):
             read_file(path)
-    with pytest.raises(ConfigError, match="larger than 1024 KiB"):
+    with pytest.raises(ConfigError, match="larger than the limit of 1 MiB"):
         read_file(huge)
     (tmp_path / "latin1.toml").write_bytes(b'model = "/m\xe9"\n')
     with pytest.raises(ConfigError, match="not valid TOML"):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgeface.paths import folder_files
+import pytest
+
+from edgeface.paths import FileRefused, folder_files, read_regular_file
 
 
 def walk(top: Path, recursive: bool = True, excluded: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
@@ -40,3 +42,15 @@ def test_links_never_lead_out_and_linked_folders_are_not_entered(tmp_path: Path)
         f"linked folder, not followed: {top / 'linked-out'}",
         f"linked folder, not followed: {top / 'real' / 'loop'}",
     ])  # fmt: skip
+
+
+def test_only_regular_files_are_opened_and_only_up_to_the_limit(tmp_path: Path):
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"x" * 100)
+    os.symlink("/dev/zero", tmp_path / "zero.jpg")  # opening a device can act on it: it must never be opened
+    os.mkfifo(tmp_path / "pipe.jpg")
+    assert read_regular_file(photo, 100) == b"x" * 100
+    for path, says in ((tmp_path / "zero.jpg", "not a regular file"), (tmp_path / "pipe.jpg", "not a regular file"),
+                       (tmp_path, "not a regular file"), (photo, "larger than the limit")):  # fmt: skip
+        with pytest.raises(FileRefused, match=says):
+            read_regular_file(path, 99 if path == photo else 100)
