@@ -26,6 +26,12 @@ class AnnotationError(Exception):
     """An annotated copy could not be made; the scan result itself stands."""
 
 
+def overwrites_inputs(folder: Path) -> bool:
+    """Whether copies under `folder` would land on the inputs themselves: the copies mirror the inputs' paths
+    from the working folder (or from / for inputs elsewhere), so `folder` must be neither."""
+    return folder.resolve() in (Path.cwd().resolve(), Path("/").resolve())
+
+
 def annotation_path(folder: Path, image_path: str) -> Path:
     """Where the annotated copy of `image_path` goes under `folder`."""
     relative = os.path.relpath(image_path)
@@ -67,6 +73,8 @@ def write_annotated(folder: Path, result: ImageResult) -> Path | None:
     except ImageError as error:
         raise AnnotationError(f"{result.path}: {error}") from None
     target = annotation_path(folder, result.path)
+    if target.exists() and os.path.samefile(target, result.path):
+        raise AnnotationError(f"the copy of {result.path} would overwrite the photo itself; not annotated")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         written = cv2.imwrite(str(target), draw_faces(pixels, result))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import edgeface
-from edgeface.annotate import AnnotationError, write_annotated
+from edgeface.annotate import AnnotationError, overwrites_inputs, write_annotated
 from edgeface.artefact import MetadataError
 from edgeface.dataset import stranger_faces
 from edgeface.detect import DetectorUnavailable
@@ -344,6 +344,9 @@ def run_scan(args: argparse.Namespace) -> int:
     for flag, value in (("--workers", args.workers), ("--threads", args.threads)):
         if value is not None and not 1 <= value <= MAX_PARALLEL:
             return _fail(f"{flag} must be 1 to {MAX_PARALLEL}, not {value}")
+    if args.annotate and overwrites_inputs(args.annotate):
+        return _fail(f"--annotate {args.annotate} would write the copies over the photos themselves; "
+                     "give a folder of its own, such as --annotate annotated/")  # fmt: skip
     threads = args.threads or (1 if args.workers > 1 else None)  # workers, not threads, share the cores
     try:
         recipe = PipelineRecipe(model=args.model, threads=threads, detector=_detector_overrides(args))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import Trained, run_edgeface
@@ -32,3 +35,19 @@ def test_a_folder_without_images_gets_a_word_and_is_no_failure(trained: Trained,
     run = run_edgeface("scan", str(empty), "--model", str(trained.tflite_file), "--db", str(db))
     assert run.returncode == 0, run.stderr
     assert f"note: no image files in {empty} (1 other file); --recursive also looks in its sub-folders" in run.stderr
+
+
+def test_annotated_copies_never_land_on_the_photos(trained: Trained, tmp_path: Path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo = photos / "a.png"
+    photo.write_bytes(trained.held_out[0][0].read_bytes())
+    before = photo.read_bytes()
+    scan = [sys.executable, "-m", "edgeface", "scan", "photos", "--model", str(trained.tflite_file), "--db", "log.db"]
+    run = subprocess.run([*scan, "--annotate", "."], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "would write the copies over the photos themselves" in run.stderr, run.stderr
+    (tmp_path / "copies" / "photos").mkdir(parents=True)
+    os.link(photo, tmp_path / "copies" / "photos" / "a.png")  # where its copy would go is the photo itself
+    run = subprocess.run([*scan, "--annotate", "copies"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "would overwrite the photo itself" in run.stderr, run.stderr
+    assert photo.read_bytes() == before
