@@ -46,7 +46,13 @@ logger = logging.getLogger("edgeface.watch")
 STATUS_SECONDS = 5.0
 RETENTION_SECONDS = 3600.0
 GALLERY_SECONDS = 1.0  # how often the log is asked whether someone was enrolled or forgotten
-RESTART_ONLY = ("folder.path", "camera.source", "db")  # settings a reload cannot change
+# Settings a reload cannot change: the log, and the source the intake opened (a reload that changes one says
+# so and keeps the running value). Every other key applies from the reload on.
+RESTART_ONLY = (
+    "db", "folder.path", "folder.recursive", "folder.poll", "folder.poll_interval", "folder.move_done",
+    "folder.move_failed", "camera.source", "camera.fps", "camera.open_timeout", "camera.read_timeout",
+    "camera.max_backoff",
+)  # fmt: skip
 
 
 def build_pipeline(settings: WatchSettings) -> Pipeline:
@@ -188,6 +194,7 @@ class Daemon:
                 logger.warning("%s changed in the config: restart the service to apply it", key)
         self.settings = with_values(settings, kept)
         self.pipeline = pipeline
+        self.crops = self._crop_store(self.log.db)
         self._gallery_version = None  # the new model takes the log's enrolments at the next tick
         _set_level(self.settings)
         logger.info("reloaded the config and the model %s", pipeline.recognizer.path)
