@@ -1,5 +1,13 @@
-"""Allow `python -m edgeface`."""
+"""The `edgeface` command (`python -m edgeface`, and the console script).
 
-from edgeface.cli import main
+SIGHUP is held before the runtime is imported (see `edgeface.hangup`), so these lines come first.
+"""
 
-raise SystemExit(main())
+from edgeface import hangup
+
+hangup.hold()
+
+from edgeface.cli import main  # noqa: E402 - after hold(): this import takes most of a second on a Pi
+
+if __name__ == "__main__":
+    raise SystemExit(main())

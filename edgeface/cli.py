@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import edgeface
+from edgeface import hangup
 from edgeface.annotate import AnnotationError, overwrites_inputs, write_annotated
 from edgeface.artefact import MetadataError
 from edgeface.dataset import stranger_faces
@@ -317,6 +318,8 @@ def run(args: argparse.Namespace) -> int:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(OneLinePerRecord())  # file names and labels in messages cannot forge lines
+    if args.command != "watch":
+        hangup.release()  # only the daemon takes SIGHUP as a reload
     try:
         return COMMANDS[args.command](args)
     except (ModelError, LogError, DetectorUnavailable, PreprocessingError, MetadataError, GalleryError, NotAnEmbedder,

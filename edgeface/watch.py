@@ -23,6 +23,7 @@ from pathlib import Path
 
 import cv2
 
+from edgeface import hangup
 from edgeface.camera import parse_source
 from edgeface.clock import clock_synchronized, log_time, now, wall_clock_trustworthy
 from edgeface.crops import CropStore
@@ -149,6 +150,7 @@ class Daemon:
         """Runs until SIGTERM/SIGINT (or the end of a video file); returns the exit code."""
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, self._on_signal)
+        self._reload = hangup.take()  # a SIGHUP during the start: the config may have changed since it was read
         if clock_synchronized() is False:
             logger.warning("the clock is not synchronised (no time server reached yet?): rows are marked "
                            "clock_synced = 0, and retention waits until it is")  # fmt: skip
