@@ -1,8 +1,9 @@
 """What the test modules share: where things are, edgeface as a process (plain, without TensorFlow, or as a
 daemon with a notify socket), waiting, real faults (a full disk, a read-only file), leak checks, and pictures.
 
-A plain module, not a test file and not conftest: test modules import from here and from nowhere else among
-the tests, so that no import is there only for its side effect. conftest.py holds the fixtures.
+A plain module, not a test file and not conftest. Test modules import helpers from here (and the fixture recipes'
+names from make_fixtures.py, the test camera from mjpeg_server.py), never from another test module or from
+conftest.py, which holds only fixtures: no import is there for its side effect.
 """
 
 from __future__ import annotations

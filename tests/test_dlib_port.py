@@ -10,12 +10,11 @@ direction.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from edgeface_convert.dlib_format import (
     DlibFormatError,
@@ -24,9 +23,10 @@ from edgeface_convert.dlib_format import (
     installed_weights_path,
     read_resnet,
 )
-from edgeface_convert.embedder_net import build_embedder
+from helpers import LFW_DEV
 
-LFW_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw_dev"
+if TYPE_CHECKING:
+    import keras  # workstation only: imported where a test needs it, so that the reader's tests run without it
 LFW_PEOPLE = 8
 CALIBRATION_CHIPS = 20
 # Stem, then two convolutions per residual block: 3 blocks of 32 channels, 4 of 64, 3 of 128,
@@ -56,6 +56,8 @@ def weights(dat_path: Path) -> ResNetWeights:
 
 @pytest.fixture(scope="module")
 def model(weights: ResNetWeights) -> keras.Model:
+    from edgeface_convert.embedder_net import build_embedder
+
     return build_embedder(weights)
 
 
@@ -146,6 +148,7 @@ def _descriptors(model: keras.Model, chips: np.ndarray) -> np.ndarray:
     return model.predict(chips.astype(np.float32), verbose=0)
 
 
+@pytest.mark.workstation
 def test_keras_port_gives_dlibs_descriptors(model: keras.Model, dat_path: Path, chips: np.ndarray) -> None:
     dlib = pytest.importorskip("dlib")
     recognizer = dlib.face_recognition_model_v1(str(dat_path))
@@ -153,7 +156,10 @@ def test_keras_port_gives_dlibs_descriptors(model: keras.Model, dat_path: Path, 
     assert np.abs(_descriptors(model, chips) - expected).max() < 1e-4
 
 
+@pytest.mark.workstation
 def test_model_loads_back_from_h5_in_safe_mode(model: keras.Model, chips: np.ndarray, tmp_path: Path) -> None:
+    import keras
+
     path = tmp_path / "dlib.h5"
     model.save(path)
     loaded = keras.models.load_model(path, compile=False, safe_mode=True)
@@ -173,7 +179,9 @@ def _calibration(chips: np.ndarray) -> np.ndarray:
     return np.stack([variants[i] for i in picks])
 
 
+@pytest.mark.workstation
 def test_int8_conversion_keeps_the_descriptors(model: keras.Model, chips: np.ndarray) -> None:
+    import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     calibration = _calibration(chips)

@@ -1,13 +1,12 @@
 """The README matches the code: CI runs its test command, and every flag it shows exists."""
 
 import re
-from pathlib import Path
 
 import pytest
 
 from edgeface.cli import COMMANDS, build_parser
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
 
 
