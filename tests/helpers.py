@@ -182,14 +182,16 @@ def live_descendants(pid: int) -> list[int]:
     """The processes below `pid` (children, theirs, and so on) that are still running, read from /proc: a
     zombie (exited, not yet waited for) is not running."""
     parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
         try:
-            text = stat.read_text()
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                state, parent = stat.read().rsplit(b")", 1)[1].split()[:2]
         except OSError:  # it exited while we looked
             continue
-        state, parent = text.rsplit(")", 1)[1].split()[:2]
-        if state not in "ZX":
-            parents.setdefault(int(parent), []).append(int(stat.parent.name))
+        if state not in b"ZX":
+            parents.setdefault(int(parent), []).append(int(name))
     found, waiting = [], list(parents.get(pid, []))
     while waiting:
         child = waiting.pop()

@@ -146,7 +146,7 @@ def make_embedder(folder: Path, patches: np.ndarray) -> MadeModel:
     from edgeface.cli import main
 
     rng = np.random.default_rng(5)
-    people = [write_photos(folder / "faces" / f"person{person}", patches[person], PHOTOS, rng) for person in range(PEOPLE)]
+    people = [write_photos(folder / "faces" / f"person{n}", patches[n], PHOTOS, rng) for n in range(PEOPLE)]
     for stranger in STRANGERS:
         write_photos(folder / "strangers", patches[stranger], 2, rng, prefix=f"s{stranger}-")
     photos = np.array([cv2.imread(str(path))[..., ::-1] for paths in people for path in paths], np.float32)

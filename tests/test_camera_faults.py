@@ -7,6 +7,11 @@ one face with the same box, so every segment would continue one track.) The daem
 journal when it ends; every one of them must end in the log exactly once, and the daemon must run to the end of the
 file (exit 0) without holding the camera up. Faults begin and end on what the daemon has done (rows in the log,
 lines in its journal), never after a set time.
+
+Each run plays the 8-second video in real time, so the default run has one of them, the full disk (with the
+per-frame rows it could not log); the lock, the read-only logs and the deleted log, each also made under the folder
+daemon in test_faults' default run, run with `-m slow`. What the camera daemon keeps in memory while the log fails
+is also checked in this process, in the default run.
 """
 
 from __future__ import annotations
@@ -59,7 +64,12 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def start(
-    tmp_path: Path, classifier: Classifier, video: Path, db: Path, *flags: str, preexec: Callable[[], None] | None = None
+    tmp_path: Path,
+    classifier: Classifier,
+    video: Path,
+    db: Path,
+    *flags: str,
+    preexec: Callable[[], None] | None = None,
 ) -> Child:
     """`edgeface watch --camera VIDEO` logging to `db`, ready; the Haar detector instead of the model's `none`."""
     args = ["watch", "--camera", str(video), "--model", str(classifier.tflite_file), "--detector", "haar",
@@ -108,6 +118,7 @@ def more_appearances_end(daemon: Child, video: Path, count: int) -> None:
     wait_until(lambda: sum(journal(daemon.stderr(), video).values()) >= already + count)
 
 
+@pytest.mark.slow  # the same fault under the folder daemon is in test_faults' default run
 def test_a_log_locked_by_another_writer_is_waited_out_and_the_appearances_meanwhile_recorded(
     classifier: Classifier, tmp_path: Path, video: Path
 ):
@@ -140,6 +151,7 @@ def restore_read_only(db: Path) -> None:
     backup.rename(db)
 
 
+@pytest.mark.slow  # the same fault under the folder daemon is in test_faults' default run
 def test_a_read_only_log_restored_under_the_daemon_keeps_the_appearances_until_it_can_be_written(
     classifier: Classifier, tmp_path: Path, video: Path
 ):
@@ -195,6 +207,7 @@ def test_a_full_disk_keeps_the_appearances_and_counts_the_frame_rows_it_could_no
     assert lines(stderr, "is failing") == 1 and "still fails" not in stderr
 
 
+@pytest.mark.slow  # the same fault under the folder daemon is in test_faults' default run
 def test_a_log_deleted_under_the_camera_is_started_anew_with_every_appearance_since(
     classifier: Classifier, tmp_path: Path, video: Path
 ):
@@ -218,7 +231,9 @@ def test_a_log_deleted_under_the_camera_is_started_anew_with_every_appearance_si
 
 
 @pytest.fixture()
-def in_process(classifier: Classifier, tmp_path: Path, video: Path, caplog: pytest.LogCaptureFixture) -> Iterator[Daemon]:
+def in_process(
+    classifier: Classifier, tmp_path: Path, video: Path, caplog: pytest.LogCaptureFixture
+) -> Iterator[Daemon]:
     """A daemon built in this process (its log at tmp_path/log.db, not run), with edgeface's lines captured."""
     with caplog.at_level(logging.INFO, logger="edgeface"):
         daemon = Daemon(None, {"model": str(classifier.tflite_file), "db": str(tmp_path / "log.db"),
@@ -278,6 +293,7 @@ def test_what_the_log_cannot_take_by_the_end_of_the_watch_is_said_to_be_lost(
     assert not said(caplog, "works again")
 
 
+@pytest.mark.slow  # the same fault under the folder daemon is in test_faults' default run
 def test_a_camera_daemon_started_with_a_read_only_log_waits_for_it(classifier: Classifier, tmp_path: Path, video: Path):
     """A log that cannot be written at start is waited for, as in the middle of a watch."""
     db = tmp_path / "log.db"

@@ -53,7 +53,7 @@ def test_scan_prints_json_and_logs_every_image_and_face(classifier: Classifier, 
 def test_scanning_again_adds_nothing(classifier: Classifier, tmp_path: Path):
     log_file = tmp_path / "log.db"
     folder = classifier.held_out_folder / "face"
-    args = ("scan", str(folder), "--model", str(classifier.tflite_file), "--db", str(log_file))
+    args = ("scan", str(folder), "--model", str(classifier.tflite_file), "--db", str(log_file), "--workers", "1")
     assert run_edgeface(*args).returncode == 0
     again = run_edgeface(*args)
     assert again.returncode == 0 and again.stdout == ""
@@ -65,7 +65,7 @@ def test_scanning_again_adds_nothing(classifier: Classifier, tmp_path: Path):
 def test_a_detector_override_is_used_and_warned_about(classifier: Classifier, astronaut_file: Path, tmp_path: Path):
     scan = run_edgeface(
         "scan", str(astronaut_file), "--model", str(classifier.tflite_file), "--db", str(tmp_path / "log.db"),
-        "--detector", "haar", "--json",
+        "--detector", "haar", "--json", "--workers", "1",
     )  # fmt: skip
     assert scan.returncode == 0, scan.stderr
     assert "detector.name: none -> haar" in scan.stderr

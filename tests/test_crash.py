@@ -25,7 +25,6 @@ from edgeface.store import ResultLog
 from helpers import Child, Classifier, check_log, run_edgeface, wait_until
 
 NEW_PER_RUN = 60  # scan: files added before each run, so that every kill finds work (committed 32 at a time)
-CUTS = 4  # simulated power cuts in one run of the daemon
 
 
 def drop(folder: Path, number: int, photos: list[bytes], rng: random.Random) -> str:
@@ -119,7 +118,7 @@ def finish(tmp_path: Path, args: list[str], folders: dict[str, Path], db: Path, 
 
 @pytest.mark.parametrize(
     "workers, kills",
-    [(1, 6), (2, 6), pytest.param(1, 40, marks=pytest.mark.slow), pytest.param(2, 40, marks=pytest.mark.slow)],
+    [(1, 3), (2, 3), pytest.param(1, 40, marks=pytest.mark.slow), pytest.param(2, 40, marks=pytest.mark.slow)],
 )
 def test_a_scan_killed_at_random_moments_ends_with_one_outcome_per_file(
     classifier: Classifier, photos: list[bytes], tmp_path: Path, workers: int, kills: int
@@ -151,7 +150,7 @@ def test_a_scan_killed_at_random_moments_ends_with_one_outcome_per_file(
     assert check_log(db) == {str(folder / name): expected_status(name) for name in names}
 
 
-@pytest.mark.parametrize("rounds", [12, pytest.param(60, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("rounds", [6, pytest.param(60, marks=pytest.mark.slow)])
 def test_the_daemon_killed_at_random_moments_logs_and_moves_every_file_once(
     classifier: Classifier, photos: list[bytes], tmp_path: Path, rounds: int
 ):
@@ -176,8 +175,9 @@ def test_the_daemon_killed_at_random_moments_logs_and_moves_every_file_once(
     finish(tmp_path, args, folders, db, names)
 
 
+@pytest.mark.parametrize("power_cuts", [2, pytest.param(8, marks=pytest.mark.slow)])
 def test_a_power_cut_leaves_files_that_edgeface_opens_and_a_restart_completes(
-    classifier: Classifier, photos: list[bytes], tmp_path: Path
+    classifier: Classifier, photos: list[bytes], tmp_path: Path, power_cuts: int
 ):
     """A power cut, simulated: at random moments while the daemon works through bursts of files, it is frozen
     (SIGSTOP), its log files and folders are copied as they are at that instant (hard links kept: a move cut short
@@ -194,7 +194,7 @@ def test_a_power_cut_leaves_files_that_edgeface_opens_and_a_restart_completes(
     names: list[str] = []
     cuts: list[tuple[Path, list[str]]] = []
     daemon = Child(tmp_path, *args).ready()
-    for cut in range(CUTS):
+    for cut in range(power_cuts):
         already = moved(folders)
         names += [drop(folders["inbox"], len(names) + i, photos, rng) for i in range(rng.randint(10, 40))]
         target = rng.randint(already, len(names) - 1)
@@ -220,7 +220,9 @@ def test_a_power_cut_leaves_files_that_edgeface_opens_and_a_restart_completes(
         finish(tmp_path, args, folders, db, written)
 
 
-def test_a_move_cut_short_is_finished_without_a_second_copy(classifier: Classifier, photos: list[bytes], tmp_path: Path):
+def test_a_move_cut_short_is_finished_without_a_second_copy(
+    classifier: Classifier, photos: list[bytes], tmp_path: Path
+):
     """The moment random kills almost never hit: a move is a hard link and an unlink, and a stop between the two
     leaves one file in both folders, its outcome committed. The next start takes it out of the inbox and makes no
     `name.1.png`."""

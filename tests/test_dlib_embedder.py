@@ -56,7 +56,8 @@ def test_convert_keeps_the_embeddings_and_the_names(embedder: Embedder):
 
 
 def test_train_without_yunet_says_how_to_get_it(embedder: Embedder, tmp_path: Path):
-    run = run_edgeface("train", str(embedder.root / "faces"), "-o", str(tmp_path / "m.h5"), env={"EDGEFACE_YUNET_MODEL": ""})
+    faces, output = str(embedder.root / "faces"), str(tmp_path / "m.h5")
+    run = run_edgeface("train", faces, "-o", output, env={"EDGEFACE_YUNET_MODEL": ""})
     assert run.returncode == 2
     assert "face_detection_yunet_2023mar.onnx" in run.stderr and "--yunet-model" in run.stderr
     assert not (tmp_path / "m.h5").exists()

@@ -35,7 +35,10 @@ def photo_tree(classifier: Classifier, tmp_path: Path) -> Path:
 
 
 def scan(classifier: Classifier, db: Path, *args: str) -> subprocess.CompletedProcess:
-    return run_edgeface("scan", *args, "--model", str(classifier.tflite_file), "--db", str(db), "--json")
+    """`edgeface scan ARGS --json` with one worker unless ARGS say otherwise: a pool of spawned workers costs half a
+    second, and test_two_workers_give_exactly_what_one_gives shows that it gives what one worker gives."""
+    model = str(classifier.tflite_file)
+    return run_edgeface("scan", "--workers", "1", *args, "--model", model, "--db", str(db), "--json")
 
 
 def scanned_names(run: subprocess.CompletedProcess) -> list[str]:
@@ -177,6 +180,6 @@ def test_forget_a_label_then_a_rescan_does_not_bring_it_back(classifier: Classif
         assert connection.execute("SELECT count(*) FROM faces WHERE label = 'face'").fetchone() == (0,)
         left = connection.execute("SELECT count(*) FROM inputs").fetchone()[0]
     assert forgotten >= 1 and left == 8 - forgotten
-    again = run_edgeface("scan", *photos, "--model", str(classifier.tflite_file), "--db", str(db))
+    again = run_edgeface("scan", *photos, "--model", str(classifier.tflite_file), "--db", str(db), "--workers", "1")
     assert f"{forgotten + left} already in the log" in again.stderr  # forgotten content is not classified again
     assert run_edgeface("forget", "--db", str(db)).returncode == 2

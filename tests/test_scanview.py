@@ -83,7 +83,7 @@ def test_annotate_writes_copies_with_boxes_at_mirrored_paths(classifier: Classif
     out = tmp_path / "annotated"
     run = run_edgeface(
         "scan", str(folder), "-r", "--model", str(classifier.tflite_file), "--db", str(tmp_path / "l.db"),
-        "--detector", "haar", "--annotate", str(out), "--json",
+        "--workers", "1", "--detector", "haar", "--annotate", str(out), "--json",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     copies = {path.relative_to(out) for path in out.rglob("*") if path.is_file()}
@@ -115,6 +115,7 @@ def test_a_copy_that_cannot_be_written_is_a_reported_problem(classifier: Classif
     blocked.write_text("a file where the folder should be")
     run = run_edgeface(
         "scan", str(folder / "astronaut.jpg"), "--model", str(classifier.tflite_file), "--db", str(tmp_path / "l.db"),
+        "--workers", "1",
         "--annotate", str(blocked),
     )  # fmt: skip
     assert run.returncode == 1
@@ -124,7 +125,8 @@ def test_a_copy_that_cannot_be_written_is_a_reported_problem(classifier: Classif
 
 def test_scan_shows_progress_on_a_terminal_only(classifier: Classifier, tmp_path: Path):
     folder = photos(tmp_path / "photos")
-    args = [sys.executable, "-m", "edgeface", "scan", str(folder), "-r", "--model", str(classifier.tflite_file)]
+    args = [sys.executable, "-m", "edgeface", "scan", str(folder), "-r", "--model", str(classifier.tflite_file),
+            "--workers", "1"]  # fmt: skip
     piped = subprocess.run([*args, "--db", str(tmp_path / "a.db")], capture_output=True, text=True, cwd=REPO)
     assert piped.returncode == 0 and "\r" not in piped.stderr and "scanning:" not in piped.stderr
     controller, terminal = pty.openpty()

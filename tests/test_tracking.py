@@ -199,6 +199,7 @@ def test_nonsense_settings_are_refused(settings):
         Tracker(**settings)
 
 
+@pytest.mark.slow  # the cascade on 275 frames; the tracker's rules are in the default run, on made-up frames
 @pytest.mark.skipif(not CLIP.is_file(), reason=f"the video clip is not at {CLIP}")
 def test_a_real_video_makes_far_fewer_appearances_than_frames_with_faces():
     """OpenCV's cascade on every frame of a real clip (cuts, missed detections, false positives), one fixed label.

@@ -131,9 +131,11 @@ def test_notify_messages_watchdog_and_sigterm(watching, photos: list[bytes], tmp
 
 def test_sigterm_leaves_the_rest_pending_and_a_restart_finishes_them(watching, photos: list[bytes], tmp_path: Path):
     inbox, args = watching
-    count = 1000  # enough that SIGTERM arrives long before the last one
+    count = 300  # enough that SIGTERM arrives long before the last one
+    earlier = time.time() - 3600  # they waited while the daemon was stopped: the start takes them at once
     for i in range(count):
         (inbox / f"{i:04d}.png").write_bytes(photos[i % len(photos)])
+        os.utime(inbox / f"{i:04d}.png", (earlier, earlier))
     daemon = watch(tmp_path, args).ready()
     wait_until(lambda: len(outcomes(tmp_path / "log.db")) >= 1)
     code, _ = daemon.stop()
@@ -187,13 +189,13 @@ def test_an_event_overflow_is_followed_by_a_rescan(watching, photos: list[bytes]
 
 def test_poll_mode_takes_files_once_they_stop_changing(watching, tmp_path: Path):
     """Network shares send no events: the daemon lists the folder every --poll-interval and takes a file only once
-    its size and time held still between two looks. A file that grows for about seven intervals is not taken while
+    its size and time held still between two looks. A file that grows for about four intervals is not taken while
     it grows (it would be logged as a truncated PNG), then is taken once, whole."""
     inbox, args = watching
     db, interval = tmp_path / "log.db", 0.3
     daemon = watch(tmp_path, [*args[:-4], "--poll", "--poll-interval", str(interval)]).ready()  # no moves
     photo = noise_png()
-    write_slowly(inbox / "growing.png", photo, pieces=20, pause=interval / 3, db=db)
+    write_slowly(inbox / "growing.png", photo, pieces=12, pause=interval / 3, db=db)
     wait_until(lambda: len(logged_inputs(db)) == 1)
     time.sleep(3 * interval)  # more looks at the unchanged file: it must not be taken again
     code, stderr = daemon.stop()
@@ -224,7 +226,9 @@ def face_video(path: Path, face: bytes, frames: int = 30, fps: float = 15.0) -> 
     return path
 
 
-def test_a_camera_gives_one_appearance_for_a_face_that_stays(classifier: Classifier, photos: list[bytes], tmp_path: Path):
+def test_a_camera_gives_one_appearance_for_a_face_that_stays(
+    classifier: Classifier, photos: list[bytes], tmp_path: Path
+):
     video = face_video(tmp_path / "door.avi", photos[0])
     db = tmp_path / "log.db"
     daemon = watch(tmp_path, ["--camera", str(video), "--model", str(classifier.tflite_file), "--db", str(db),
@@ -264,7 +268,7 @@ def test_a_watched_folder_that_goes_away_and_comes_back_is_watched_again(watchin
     (inbox / "first.png").write_bytes(photos[0])
     wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 1)
     inbox.rename(tmp_path / "unmounted")  # as if the disk were pulled out
-    time.sleep(1)
+    wait_until(lambda: "is gone or was replaced" in daemon.stderr())
     inbox.mkdir()  # another folder at the same path: the old watches are gone
     (inbox / "second.png").write_bytes(photos[1])
     wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 2)
@@ -313,7 +317,8 @@ def test_crops_are_saved_only_when_asked_and_forgotten_with_their_rows(classifie
     forget = run_edgeface("forget", "--label", labels[0], "--db", str(state / "log.db"))
     assert forget.returncode == 0
     assert not crops[0].exists() and crops[1].exists() == (labels[1] != labels[0])
-    plain = watch(tmp_path, [str(inbox), "--model", str(classifier.tflite_file), "--db", str(tmp_path / "p.db")]).ready()
+    model = str(classifier.tflite_file)
+    plain = watch(tmp_path, [str(inbox), "--model", model, "--db", str(tmp_path / "p.db")]).ready()
     (inbox / "c.png").write_bytes(photos[2])
     wait_until(lambda: len(outcomes(tmp_path / "p.db")) == 3)  # a.png and b.png are still in the inbox
     assert plain.stop()[0] == 0
