@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from helpers import FIXTURES, Classifier, astronaut, command_line, kill_processes, live_descendants, threads_left
-import make_fixtures
-from make_fixtures import MadeModel, held_out, make_classifier
+from make_fixtures import MadeModel, held_out, lfw_subset, make_classifier
 
 THREAD_GRACE = 2.0  # seconds a thread a test started may take to end after it
 
@@ -69,14 +68,13 @@ def photos(classifier: Classifier) -> list[bytes]:
 def fresh_classifier(tmp_path_factory: pytest.TempPathFactory) -> MadeModel:
     """The classifier trained and converted now, by the recipe of the committed one (TensorFlow and scikit-image:
     for tests marked `workstation` only). Its held-out patches are in held_out/ beside it."""
-    return make_classifier(tmp_path_factory.mktemp("classifier"), make_fixtures.lfw_patches())
+    return make_classifier(tmp_path_factory.mktemp("classifier"), lfw_subset())
 
 
 @pytest.fixture(scope="session")
 def lfw_patches() -> np.ndarray:
     """scikit-image's lfw_subset as uint8 (200, 25, 25): 100 faces, then 100 non-faces (needs scikit-image)."""
-    pytest.importorskip("skimage")
-    return make_fixtures.lfw_patches()
+    return lfw_subset()
 
 
 @pytest.fixture()

@@ -49,7 +49,7 @@ EMBEDDING_SIZE = 128
 TYPICAL_NORM = 0.8  # the stand-in's embeddings are scaled to about this length, as dlib's are
 
 
-def lfw_patches() -> np.ndarray:
+def lfw_subset() -> np.ndarray:
     """scikit-image's lfw_subset as uint8 (200, 25, 25): 100 faces, then 100 non-faces."""
     from skimage import data
 
@@ -227,7 +227,7 @@ def main(argv: list[str]) -> int:
         parser.error(f"no fixture named {', '.join(sorted(names - set(NAMES)))}")
     FIXTURES.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as work:
-        install_models(Path(work), lfw_patches(), names)
+        install_models(Path(work), lfw_subset(), names)
     for name, write in PICTURES.items():
         if name in names:
             write(FIXTURES / name)

@@ -108,6 +108,7 @@ def test_scan_marks_strangers_unknown(people: People, tmp_path: Path):
     assert sum(face["unknown"] for face in faces) >= 0.95 * len(faces)
 
 
+@pytest.mark.slow  # a conversion of its own; test_openset checks the refusal of fewer than 100 by default
 def test_fewer_than_100_strangers_give_no_rule_and_say_so(people: People, tmp_path: Path):
     output = tmp_path / "few.tflite"
     run = run_edgeface("convert", str(people.keras_file), "-o", str(output), "--strangers", str(people.few_strangers))

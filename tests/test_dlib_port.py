@@ -26,7 +26,9 @@ from edgeface_convert.dlib_format import (
 from helpers import LFW_DEV
 
 if TYPE_CHECKING:
-    import keras  # workstation only: imported where a test needs it, so that the reader's tests run without it
+    import keras  # imported where a test needs it: the device tier collects this module without Keras
+
+pytestmark = pytest.mark.workstation  # the convert extra: dlib's weights, and TensorFlow for the port
 LFW_PEOPLE = 8
 CALIBRATION_CHIPS = 20
 # Stem, then two convolutions per residual block: 3 blocks of 32 channels, 4 of 64, 3 of 128,
@@ -148,7 +150,6 @@ def _descriptors(model: keras.Model, chips: np.ndarray) -> np.ndarray:
     return model.predict(chips.astype(np.float32), verbose=0)
 
 
-@pytest.mark.workstation
 def test_keras_port_gives_dlibs_descriptors(model: keras.Model, dat_path: Path, chips: np.ndarray) -> None:
     dlib = pytest.importorskip("dlib")
     recognizer = dlib.face_recognition_model_v1(str(dat_path))
@@ -156,7 +157,6 @@ def test_keras_port_gives_dlibs_descriptors(model: keras.Model, dat_path: Path, 
     assert np.abs(_descriptors(model, chips) - expected).max() < 1e-4
 
 
-@pytest.mark.workstation
 def test_model_loads_back_from_h5_in_safe_mode(model: keras.Model, chips: np.ndarray, tmp_path: Path) -> None:
     import keras
 
@@ -179,7 +179,6 @@ def _calibration(chips: np.ndarray) -> np.ndarray:
     return np.stack([variants[i] for i in picks])
 
 
-@pytest.mark.workstation
 def test_int8_conversion_keeps_the_descriptors(model: keras.Model, chips: np.ndarray) -> None:
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter, OpResolverType

@@ -17,7 +17,7 @@ import pytest
 
 from edgeface import artefact
 from helpers import FIXTURES, Classifier, run_edgeface
-from make_fixtures import HELD_OUT_PER_LABEL, MadeModel, lfw_patches, make_embedder
+from make_fixtures import HELD_OUT_PER_LABEL, MadeModel, lfw_subset, make_embedder
 
 pytestmark = pytest.mark.workstation
 
@@ -54,11 +54,11 @@ def test_the_committed_classifier_is_what_the_recipe_makes(classifier: Classifie
 def test_the_committed_embedder_is_what_the_recipe_makes(tmp_path: Path):
     committed = what_tests_rely_on(FIXTURES / "embedder.tflite")
     assert committed["schema_version"] == artefact.SCHEMA_VERSION
-    assert committed == what_tests_rely_on(make_embedder(tmp_path, lfw_patches()).tflite_file)
+    assert committed == what_tests_rely_on(make_embedder(tmp_path, lfw_subset()).tflite_file)
 
 
 def test_the_held_out_patches_are_lfw_subsets(classifier: Classifier):
-    patches = lfw_patches()
+    patches = lfw_subset()
     expected = [patches[first + number] for first in (0, 100) for number in range(HELD_OUT_PER_LABEL)]
     committed = [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path, _ in classifier.held_out]
     assert len(committed) == len(expected) and all(np.array_equal(a, b) for a, b in zip(committed, expected))
