@@ -1,90 +1,85 @@
-"""Shared fixtures: real images from scikit-image written as real files, and the edgeface CLI as a process."""
+"""Fixtures every test module may use: the leak check that runs around each test, the committed models and
+pictures, and (workstation tier only) the classifier made again by the recipe of the committed one; and which
+tests run by default.
+
+Helpers that are not fixtures are in helpers.py; test modules import them from there, never from here."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from helpers import FIXTURES, Classifier, astronaut, command_line, kill_processes, live_descendants, threads_left
+from make_fixtures import MadeModel, held_out, lfw_subset, make_classifier
+
+THREAD_GRACE = 2.0  # seconds a thread a test started may take to end after it
 
 
-def run_edgeface(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Runs `python -m edgeface ARGS` as a separate process, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "edgeface", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leaves out the tests marked `slow` unless -m names them (`pytest -m slow`): the default run and the device
+    tier (`-m "not workstation"`, which would replace a `-m "not slow"` in addopts) run without them."""
+    if "slow" in config.option.markexpr:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
-def skimage_bgr(name: str) -> np.ndarray:
-    """One of scikit-image's bundled pictures as H×W×3 uint8 BGR."""
-    from skimage import data
+@pytest.fixture(autouse=True)
+def nothing_left_running() -> Iterator[None]:
+    """Fails a test that leaves a thread or a process of its own running: a daemon nobody stopped, a camera reader
+    nobody closed. The processes are killed first, so that a failed test does not hurt the tests after it.
 
-    picture = getattr(data, name)()
-    if picture.ndim == 2:
-        return cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR)
-    return cv2.cvtColor(picture[..., :3], cv2.COLOR_RGB2BGR)
+    Compared with what ran before the test, so that nothing pytest or a library keeps for the whole session is
+    counted; a thread gets THREAD_GRACE seconds to end, since a closed camera's reader ends a moment later."""
+    threads, processes = set(threading.enumerate()), set(live_descendants(os.getpid()))
+    yield
+    left = [pid for pid in live_descendants(os.getpid()) if pid not in processes]
+    commands = [command_line(pid) for pid in left]
+    kill_processes(left)
+    running = threads_left(threads, THREAD_GRACE)
+    problems = [f"process {pid} still running: {command}" for pid, command in zip(left, commands)]
+    problems += [f"thread {thread.name!r} still running" for thread in running]
+    if problems:
+        pytest.fail("the test left behind:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def classifier() -> Classifier:
+    """The committed face / not-face classifier and its 40 held-out patches (tests/make_fixtures.py)."""
+    folder = FIXTURES / "held_out"
+    return Classifier(FIXTURES / "face_or_not.tflite", folder, held_out(folder))
+
+
+@pytest.fixture(scope="session")
+def photos(classifier: Classifier) -> list[bytes]:
+    """The encoded bytes of the 40 held-out PNGs: real pictures, each one face for the classifier's detector."""
+    return [path.read_bytes() for path, _ in classifier.held_out]
+
+
+@pytest.fixture(scope="session")
+def fresh_classifier(tmp_path_factory: pytest.TempPathFactory) -> MadeModel:
+    """The classifier trained and converted now, by the recipe of the committed one (TensorFlow and scikit-image:
+    for tests marked `workstation` only). Its held-out patches are in held_out/ beside it."""
+    return make_classifier(tmp_path_factory.mktemp("classifier"), lfw_subset())
 
 
 @pytest.fixture(scope="session")
 def lfw_patches() -> np.ndarray:
-    """scikit-image's lfw_subset as uint8 (200, 25, 25): 100 faces, then 100 non-faces."""
-    from skimage import data
-
-    return np.round(data.lfw_subset() * 255).astype(np.uint8)
-
-
-HELD_OUT_PER_LABEL = 20
-
-
-@dataclass
-class Trained:
-    folder: Path
-    keras_file: Path
-    tflite_file: Path
-    held_out: list[tuple[Path, str]]
-    convert_report: dict
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory, lfw_patches: np.ndarray) -> Trained:
-    """A face / not-face model trained and converted by the CLI, with 40 held-out PNGs it never saw."""
-    folder = tmp_path_factory.mktemp("e2e")
-    held_out = []
-    for label, patches in (("face", lfw_patches[:100]), ("not-face", lfw_patches[100:])):
-        (folder / "faces" / label).mkdir(parents=True)
-        (folder / "held_out" / label).mkdir(parents=True)
-        for i, patch in enumerate(patches):
-            target = folder / ("held_out" if i < HELD_OUT_PER_LABEL else "faces") / label / f"{i:03d}.png"
-            cv2.imwrite(str(target), patch)
-            if i < HELD_OUT_PER_LABEL:
-                held_out.append((target, label))
-    keras_file = folder / "face_or_not.h5"
-    train = run_edgeface(
-        "train", str(folder / "faces"), "-o", str(keras_file), "--arch", "classic",
-        "--detector", "none", "--grayscale", "--input-size", "32", "--epochs", "20", "--batch-size", "16", "--seed", "3",
-    )  # fmt: skip
-    assert train.returncode == 0, train.stderr
-    assert "confusion matrix" in train.stdout
-    convert = run_edgeface("convert", str(keras_file), "--json")
-    assert convert.returncode == 0, convert.stderr
-    return Trained(folder, keras_file, keras_file.with_suffix(".tflite"), held_out, json.loads(convert.stdout))
+    """scikit-image's lfw_subset as uint8 (200, 25, 25): 100 faces, then 100 non-faces (needs scikit-image)."""
+    return lfw_subset()
 
 
 @pytest.fixture()
 def astronaut_file(tmp_path: Path) -> Path:
     """A real photo with one face (scikit-image's astronaut), written as PNG."""
     path = tmp_path / "astronaut.png"
-    cv2.imwrite(str(path), skimage_bgr("astronaut"))
+    cv2.imwrite(str(path), astronaut())
     return path

@@ -6,7 +6,7 @@ from io import BytesIO
 
 import pytest
 
-from conftest import Trained, run_edgeface
+from helpers import Classifier, run_edgeface
 from edgeface import artefact
 from edgeface.artefact import MetadataError, ModelMetadata
 from edgeface.detect import HaarSettings
@@ -131,10 +131,10 @@ def test_metadata_that_inflates_past_the_bound_is_refused_without_inflating_it_a
         artefact.read(bomb, name="bomb.tflite")
 
 
-def test_a_crafted_model_stops_every_command_with_one_line_and_exit_2_never_a_restart_loop(trained: Trained, tmp_path):
+def test_a_crafted_model_stops_every_command_with_one_line_and_exit_2_never_a_restart_loop(classifier: Classifier, tmp_path):
     """A real network with crafted metadata. Exit 2 is what the units' RestartPreventExitStatus=2 keeps from
     restarting; any other code would loop."""
-    real = trained.tflite_file.read_bytes()
+    real = classifier.tflite_file.read_bytes()
     with zipfile.ZipFile(BytesIO(real)) as bundle:
         network = real[: min(info.header_offset for info in bundle.infolist())]
         document = json.loads(bundle.read(artefact.MEMBER))

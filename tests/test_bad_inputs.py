@@ -5,7 +5,6 @@ watch` daemon, which goes on working afterwards. Real files, real processes, no 
 from __future__ import annotations
 
 import functools
-import io
 import os
 import shutil
 import signal
@@ -20,14 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 
-from conftest import Trained, skimage_bgr
 from edgeface.images import MAX_FILE_BYTES, MAX_PIXELS, ImageError, decode, image_size, read_input
-from test_detect import YUNET
-from test_watch import Daemon, wait_until
-
-ORIENTATION = 0x0112  # the EXIF tag
+from helpers import FIXTURES, YUNET, Child, Classifier, extended_webp, jpeg_with_orientation, wait_until
 
 
 @dataclass(frozen=True)
@@ -59,25 +53,11 @@ class Case:
         return path
 
 
-def encode(extension: str, pixels: np.ndarray) -> bytes:
-    """`pixels` encoded by OpenCV in the format that `extension` names."""
-    ok, encoded = cv2.imencode(extension, pixels)
+def encode(extension: str, pixels: np.ndarray, options: list[int] | None = None) -> bytes:
+    """`pixels` encoded by OpenCV in the format that `extension` names, with its `options`."""
+    ok, encoded = cv2.imencode(extension, pixels, options or [])
     assert ok
     return encoded.tobytes()
-
-
-def pillow(pixels_bgr: np.ndarray, mode: str, **options: object) -> bytes:
-    """`pixels_bgr` saved by Pillow as a JPEG in `mode` ("RGB", "CMYK"...), with `options`."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels_bgr[..., ::-1])).convert(mode).save(buffer, "JPEG", **options)
-    return buffer.getvalue()
-
-
-def exif_rotated(pixels_bgr: np.ndarray, orientation: int) -> bytes:
-    """A JPEG of `pixels_bgr` as stored, whose EXIF says to show it turned (6: 90° clockwise)."""
-    exif = Image.Exif()
-    exif[ORIENTATION] = orientation
-    return pillow(pixels_bgr, "RGB", exif=exif.tobytes(), quality=95)
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -118,7 +98,8 @@ def corrupted(jpeg: bytes) -> bytes:
 
 
 def make_corpus(face: np.ndarray) -> list[Case]:
-    """The corpus, built from `face` (H×W×3 BGR, not square, so that a rotation shows)."""
+    """The corpus, built from `face` (50×40 BGR, not square, so that a rotation shows, and the size of the committed
+    CMYK JPEG, which OpenCV cannot write)."""
     height, width = face.shape[:2]
     jpeg, png = encode(".jpg", face), encode(".png", face)
     return [
@@ -135,8 +116,8 @@ def make_corpus(face: np.ndarray) -> list[Case]:
         Case("16-bit.png", encode(".png", face.astype(np.uint16) * 257), shape=(height, width)),
         Case("alpha.png", encode(".png", np.dstack([face, face[..., :1]])), shape=(height, width)),
         Case("grey.jpg", encode(".jpg", cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)), shape=(height, width)),
-        Case("cmyk.jpg", pillow(face, "CMYK"), shape=(height, width)),
-        Case("exif-rotated.jpg", exif_rotated(face, 6), shape=(width, height)),
+        Case("cmyk.jpg", (FIXTURES / "cmyk.jpg").read_bytes(), shape=(50, 40)),
+        Case("exif-rotated.jpg", jpeg_with_orientation(face, 6), shape=(width, height)),
         Case("corrupt-data.jpg", corrupted(jpeg), shape=(height, width)),
         Case("ünïcødé 顔.png", png, shape=(height, width)),
         Case("space in name.png", png, shape=(height, width)),
@@ -147,16 +128,10 @@ def make_corpus(face: np.ndarray) -> list[Case]:
 
 
 @pytest.fixture(scope="module")
-def corpus() -> list[Case]:
-    """The corpus around a crop of scikit-image's astronaut (any picture does for decoding)."""
-    return make_corpus(cv2.resize(skimage_bgr("astronaut")[40:240, 150:310], (40, 50)))
-
-
-@pytest.fixture(scope="module")
-def face_corpus(trained: Trained) -> list[Case]:
-    """The corpus around a held-out face of the trained model (detector `none`: every decodable
-    image is one face), 40×50 so that the EXIF rotation shows in the logged size."""
-    return make_corpus(cv2.resize(cv2.imread(str(trained.held_out[0][0])), (40, 50)))
+def corpus(classifier: Classifier) -> list[Case]:
+    """The corpus around a held-out face of the classifier (detector `none`: every decodable image is one face),
+    40×50 so that the EXIF rotation shows in the logged size."""
+    return make_corpus(cv2.resize(cv2.imread(str(classifier.held_out[0][0])), (40, 50)))
 
 
 def outcome(case: Case, folder: Path) -> tuple[str, str | None, tuple[int, int] | None]:
@@ -190,9 +165,10 @@ def test_16_bit_and_alpha_pngs_decode_to_the_same_8_bit_bgr(corpus: list[Case]):
 def test_grey_and_cmyk_jpegs_decode_to_bgr():
     grey = decode(encode(".jpg", np.full((8, 8), 100, np.uint8)))
     assert grey.shape == (8, 8, 3) and np.all(np.abs(grey.astype(int) - 100) <= 1)
-    red = decode(pillow(np.full((8, 8, 3), (0, 0, 255), np.uint8), "CMYK"))  # BGR red, saved as CMYK
-    blue, green, red_channel = (int(value) for value in np.median(red.reshape(-1, 3), axis=0))
-    assert blue < 10 and green < 10 and red_channel > 245
+    card = decode((FIXTURES / "cmyk.jpg").read_bytes())  # red, green and blue thirds, saved as CMYK by Pillow
+    for rows, colour in ((slice(2, 14), (0, 0, 255)), (slice(19, 31), (0, 255, 0)), (slice(36, 48), (255, 0, 0))):
+        median = np.median(card[rows].reshape(-1, 3), axis=0)
+        assert np.all(np.abs(median - colour) < 12), (colour, median)
 
 
 @pytest.mark.parametrize("orientation, corner", [(1, (0, 0)), (3, (1, 1)), (6, (0, 1)), (8, (1, 0))])
@@ -200,7 +176,7 @@ def test_exif_orientation_is_applied(orientation: int, corner: tuple[int, int]):
     """A white block at the stored top-left ends where the orientation puts it; 6 and 8 swap the sides."""
     stored = np.zeros((40, 60, 3), np.uint8)
     stored[:10, :10] = 255
-    pixels = decode(exif_rotated(stored, orientation))
+    pixels = decode(jpeg_with_orientation(stored, orientation))
     assert pixels.shape[:2] == ((60, 40) if orientation in (6, 8) else (40, 60))
     rows, columns = np.nonzero(pixels[..., 0] > 128)
     height, width = pixels.shape[:2]
@@ -253,11 +229,9 @@ def test_sizes_of_every_format_opencv_writes():
     for extension, picture in [(".jpg", pixels), (".png", pixels), (".bmp", pixels), (".webp", pixels),
                                (".tiff", pixels), (".ppm", pixels), (".pgm", grey), (".pbm", grey)]:  # fmt: skip
         assert image_size(encode(extension, picture)) == (41, 30), extension
-    lossless = io.BytesIO()
-    Image.fromarray(pixels).save(lossless, "WEBP", lossless=True)  # VP8L
-    extended = io.BytesIO()
-    Image.fromarray(np.dstack([pixels, grey])).save(extended, "WEBP")  # VP8X, for the alpha
-    assert image_size(lossless.getvalue()) == image_size(extended.getvalue()) == (41, 30)
+    lossless = encode(".webp", pixels, [cv2.IMWRITE_WEBP_QUALITY, 101])  # VP8L
+    extended = extended_webp(np.dstack([pixels, grey]))  # VP8X, for the alpha
+    assert image_size(lossless) == image_size(extended) == (41, 30)
     top_down = bytearray(encode(".bmp", pixels))
     top_down[22:26] = struct.pack("<i", -30)
     assert image_size(bytes(top_down)) == (41, 30)
@@ -320,33 +294,33 @@ def check_logged(entry: tuple, case: Case) -> None:
 
 
 def test_scan_logs_one_outcome_per_bad_input_and_lists_the_failures(
-    trained: Trained, face_corpus: list[Case], tmp_path: Path
+    classifier: Classifier, corpus: list[Case], tmp_path: Path
 ):
     folder = tmp_path / "corpus"
     folder.mkdir()
-    paths = [case.make(folder) for case in face_corpus]
+    paths = [case.make(folder) for case in corpus]
     missing = folder / "not-there.jpg"
     db = tmp_path / "log.db"
     run = subprocess.run(
         [sys.executable, "-m", "edgeface", "scan", *map(str, paths), str(missing),
-         "--model", str(trained.tflite_file), "--db", str(db), "--json"],
+         "--model", str(classifier.tflite_file), "--db", str(db), "--json"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 1, run.stderr
     assert len(run.stdout.splitlines()) == len(paths)  # one JSON line per input, names escaped
     rows = logged(db)
     assert set(rows) == {str(path) for path in paths}  # a path that does not exist is no input: said, not logged
-    for case, path in zip(face_corpus, paths):
+    for case, path in zip(corpus, paths):
         check_logged(rows[str(path)], case)
         if case.error:
             assert f"failed: {path}: " in run.stderr
     assert f"problem: no such file or folder: {missing}" in run.stderr
-    assert f"{len(paths) - sum(case.error is None for case in face_corpus)} failed" in run.stderr
+    assert f"{len(paths) - sum(case.error is None for case in corpus)} failed" in run.stderr
 
 
 @pytest.mark.parametrize("detector", ["haar", "yunet"])
 def test_degenerate_pictures_through_every_detector_end_as_one_outcome_each(
-    trained: Trained, detector: str, tmp_path: Path
+    classifier: Classifier, detector: str, tmp_path: Path
 ):
     """Pictures one pixel wide or high, or thinner than the detector shrinks to (a 95-byte 5000×1
     PNG crashed the scan once), are decoded, searched and logged like any other picture."""
@@ -359,7 +333,7 @@ def test_degenerate_pictures_through_every_detector_end_as_one_outcome_each(
         cv2.imwrite(str(paths[-1]), np.full((height, width, 3), 90, np.uint8))
     db = tmp_path / "log.db"
     run = subprocess.run(
-        [sys.executable, "-m", "edgeface", "scan", *map(str, paths), "--model", str(trained.tflite_file),
+        [sys.executable, "-m", "edgeface", "scan", *map(str, paths), "--model", str(classifier.tflite_file),
          "--db", str(db), "--detector", detector, "--yunet-model", str(YUNET), "--workers", "1"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -379,8 +353,8 @@ def permissions_apply() -> list[str]:
     return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
 
-def test_a_file_without_read_permission_is_one_recorded_error(trained: Trained, tmp_path: Path):
-    png = cv2.imread(str(trained.held_out[0][0]))
+def test_a_file_without_read_permission_is_one_recorded_error(classifier: Classifier, tmp_path: Path):
+    png = cv2.imread(str(classifier.held_out[0][0]))
     locked, readable = tmp_path / "locked.png", tmp_path / "readable.png"
     cv2.imwrite(str(locked), png)
     cv2.imwrite(str(readable), png)
@@ -388,7 +362,7 @@ def test_a_file_without_read_permission_is_one_recorded_error(trained: Trained, 
     db = tmp_path / "log.db"
     run = subprocess.run(
         [*permissions_apply(), sys.executable, "-m", "edgeface", "scan", str(locked), str(readable),
-         "--model", str(trained.tflite_file), "--db", str(db), "--json"],
+         "--model", str(classifier.tflite_file), "--db", str(db), "--json"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 1, run.stderr
@@ -408,46 +382,42 @@ def stopped(process: subprocess.Popen) -> bool:
 
 
 def test_the_daemon_gives_each_bad_input_one_outcome_and_goes_on(
-    trained: Trained, face_corpus: list[Case], tmp_path: Path
+    classifier: Classifier, corpus: list[Case], tmp_path: Path
 ):
     inbox, staging, db = tmp_path / "inbox", tmp_path / "staging", tmp_path / "log.db"
     inbox.mkdir()
     staging.mkdir()
-    args = [str(inbox), "--model", str(trained.tflite_file), "--db", str(db),
+    args = [str(inbox), "--model", str(classifier.tflite_file), "--db", str(db),
             "--move-done", str(tmp_path / "done"), "--move-failed", str(tmp_path / "failed")]  # fmt: skip
-    good = trained.held_out[1][0].read_bytes()
-    daemon = Daemon(tmp_path, args).ready()
-    try:
-        for case in face_corpus:  # moved in, as uploaders do, so that the pipe and the sparse file arrive too
-            os.rename(case.make(staging), inbox / case.name)
-        wait_until(lambda: len(logged(db)) == len(face_corpus))
-        # Files deleted between their event and the read: the events wait in the kernel while the
-        # daemon is stopped, so the daemon reads only once the files are gone.
-        daemon.process.send_signal(signal.SIGSTOP)
-        wait_until(lambda: stopped(daemon.process))
-        (inbox / "vanished.png").write_bytes(good)
-        (staging / "vanished-moved.png").write_bytes(good)
-        os.rename(staging / "vanished-moved.png", inbox / "vanished-moved.png")
-        os.unlink(inbox / "vanished.png")
-        os.unlink(inbox / "vanished-moved.png")
-        daemon.process.send_signal(signal.SIGCONT)
-        wait_until(lambda: len(logged(db)) == len(face_corpus) + 2)
-        (inbox / "afterwards.png").write_bytes(good)
-        wait_until(lambda: str(inbox / "afterwards.png") in logged(db))
-        assert daemon.process.poll() is None
-        code, stderr = daemon.stop()
-    finally:
-        if daemon.process.poll() is None:
-            daemon.kill()
+    good = classifier.held_out[1][0].read_bytes()
+    daemon = Child(tmp_path, "watch", *args).ready()
+    for case in corpus:  # moved in, as uploaders do, so that the pipe and the sparse file arrive too
+        os.rename(case.make(staging), inbox / case.name)
+    wait_until(lambda: len(logged(db)) == len(corpus))
+    # Files deleted between their event and the read: the events wait in the kernel while the
+    # daemon is stopped, so the daemon reads only once the files are gone.
+    daemon.process.send_signal(signal.SIGSTOP)
+    wait_until(lambda: stopped(daemon.process))
+    (inbox / "vanished.png").write_bytes(good)
+    (staging / "vanished-moved.png").write_bytes(good)
+    os.rename(staging / "vanished-moved.png", inbox / "vanished-moved.png")
+    os.unlink(inbox / "vanished.png")
+    os.unlink(inbox / "vanished-moved.png")
+    daemon.process.send_signal(signal.SIGCONT)
+    wait_until(lambda: len(logged(db)) == len(corpus) + 2)
+    (inbox / "afterwards.png").write_bytes(good)
+    wait_until(lambda: str(inbox / "afterwards.png") in logged(db))
+    assert daemon.process.poll() is None
+    code, stderr = daemon.stop()
     assert code == 0, stderr
     rows = logged(db)
-    for case in face_corpus:
+    for case in corpus:
         check_logged(rows[str(inbox / case.name)], case)
     for name in ("vanished.png", "vanished-moved.png"):
         assert rows[str(inbox / name)][:2] == ("error", "cannot read: No such file or directory")
     assert rows[str(inbox / "afterwards.png")][0] == "done"
-    done = sorted([*(case.name for case in face_corpus if not case.error), "afterwards.png"])
-    failed = sorted(case.name for case in face_corpus if case.error)
+    done = sorted([*(case.name for case in corpus if not case.error), "afterwards.png"])
+    failed = sorted(case.name for case in corpus if case.error)
     assert sorted(path.name for path in (tmp_path / "done").iterdir()) == done
     assert sorted(path.name for path in (tmp_path / "failed").iterdir()) == failed
     assert not list(inbox.iterdir())

@@ -19,11 +19,10 @@ from pathlib import Path
 import cv2
 import pytest
 
-from conftest import REPO
 from edgeface.camera import CameraFailed, CameraSource, Frame, SourceFinished, SourceSpec, parse_source
+from helpers import CLIP
 from mjpeg_server import MjpegServer, numbered_image, read_number
 
-CLIP = REPO.parent / "shared" / "data" / "misc" / "video" / "short_hamilton_clip.mp4"  # beside the repo, when there
 FILE_FPS = 25.0
 FILE_FRAMES = 50
 CALL = 0.1  # the timeout the tests give next_frame()

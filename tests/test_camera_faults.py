@@ -7,6 +7,11 @@ one face with the same box, so every segment would continue one track.) The daem
 journal when it ends; every one of them must end in the log exactly once, and the daemon must run to the end of the
 file (exit 0) without holding the camera up. Faults begin and end on what the daemon has done (rows in the log,
 lines in its journal), never after a set time.
+
+Each run plays the 8-second video in real time, so the default run has one of them, the full disk (with the
+per-frame rows it could not log); the lock, the read-only logs and the deleted log, each also made under the folder
+daemon in test_faults' default run, run with `-m slow`. What the camera daemon keeps in memory while the log fails
+is also checked in this process, in the default run.
 """
 
 from __future__ import annotations
@@ -24,14 +29,12 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import Trained, skimage_bgr
 from edgeface.geometry import Box
 from edgeface.store import ResultLog
 from edgeface.results import Appearance
 from edgeface.watch import Daemon
 from edgeface.intake_camera import MAX_KEPT, Recorder
-from test_crash import Child, no_child_left_behind, until  # noqa: F401 (an autouse fixture)
-from test_faults import as_an_ordinary_user, fill, tmpfs_disk
+from helpers import FIXTURES, Child, Classifier, as_an_ordinary_user, fill, tmpfs_disk, wait_until
 
 FPS = 30
 SEGMENT_FRAMES = 18  # 0.6 s per person: with five places, a place comes back after 2.4 s, past the tracker's 2 s gap
@@ -45,7 +48,7 @@ Seen = tuple[str, bool, int, str]  # an appearance as the journal and the log sh
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MJPG .avi of SEGMENTS segments: the astronaut's face, then its mirror image ("another person"), each
     segment in the next of PLACES places on a grey 500x140 frame, so that no two segments in a row overlap."""
-    face = cv2.resize(skimage_bgr("astronaut")[0:220, 120:300], (90, 110))
+    face = cv2.resize(cv2.imread(str(FIXTURES / "astronaut.jpg"))[0:220, 120:300], (90, 110))
     people = (face, np.ascontiguousarray(face[:, ::-1]))
     path = tmp_path_factory.mktemp("camera") / "door.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (100 * PLACES, 140))
@@ -61,19 +64,22 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def start(
-    tmp_path: Path, trained: Trained, video: Path, db: Path, *flags: str, preexec: Callable[[], None] | None = None
+    tmp_path: Path,
+    classifier: Classifier,
+    video: Path,
+    db: Path,
+    *flags: str,
+    preexec: Callable[[], None] | None = None,
 ) -> Child:
     """`edgeface watch --camera VIDEO` logging to `db`, ready; the Haar detector instead of the model's `none`."""
-    args = ["watch", "--camera", str(video), "--model", str(trained.tflite_file), "--detector", "haar",
+    args = ["watch", "--camera", str(video), "--model", str(classifier.tflite_file), "--detector", "haar",
             "--fps", str(FPS), "--db", str(db), *flags]  # fmt: skip
     return Child(tmp_path, *args, preexec=preexec).ready()
 
 
 def finished(daemon: Child) -> str:
     """Waits for the daemon to reach the end of the video; its stderr, after checking that it exited with 0."""
-    code = daemon.process.wait(timeout=60)
-    daemon.notifications.close()
-    stderr = daemon.stderr()
+    code, stderr = daemon.finish()
     assert code == 0 and "Traceback" not in stderr, stderr
     return stderr
 
@@ -109,18 +115,19 @@ def lines(stderr: str, text: str) -> int:
 def more_appearances_end(daemon: Child, video: Path, count: int) -> None:
     """Waits until `count` more appearances have ended (said in the journal) from now on."""
     already = sum(journal(daemon.stderr(), video).values())
-    until(lambda: sum(journal(daemon.stderr(), video).values()) >= already + count)
+    wait_until(lambda: sum(journal(daemon.stderr(), video).values()) >= already + count)
 
 
+@pytest.mark.slow  # the same fault under the folder daemon is in test_faults' default run
 def test_a_log_locked_by_another_writer_is_waited_out_and_the_appearances_meanwhile_recorded(
-    trained: Trained, tmp_path: Path, video: Path
+    classifier: Classifier, tmp_path: Path, video: Path
 ):
     db = tmp_path / "log.db"
-    daemon = start(tmp_path, trained, video, db)
-    until(lambda: recorded(db))
+    daemon = start(tmp_path, classifier, video, db)
+    wait_until(lambda: recorded(db))
     with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as writer:
         writer.execute("BEGIN IMMEDIATE")  # another process's write lock, held past the daemon's patience
-        until(lambda: "is failing: database is locked" in daemon.stderr())
+        wait_until(lambda: "is failing: database is locked" in daemon.stderr())
         more_appearances_end(daemon, video, 2)
         writer.execute("ROLLBACK")
     stderr = finished(daemon)
@@ -144,17 +151,18 @@ def restore_read_only(db: Path) -> None:
     backup.rename(db)
 
 
+@pytest.mark.slow  # the same fault under the folder daemon is in test_faults' default run
 def test_a_read_only_log_restored_under_the_daemon_keeps_the_appearances_until_it_can_be_written(
-    trained: Trained, tmp_path: Path, video: Path
+    classifier: Classifier, tmp_path: Path, video: Path
 ):
     db = tmp_path / "log.db"
-    daemon = start(tmp_path, trained, video, db, preexec=as_an_ordinary_user)
-    until(lambda: recorded(db))
+    daemon = start(tmp_path, classifier, video, db, preexec=as_an_ordinary_user)
+    wait_until(lambda: recorded(db))
     daemon.signal(signal.SIGSTOP)  # so that what the replaced log holds is known exactly
     before = recorded(db)
     restore_read_only(db)
     daemon.signal(signal.SIGCONT)
-    until(lambda: "is failing: attempt to write a readonly database (read-only here: log.db" in daemon.stderr())
+    wait_until(lambda: "is failing: attempt to write a readonly database (read-only here: log.db" in daemon.stderr())
     more_appearances_end(daemon, video, 2)
     daemon.signal(signal.SIGSTOP)  # the fault ends at once, for the log and the -wal and -shm SQLite gave its mode
     for path in tmp_path.glob("log.db*"):
@@ -177,13 +185,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_full_disk_keeps_the_appearances_and_counts_the_frame_rows_it_could_not_log(
-    trained: Trained, tmp_path: Path, small_disk: Path, video: Path
+    classifier: Classifier, tmp_path: Path, small_disk: Path, video: Path
 ):
     db = small_disk / "log.db"
-    daemon = start(tmp_path, trained, video, db, "--per-frame")
-    until(lambda: recorded(db))
+    daemon = start(tmp_path, classifier, video, db, "--per-frame")
+    wait_until(lambda: recorded(db))
     filler = fill(small_disk)
-    until(lambda: "is failing: database or disk is full" in daemon.stderr())
+    wait_until(lambda: "is failing: database or disk is full" in daemon.stderr())
     more_appearances_end(daemon, video, 2)
     filler.unlink()  # the fault ends
     stderr = finished(daemon)
@@ -199,19 +207,20 @@ def test_a_full_disk_keeps_the_appearances_and_counts_the_frame_rows_it_could_no
     assert lines(stderr, "is failing") == 1 and "still fails" not in stderr
 
 
+@pytest.mark.slow  # the same fault under the folder daemon is in test_faults' default run
 def test_a_log_deleted_under_the_camera_is_started_anew_with_every_appearance_since(
-    trained: Trained, tmp_path: Path, video: Path
+    classifier: Classifier, tmp_path: Path, video: Path
 ):
     """Appearances recorded before the deletion go with the old log; every later one must be in the new log."""
     db = tmp_path / "log.db"
-    daemon = start(tmp_path, trained, video, db)
-    until(lambda: recorded(db))
+    daemon = start(tmp_path, classifier, video, db)
+    wait_until(lambda: recorded(db))
     daemon.signal(signal.SIGSTOP)  # so that what the deleted log holds is known exactly
     deleted = recorded(db)
     for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
         path.unlink()
     daemon.signal(signal.SIGCONT)
-    until(lambda: "was deleted or replaced while in use" in daemon.stderr())
+    wait_until(lambda: "was deleted or replaced while in use" in daemon.stderr())
     stderr = finished(daemon)
     seen, after = journal(stderr, video), recorded(db)
     assert sum(seen.values()) == SEGMENTS and final_counts(stderr)[1] == SEGMENTS, stderr
@@ -222,10 +231,12 @@ def test_a_log_deleted_under_the_camera_is_started_anew_with_every_appearance_si
 
 
 @pytest.fixture()
-def in_process(trained: Trained, tmp_path: Path, video: Path, caplog: pytest.LogCaptureFixture) -> Iterator[Daemon]:
+def in_process(
+    classifier: Classifier, tmp_path: Path, video: Path, caplog: pytest.LogCaptureFixture
+) -> Iterator[Daemon]:
     """A daemon built in this process (its log at tmp_path/log.db, not run), with edgeface's lines captured."""
     with caplog.at_level(logging.INFO, logger="edgeface"):
-        daemon = Daemon(None, {"model": str(trained.tflite_file), "db": str(tmp_path / "log.db"),
+        daemon = Daemon(None, {"model": str(classifier.tflite_file), "db": str(tmp_path / "log.db"),
                                "camera.source": str(video)})  # fmt: skip
         yield daemon
         daemon.log.close()
@@ -281,13 +292,14 @@ def test_what_the_log_cannot_take_by_the_end_of_the_watch_is_said_to_be_lost(
     assert not said(caplog, "works again")
 
 
-def test_a_camera_daemon_started_with_a_read_only_log_waits_for_it(trained: Trained, tmp_path: Path, video: Path):
+@pytest.mark.slow  # the same fault under the folder daemon is in test_faults' default run
+def test_a_camera_daemon_started_with_a_read_only_log_waits_for_it(classifier: Classifier, tmp_path: Path, video: Path):
     """A log that cannot be written at start is waited for, as in the middle of a watch."""
     db = tmp_path / "log.db"
     ResultLog(db).close()
     db.chmod(0o444)
-    daemon = start(tmp_path, trained, video, db, preexec=as_an_ordinary_user)
-    until(lambda: "appearances wait in memory" in daemon.stderr())
+    daemon = start(tmp_path, classifier, video, db, preexec=as_an_ordinary_user)
+    wait_until(lambda: "appearances wait in memory" in daemon.stderr())
     more_appearances_end(daemon, video, 2)
     daemon.signal(signal.SIGSTOP)
     for path in tmp_path.glob("log.db*"):

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 import edgeface
-from conftest import run_edgeface
 from edgeface.cli import COMMANDS, build_parser
+from helpers import run_edgeface
 
 
 def test_version():

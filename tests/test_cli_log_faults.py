@@ -17,9 +17,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import Trained
+from helpers import Classifier, as_an_ordinary_user
 from edgeface.store import ResultLog
-from test_faults import as_an_ordinary_user
 
 EXIT_ERROR = 2
 
@@ -64,7 +63,7 @@ def photo(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_log_locked_by_another_program(trained: Trained, tmp_path: Path, photo: Path):
+def test_a_log_locked_by_another_program(classifier: Classifier, tmp_path: Path, photo: Path):
     db = tmp_path / "log.db"
     ResultLog(db).close()
     holder = sqlite3.connect(db, isolation_level=None)
@@ -72,28 +71,28 @@ def test_a_log_locked_by_another_program(trained: Trained, tmp_path: Path, photo
     holder.execute("BEGIN EXCLUSIVE")
     holder.execute("DELETE FROM pending")
     try:
-        results = run_all(commands(db, trained.tflite_file, photo))
+        results = run_all(commands(db, classifier.tflite_file, photo))
     finally:
         holder.close()
     for result in results.values():
         assert_one_line_and_exit_2(result, "is locked by another program: database is locked")
 
 
-def test_a_damaged_log(trained: Trained, tmp_path: Path, photo: Path):
+def test_a_damaged_log(classifier: Classifier, tmp_path: Path, photo: Path):
     db = tmp_path / "log.db"
     db.write_bytes(b"not a database, and no wait makes it one " * 200)
-    for result in run_all(commands(db, trained.tflite_file, photo)).values():
+    for result in run_all(commands(db, classifier.tflite_file, photo)).values():
         assert_one_line_and_exit_2(result, "cannot be used: file is not a database")
     assert db.read_bytes().startswith(b"not a database")  # left for a person to look at
 
 
-def test_a_read_only_log_refuses_writes_and_still_answers_questions(trained: Trained, tmp_path: Path, photo: Path):
+def test_a_read_only_log_refuses_writes_and_still_answers_questions(classifier: Classifier, tmp_path: Path, photo: Path):
     """Writing commands stop with one line; `log` only reads, so it answers (a backup on read-only media is still
     worth querying). A read-only log that would first need bringing to this edgeface's schema cannot be read."""
     db = tmp_path / "log.db"
     ResultLog(db).close()
     db.chmod(0o444)
-    results = run_all(commands(db, trained.tflite_file, photo), preexec=as_an_ordinary_user)
+    results = run_all(commands(db, classifier.tflite_file, photo), preexec=as_an_ordinary_user)
     for name in ("forget", "scan"):
         assert_one_line_and_exit_2(results[name], "cannot be written here: attempt to write a readonly database")
     assert results["log"].returncode == 0 and results["log"].stdout == "nothing in the log matches\n", results["log"]
@@ -108,15 +107,15 @@ def test_a_read_only_log_refuses_writes_and_still_answers_questions(trained: Tra
     assert_one_line_and_exit_2(result, "cannot be written here")
 
 
-def test_another_programs_database_is_refused_and_left_untouched(trained: Trained, tmp_path: Path, photo: Path):
+def test_another_programs_database_is_refused_and_left_untouched(classifier: Classifier, tmp_path: Path, photo: Path):
     db = tmp_path / "notes.db"
     with contextlib.closing(sqlite3.connect(db)) as connection:
         connection.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
         connection.execute("INSERT INTO notes (text) VALUES ('buy milk')")
         connection.commit()
     before = hashlib.sha256(db.read_bytes()).hexdigest()
-    argvs = {**commands(db, trained.tflite_file, photo),
-             "watch": ["watch", str(tmp_path), "--model", str(trained.tflite_file), "--db", str(db)]}  # fmt: skip
+    argvs = {**commands(db, classifier.tflite_file, photo),
+             "watch": ["watch", str(tmp_path), "--model", str(classifier.tflite_file), "--db", str(db)]}  # fmt: skip
     for result in run_all(argvs).values():
         assert_one_line_and_exit_2(result, "is another program's SQLite database, not an edgeface log; left untouched")
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before and sorted(tmp_path.glob("notes.db*")) == [db]

@@ -14,7 +14,6 @@ from pathlib import Path
 import cv2
 import pytest
 
-from conftest import Trained, skimage_bgr
 from edgeface.cli import build_parser
 from edgeface.declared import value_at, with_values
 from edgeface.flags import given
@@ -31,7 +30,7 @@ from edgeface.settings import (
 )
 from edgeface.throttle import Throttle
 from edgeface.workers import PipelineRecipe, process_all
-from test_detect import YUNET, needs_yunet
+from helpers import YUNET, Classifier, astronaut, needs_yunet
 
 SOURCE = 'model = "/m"\n[folder]\npath = "/in"\n'
 
@@ -250,13 +249,13 @@ def test_a_reload_keeps_what_only_a_restart_may_change():
 
 
 @needs_yunet
-def test_yunet_file_reaches_a_worker_process_without_the_environment(trained: Trained, tmp_path: Path):
+def test_yunet_file_reaches_a_worker_process_without_the_environment(classifier: Classifier, tmp_path: Path):
     """The recipe is pickled to spawned workers; the file travels in it, not in $EDGEFACE_YUNET_MODEL (a worker
     without it could not build its detector, and the pool would break)."""
     photo = tmp_path / "astronaut.png"
-    cv2.imwrite(str(photo), skimage_bgr("astronaut"))
+    cv2.imwrite(str(photo), astronaut())
     detector = DetectorOverrides(name="yunet", yunet_model=str(YUNET))
-    recipe = PipelineRecipe(model=str(trained.tflite_file), detector=detector)
+    recipe = PipelineRecipe(model=str(classifier.tflite_file), detector=detector)
     pipeline = recipe.build()
     (result,) = list(process_all([read_input(str(photo))], pipeline, recipe, workers=2))
     assert result.error is None and len(result.faces) == 1

@@ -9,20 +9,19 @@ identities). The strangers are 96 other real LFW faces and their mirror images.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 import pytest
 
-from conftest import run_edgeface
 from edgeface import artefact
-from edgeface_convert.keras_io import stored_text
-from test_end_to_end import RUNTIME_WITHOUT_TENSORFLOW
+from helpers import FIXTURES, run_edgeface, run_without_tensorflow
+
+pytestmark = pytest.mark.workstation
 
 PEOPLE = 4
 VARIANTS = 30
@@ -80,6 +79,10 @@ def people(tmp_path_factory: pytest.TempPathFactory, lfw_patches: np.ndarray) ->
 
 
 def test_train_ignores_stray_files_and_calibrates_the_unknown_rule(people: People):
+    import h5py
+
+    from edgeface_convert.keras_io import stored_text
+
     assert f"{PEOPLE * VARIANTS} faces of {PEOPLE} people" in people.train_log
     assert "unknown rule: confidence >=" in people.train_log
     with h5py.File(people.keras_file, "r") as file:
@@ -105,6 +108,7 @@ def test_scan_marks_strangers_unknown(people: People, tmp_path: Path):
     assert sum(face["unknown"] for face in faces) >= 0.95 * len(faces)
 
 
+@pytest.mark.slow  # a conversion of its own; test_openset checks the refusal of fewer than 100 by default
 def test_fewer_than_100_strangers_give_no_rule_and_say_so(people: People, tmp_path: Path):
     output = tmp_path / "few.tflite"
     run = run_edgeface("convert", str(people.keras_file), "-o", str(output), "--strangers", str(people.few_strangers))
@@ -130,7 +134,7 @@ def test_a_broken_calibration_fails_the_agreement_check(people: People, tmp_path
 
 def test_eval_of_tflite_runs_without_tensorflow_and_matches_the_h5_format(people: People):
     args = ["eval", str(people.faces), "--model", str(people.tflite_file), "--strangers", str(people.strangers), "--json"]
-    run = subprocess.run([sys.executable, "-c", RUNTIME_WITHOUT_TENSORFLOW, *args], capture_output=True, text=True)
+    run = run_without_tensorflow(*args)
     assert run.returncode == 0, run.stderr
     assert "HEAVY []" in run.stderr
     int8 = json.loads(run.stdout)
@@ -194,17 +198,9 @@ def test_a_saved_model_folder_converts(people: People, tmp_path: Path):
 
 @pytest.mark.slow  # a conversion of its own: CI's slow step runs it
 def test_a_keras_2_h5_converts(people: People, tmp_path: Path):
-    tf_keras = pytest.importorskip("tf_keras")
-    model = tf_keras.Sequential(
-        [
-            tf_keras.layers.InputLayer((32, 32, 1)),
-            tf_keras.layers.Conv2D(4, 3, activation="relu"),
-            tf_keras.layers.Flatten(),
-            tf_keras.layers.Dense(PEOPLE, activation="softmax"),
-        ]
-    )
-    model.save(tmp_path / "keras2.h5")
-    check_foreign_output(convert_foreign(tmp_path / "keras2.h5", people), tmp_path)
+    """A file saved by Keras 2 (tf-keras), committed: Conv2D(4) on 32×32 grey, softmax over 4 people."""
+    model = Path(shutil.copy(FIXTURES / "keras2.h5", tmp_path / "keras2.h5"))
+    check_foreign_output(convert_foreign(model, people), tmp_path)
 
 
 @pytest.mark.slow  # a conversion of its own: CI's slow step runs it

@@ -3,7 +3,11 @@
 import sqlite3
 from pathlib import Path
 
-from conftest import run_edgeface
+import pytest
+
+from helpers import run_edgeface
+
+pytestmark = pytest.mark.workstation
 
 
 def test_demo_trains_converts_and_scans_into_a_log(tmp_path: Path):

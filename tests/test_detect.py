@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, skimage_bgr
 from edgeface.detect import (
     DETECTOR_NAMES,
     DETECTORS,
@@ -27,13 +26,11 @@ from edgeface.detect import (
 )
 from edgeface.geometry import Box, iou
 from edgeface.preprocess import Preprocessing, PreprocessingError, crop_faces
-
-YUNET = REPO.parent / "shared" / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
-needs_yunet = pytest.mark.skipif(not YUNET.is_file(), reason=f"YuNet's ONNX file is not at {YUNET}")
+from helpers import YUNET, astronaut, needs_yunet, three_faces
 
 
 def test_the_cascade_on_a_shrunken_copy_finds_the_same_face_in_full_size_pixels():
-    photo = skimage_bgr("astronaut")
+    photo = astronaut()
     full = make_detector(HaarSettings(max_side=0)).detect(photo)
     shrunk = make_detector(HaarSettings(max_side=256)).detect(photo)
     assert len(full) == len(shrunk) == 1
@@ -41,12 +38,13 @@ def test_the_cascade_on_a_shrunken_copy_finds_the_same_face_in_full_size_pixels(
 
 
 def test_min_size_and_max_faces_are_applied():
-    coins = skimage_bgr("coins")  # the cascade takes six coins for faces
-    assert len(make_detector(HaarSettings()).detect(coins)) == 6
-    largest_two = make_detector(HaarSettings(max_faces=2)).detect(coins)
-    assert len(largest_two) == 2 and min(box.w for box in largest_two) >= 58
-    large = make_detector(HaarSettings(min_size=60)).detect(coins)
-    assert 1 <= len(large) < 6 and all(box.w >= 60 for box in large)
+    faces = three_faces()  # about 40, 61 and 83 pixels wide to the cascade
+    every = make_detector(HaarSettings()).detect(faces)
+    assert len(every) == 3
+    largest_two = make_detector(HaarSettings(max_faces=2)).detect(faces)
+    assert sorted(box.w for box in largest_two) == sorted(box.w for box in every)[1:]
+    large = make_detector(HaarSettings(min_size=60)).detect(faces)
+    assert len(large) == 2 and all(box.w >= 60 for box in large)
 
 
 def test_yunet_without_its_file_says_how_to_get_it(monkeypatch, tmp_path):
@@ -60,7 +58,7 @@ def test_yunet_without_its_file_says_how_to_get_it(monkeypatch, tmp_path):
 
 @needs_yunet
 def test_yunet_finds_the_face_and_its_eyes():
-    photo = skimage_bgr("astronaut")
+    photo = astronaut()
     (box,) = make_detector(YuNetSettings(model=str(YUNET))).detect(photo)
     haar = make_detector(HaarSettings()).detect(photo)[0]
     assert iou(box, haar) > 0.4

@@ -10,12 +10,11 @@ direction.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from edgeface_convert.dlib_format import (
     DlibFormatError,
@@ -24,9 +23,12 @@ from edgeface_convert.dlib_format import (
     installed_weights_path,
     read_resnet,
 )
-from edgeface_convert.embedder_net import build_embedder
+from helpers import LFW_DEV
 
-LFW_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw_dev"
+if TYPE_CHECKING:
+    import keras  # imported where a test needs it: the device tier collects this module without Keras
+
+pytestmark = pytest.mark.workstation  # the convert extra: dlib's weights, and TensorFlow for the port
 LFW_PEOPLE = 8
 CALIBRATION_CHIPS = 20
 # Stem, then two convolutions per residual block: 3 blocks of 32 channels, 4 of 64, 3 of 128,
@@ -56,6 +58,8 @@ def weights(dat_path: Path) -> ResNetWeights:
 
 @pytest.fixture(scope="module")
 def model(weights: ResNetWeights) -> keras.Model:
+    from edgeface_convert.embedder_net import build_embedder
+
     return build_embedder(weights)
 
 
@@ -154,6 +158,8 @@ def test_keras_port_gives_dlibs_descriptors(model: keras.Model, dat_path: Path, 
 
 
 def test_model_loads_back_from_h5_in_safe_mode(model: keras.Model, chips: np.ndarray, tmp_path: Path) -> None:
+    import keras
+
     path = tmp_path / "dlib.h5"
     model.save(path)
     loaded = keras.models.load_model(path, compile=False, safe_mode=True)
@@ -174,6 +180,7 @@ def _calibration(chips: np.ndarray) -> np.ndarray:
 
 
 def test_int8_conversion_keeps_the_descriptors(model: keras.Model, chips: np.ndarray) -> None:
+    import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     calibration = _calibration(chips)

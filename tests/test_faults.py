@@ -6,45 +6,48 @@ model stops the start with exit code 2 and one line, or, on SIGHUP, leaves the r
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import os
 import shutil
 import signal
 import sqlite3
-import subprocess
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from conftest import Trained, run_edgeface
 from edgeface import artefact
-from test_crash import Child, check_log, no_child_left_behind, until  # noqa: F401 (an autouse fixture)
+from helpers import (
+    Child,
+    Classifier,
+    as_an_ordinary_user,
+    check_log,
+    fill,
+    flatbuffer_of,
+    run_edgeface,
+    tmpfs_disk,
+    wait_until,
+)
 
-PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2  # from <linux/prctl.h>, <linux/capability.h>
 
-
-def watch(tmp_path: Path, trained: Trained, db: Path, model: Path | None = None) -> tuple[Path, list[str]]:
+def watch(tmp_path: Path, classifier: Classifier, db: Path, model: Path | None = None) -> tuple[Path, list[str]]:
     """An inbox in `tmp_path` and the arguments of a daemon that moves what it logged in `db`."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    args = ["watch", str(inbox), "--model", str(model or trained.tflite_file), "--db", str(db),
+    args = ["watch", str(inbox), "--model", str(model or classifier.tflite_file), "--db", str(db),
             "--move-done", str(tmp_path / "done"), "--move-failed", str(tmp_path / "failed")]  # fmt: skip
     return inbox, args
 
 
-def put(inbox: Path, names: list[str], trained: Trained) -> None:
+def put(inbox: Path, names: list[str], classifier: Classifier) -> None:
     """Held-out photos arrive as uploaders write files: to a temporary name, then renamed into the inbox. They keep
     an earlier time (as `rsync -t` does), so only the event or the listing after a fault can bring them in, never
     a second look at files too new to take."""
     earlier = time.time() - 3600
     for number, name in enumerate(names):
         staging = inbox.parent / f".{name}"
-        staging.write_bytes(trained.held_out[number % len(trained.held_out)][0].read_bytes())
+        staging.write_bytes(classifier.held_out[number % len(classifier.held_out)][0].read_bytes())
         os.utime(staging, (earlier, earlier))
         staging.rename(inbox / name)
 
@@ -68,83 +71,58 @@ def lines(stderr: str, text: str) -> int:
 
 
 def test_a_long_reader_does_not_hold_the_daemon_up_and_a_writer_lock_is_waited_out(
-    trained: Trained, tmp_path: Path
+    classifier: Classifier, tmp_path: Path
 ):
     db = tmp_path / "log.db"
-    inbox, args = watch(tmp_path, trained, db)
+    inbox, args = watch(tmp_path, classifier, db)
     daemon = Child(tmp_path, *args, env={"WATCHDOG_USEC": "400000"}).ready()
     with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as reader:
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM inputs").fetchone()  # a read transaction held from here on
-        put(inbox, ["read-1.png", "read-2.png"], trained)
-        until(lambda: caught_up(tmp_path, db, ["read-1.png", "read-2.png"]))
+        put(inbox, ["read-1.png", "read-2.png"], classifier)
+        wait_until(lambda: caught_up(tmp_path, db, ["read-1.png", "read-2.png"]))
         with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as writer:
             writer.execute("BEGIN IMMEDIATE")  # another process's write lock, held past the daemon's patience
             locked = [f"locked-{number}.png" for number in range(4)]
-            put(inbox, locked, trained)
-            until(lambda: "is failing: database is locked" in daemon.stderr())
+            put(inbox, locked, classifier)
+            wait_until(lambda: "is failing: database is locked" in daemon.stderr())
             daemon.notifications.drain()
             assert any("STATUS=the log is failing (database is locked)" in seen for seen in daemon.notifications.seen)
             for _ in range(2):  # the watchdog is fed while the daemon waits
                 daemon.notifications.wait_for("WATCHDOG=1", timeout=10)
             assert sorted(path.name for path in inbox.iterdir()) == locked  # not moved without an outcome
             writer.execute("ROLLBACK")
-        until(lambda: caught_up(tmp_path, db, locked))
+        wait_until(lambda: caught_up(tmp_path, db, locked))
     code, stderr = daemon.stop()
     assert code == 0, stderr
     assert lines(stderr, "is failing") == 1 and lines(stderr, "works again") == 1, stderr
     assert len(check_log(db)) == 6 and not any(inbox.iterdir())
 
 
-def as_an_ordinary_user() -> None:
-    """Runs in the child before edgeface starts: root gives up the capabilities that let it ignore file permissions,
-    so that a read-only file is read-only to it as well (an ordinary user needs nothing). Not a switch to another
-    user: the interpreter may live where only root can reach it."""
-    if os.geteuid() == 0:
-        libc = ctypes.CDLL(None, use_errno=True)
-        for capability in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
-            if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0):
-                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
-
-
-def test_a_read_only_log_keeps_the_files_waiting_until_it_can_be_written(trained: Trained, tmp_path: Path):
+def test_a_read_only_log_keeps_the_files_waiting_until_it_can_be_written(classifier: Classifier, tmp_path: Path):
     """The log file is read-only to the daemon (chmod a-w, or a copy restored from a read-only backup)."""
     db = tmp_path / "log.db"
-    inbox, args = watch(tmp_path, trained, db)
-    assert run_edgeface("scan", str(inbox), "--model", str(trained.tflite_file), "--db", str(db)).returncode == 0
+    inbox, args = watch(tmp_path, classifier, db)
+    assert run_edgeface("scan", str(inbox), "--model", str(classifier.tflite_file), "--db", str(db)).returncode == 0
     db.chmod(0o444)
     daemon = Child(tmp_path, *args, preexec=as_an_ordinary_user).ready()
-    put(inbox, ["a.png", "b.png"], trained)
-    until(lambda: "is failing: attempt to write a readonly database (read-only here: log.db" in daemon.stderr())
+    put(inbox, ["a.png", "b.png"], classifier)
+    wait_until(lambda: "is failing: attempt to write a readonly database (read-only here: log.db" in daemon.stderr())
     code, stderr = daemon.stop()  # SIGTERM while the log fails: a prompt, clean exit
     assert code == 0, stderr
     assert sorted(path.name for path in inbox.iterdir()) == ["a.png", "b.png"]
     daemon = Child(tmp_path, *args, preexec=as_an_ordinary_user).ready()
-    put(inbox, ["c.png"], trained)
-    until(lambda: "is failing: attempt to write a readonly database (read-only here: log.db" in daemon.stderr())
+    put(inbox, ["c.png"], classifier)
+    wait_until(lambda: "is failing: attempt to write a readonly database (read-only here: log.db" in daemon.stderr())
     daemon.signal(signal.SIGSTOP)  # the fault ends at once, for the log and the -wal and -shm SQLite gave its mode
     for path in tmp_path.glob("log.db*"):
         path.chmod(0o644)
     daemon.signal(signal.SIGCONT)
-    until(lambda: caught_up(tmp_path, db, ["a.png", "b.png", "c.png"]))
+    wait_until(lambda: caught_up(tmp_path, db, ["a.png", "b.png", "c.png"]))
     code, stderr = daemon.stop()
     assert code == 0, stderr
     assert lines(stderr, "is failing") == 1 and lines(stderr, "works again") == 1, stderr
     assert check_log(db) == {str(inbox / name): "done" for name in ("a.png", "b.png", "c.png")}
-
-
-def tmpfs_disk(tmp_path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of `size` (e.g. "2m") under `tmp_path`: a disk that really fills up. Skips the test
-    where it cannot be mounted; unmounts after killing the children that could keep it busy."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], capture_output=True,
-                           text=True)  # fmt: skip
-    if mount.returncode:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mount.stderr.strip()}")
-    yield disk
-    Child.kill_all()
-    subprocess.run(["umount", str(disk)], check=True)
 
 
 @pytest.fixture()
@@ -153,34 +131,21 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     yield from tmpfs_disk(tmp_path, "2m")
 
 
-def fill(disk: Path) -> Path:
-    """Writes a file that takes every free byte of `disk`; returns it."""
-    filler = disk / "filler"
-    with open(filler, "wb", buffering=0) as file:
-        try:
-            while True:
-                file.write(bytes(4096))
-        except OSError as error:
-            if error.errno != errno.ENOSPC:
-                raise
-    return filler
-
-
 def test_a_full_disk_keeps_the_files_waiting_until_there_is_room(
-    trained: Trained, tmp_path: Path, small_disk: Path
+    classifier: Classifier, tmp_path: Path, small_disk: Path
 ):
     db = small_disk / "log.db"
-    inbox, args = watch(tmp_path, trained, db)
+    inbox, args = watch(tmp_path, classifier, db)
     daemon = Child(tmp_path, *args).ready()
-    put(inbox, ["before.png"], trained)
-    until(lambda: caught_up(tmp_path, db, ["before.png"]))
+    put(inbox, ["before.png"], classifier)
+    wait_until(lambda: caught_up(tmp_path, db, ["before.png"]))
     filler = fill(small_disk)
     waiting = [f"full-{number}.png" for number in range(5)]
-    put(inbox, waiting, trained)
-    until(lambda: "is failing: database or disk is full" in daemon.stderr())
+    put(inbox, waiting, classifier)
+    wait_until(lambda: "is failing: database or disk is full" in daemon.stderr())
     assert sorted(path.name for path in inbox.iterdir()) == waiting
     filler.unlink()  # the fault ends
-    until(lambda: caught_up(tmp_path, db, waiting))
+    wait_until(lambda: caught_up(tmp_path, db, waiting))
     code, stderr = daemon.stop()
     assert code == 0, stderr
     assert lines(stderr, "is failing") == 1 and lines(stderr, "works again") == 1, stderr
@@ -188,26 +153,26 @@ def test_a_full_disk_keeps_the_files_waiting_until_there_is_room(
 
 
 def test_a_log_deleted_under_the_daemon_is_started_anew_and_nothing_it_recorded_since_is_lost(
-    trained: Trained, tmp_path: Path
+    classifier: Classifier, tmp_path: Path
 ):
     """The log is deleted in the middle of a burst. Outcomes committed before that go with it; every other file
     must end in the new log, none moved without it, none twice."""
     db = tmp_path / "log.db"
-    inbox, args = watch(tmp_path, trained, db)
+    inbox, args = watch(tmp_path, classifier, db)
     daemon = Child(tmp_path, *args).ready()
     burst = [f"{number:03d}.png" for number in range(60)]
-    put(inbox, burst, trained)
+    put(inbox, burst, classifier)
     done = tmp_path / "done"
-    until(lambda: done.exists() and len(list(done.iterdir())) >= 8)
+    wait_until(lambda: done.exists() and len(list(done.iterdir())) >= 8)
     daemon.signal(signal.SIGSTOP)  # so that what the old log holds is known exactly
     deleted = {os.path.basename(path) for path in check_log(db)}
     for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
         path.unlink()
     daemon.signal(signal.SIGCONT)
-    until(lambda: "was deleted or replaced while in use" in daemon.stderr())
+    wait_until(lambda: "was deleted or replaced while in use" in daemon.stderr())
     late = [f"late-{number}.png" for number in range(5)]
-    put(inbox, late, trained)
-    until(lambda: "works again" in daemon.stderr() and not any(inbox.iterdir()))  # all moved, so all committed
+    put(inbox, late, classifier)
+    wait_until(lambda: "works again" in daemon.stderr() and not any(inbox.iterdir()))  # all moved, so all committed
     code, stderr = daemon.stop()
     assert code == 0, stderr
     assert "did not exist: started a new, empty one there" in stderr
@@ -216,10 +181,10 @@ def test_a_log_deleted_under_the_daemon_is_started_anew_and_nothing_it_recorded_
     assert sorted(path.name for path in done.iterdir()) == sorted(everything)  # each moved once, none renamed
 
 
-def test_a_log_that_no_wait_can_mend_stops_the_start(trained: Trained, tmp_path: Path):
+def test_a_log_that_no_wait_can_mend_stops_the_start(classifier: Classifier, tmp_path: Path):
     db = tmp_path / "log.db"
     db.write_bytes(b"this is no SQLite file, and waiting will not make it one" * 100)
-    _, args = watch(tmp_path, trained, db)
+    _, args = watch(tmp_path, classifier, db)
     daemon = Child(tmp_path, *args)
     assert daemon.process.wait(timeout=60) == 2
     daemon.notifications.close()
@@ -235,11 +200,9 @@ def edgeface_lines(stderr: str) -> list[str]:
 
 
 @pytest.fixture()
-def bad_models(trained: Trained, tmp_path: Path) -> dict[str, tuple[Path, str]]:
+def bad_models(classifier: Classifier, tmp_path: Path) -> dict[str, tuple[Path, str]]:
     """Broken models, each with what the error must say: kind -> (file, words of the message)."""
-    model = trained.tflite_file.read_bytes()
-    with zipfile.ZipFile(trained.tflite_file) as bundle:
-        flatbuffer = model[: bundle.infolist()[0].header_offset]
+    model, flatbuffer = classifier.tflite_file.read_bytes(), flatbuffer_of(classifier.tflite_file)
     metadata = artefact.read(model)
     other_size = replace(metadata, preprocessing=replace(metadata.preprocessing, width=48, height=48))
     three_labels = replace(metadata, labels=("a", "b", "c"), output="softmax", unknown_rule=None)
@@ -262,11 +225,11 @@ def bad_models(trained: Trained, tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
 @pytest.mark.parametrize("kind", ["missing", "truncated", "wrong input size", "labels that do not fit"])
 def test_a_bad_model_stops_the_start_with_one_line_before_ready(
-    trained: Trained, tmp_path: Path, bad_models: dict[str, tuple[Path, str]], kind: str
+    classifier: Classifier, tmp_path: Path, bad_models: dict[str, tuple[Path, str]], kind: str
 ):
     model, words = bad_models[kind]
     db = tmp_path / "log.db"
-    _, args = watch(tmp_path, trained, db, model=model)
+    _, args = watch(tmp_path, classifier, db, model=model)
     daemon = Child(tmp_path, *args)
     assert daemon.process.wait(timeout=60) == 2
     daemon.notifications.close()
@@ -277,16 +240,16 @@ def test_a_bad_model_stops_the_start_with_one_line_before_ready(
 
 
 def test_a_bad_model_on_sighup_leaves_the_running_one_at_work(
-    trained: Trained, tmp_path: Path, bad_models: dict[str, tuple[Path, str]]
+    classifier: Classifier, tmp_path: Path, bad_models: dict[str, tuple[Path, str]]
 ):
     """Each broken model in turn replaces the model file, as a botched update would, and the daemon is told to
     reload: it says why it cannot, and the next file is classified by the model it was running."""
     model, db = tmp_path / "current.tflite", tmp_path / "log.db"
-    shutil.copy(trained.tflite_file, model)
-    inbox, args = watch(tmp_path, trained, db, model=model)
+    shutil.copy(classifier.tflite_file, model)
+    inbox, args = watch(tmp_path, classifier, db, model=model)
     daemon = Child(tmp_path, *args).ready()
-    put(inbox, ["first.png"], trained)
-    until(lambda: caught_up(tmp_path, db, ["first.png"]))
+    put(inbox, ["first.png"], classifier)
+    wait_until(lambda: caught_up(tmp_path, db, ["first.png"]))
     for number, (kind, (bad, words)) in enumerate(bad_models.items()):
         if bad.exists():
             shutil.copy(bad, model)
@@ -295,8 +258,8 @@ def test_a_bad_model_on_sighup_leaves_the_running_one_at_work(
         daemon.process.send_signal(signal.SIGHUP)
         daemon.notifications.wait_for("RELOADING=1", timeout=10)
         daemon.notifications.wait_for("READY=1", timeout=30)
-        put(inbox, [f"after-{number}.png"], trained)
-        until(lambda: caught_up(tmp_path, db, [f"after-{number}.png"]))
+        put(inbox, [f"after-{number}.png"], classifier)
+        wait_until(lambda: caught_up(tmp_path, db, [f"after-{number}.png"]))
         failures = [line for line in daemon.stderr().splitlines() if "reload failed" in line]
         assert len(failures) == number + 1 and words in failures[-1], (kind, failures)
     code, stderr = daemon.stop()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Trained, run_edgeface
+from helpers import Classifier, run_edgeface
 
 
 def test_a_keras_model_given_to_scan_says_to_convert_it(tmp_path: Path):
@@ -19,31 +19,31 @@ def test_a_keras_model_given_to_scan_says_to_convert_it(tmp_path: Path):
         assert not (tmp_path / "log.db").exists()
 
 
-def test_a_path_that_does_not_exist_is_said_and_never_logged(trained: Trained, tmp_path: Path):
-    photo = trained.held_out[0][0]
+def test_a_path_that_does_not_exist_is_said_and_never_logged(classifier: Classifier, tmp_path: Path):
+    photo = classifier.held_out[0][0]
     typo, db = tmp_path / "photso", tmp_path / "log.db"
-    run = run_edgeface("scan", str(photo), str(typo), "--model", str(trained.tflite_file), "--db", str(db))
+    run = run_edgeface("scan", str(photo), str(typo), "--model", str(classifier.tflite_file), "--db", str(db))
     assert run.returncode == 1 and f"problem: no such file or folder: {typo}" in run.stderr, run.stderr
     with sqlite3.connect(db) as connection:
         assert [path for (path,) in connection.execute("SELECT path FROM inputs")] == [str(photo)]
 
 
-def test_a_folder_without_images_gets_a_word_and_is_no_failure(trained: Trained, tmp_path: Path):
+def test_a_folder_without_images_gets_a_word_and_is_no_failure(classifier: Classifier, tmp_path: Path):
     empty, db = tmp_path / "photos", tmp_path / "log.db"
     (empty / "2024").mkdir(parents=True)
     (empty / "notes.txt").write_text("not a photo")
-    run = run_edgeface("scan", str(empty), "--model", str(trained.tflite_file), "--db", str(db))
+    run = run_edgeface("scan", str(empty), "--model", str(classifier.tflite_file), "--db", str(db))
     assert run.returncode == 0, run.stderr
     assert f"note: no image files in {empty} (1 other file); --recursive also looks in its sub-folders" in run.stderr
 
 
-def test_annotated_copies_never_land_on_the_photos(trained: Trained, tmp_path: Path):
+def test_annotated_copies_never_land_on_the_photos(classifier: Classifier, tmp_path: Path):
     photos = tmp_path / "photos"
     photos.mkdir()
     photo = photos / "a.png"
-    photo.write_bytes(trained.held_out[0][0].read_bytes())
+    photo.write_bytes(classifier.held_out[0][0].read_bytes())
     before = photo.read_bytes()
-    scan = [sys.executable, "-m", "edgeface", "scan", "photos", "--model", str(trained.tflite_file), "--db", "log.db"]
+    scan = [sys.executable, "-m", "edgeface", "scan", "photos", "--model", str(classifier.tflite_file), "--db", "log.db"]
     run = subprocess.run([*scan, "--annotate", "."], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "would write the copies over the photos themselves" in run.stderr, run.stderr
     (tmp_path / "copies" / "photos").mkdir(parents=True)

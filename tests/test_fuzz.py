@@ -1,8 +1,8 @@
 """Fuzzing the two parsers that read untrusted bytes: the image reader (`image_size`, `decode`) and
 the model's metadata (`artefact.read`). Only ImageError and MetadataError may come out of them.
 
-Hypothesis runs derandomized (the same examples on every run, so CI never fails on an example it
-had not seen before; set `derandomize=False` locally to explore further) and without an example
+The default run tries 200 examples of each; the slow run (`pytest -m slow`) 2000. Hypothesis runs derandomized
+(the same examples on every run, so CI never fails on an example it had not seen before; set `derandomize=False` locally to explore further) and without an example
 database (its `.hypothesis/` cache git-ignores itself). Its deadline fails an example that takes seconds
 where milliseconds are normal; but a deadline is only checked once an example returns, so a
 watchdog also ends the run, printing every thread's stack, should an example never return.
@@ -15,7 +15,7 @@ import faulthandler
 import io
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import cv2
@@ -23,22 +23,28 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
-from conftest import Trained
 from edgeface import artefact
 from edgeface.artefact import MEMBER, MetadataError, ModelMetadata
 from edgeface.images import MAX_PIXELS, ImageError, decode, image_size
+from helpers import FIXTURES, Classifier, extended_webp, flatbuffer_of, jpeg_with_orientation
 
 HANG_SECONDS = 300  # far above any test here: only a real hang reaches it
 FUZZ = settings(
-    max_examples=2000,
     deadline=timedelta(seconds=2),
     derandomize=True,
     database=None,
     report_multiple_bugs=False,  # the first failure, shrunk, as itself (not an ExceptionGroup)
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+EXAMPLES = pytest.mark.parametrize("examples", [200, pytest.param(2000, marks=pytest.mark.slow)])
+
+
+def fuzz(examples: int, strategy: st.SearchStrategy, check: Callable[[object], None]) -> None:
+    """Runs `check` on `examples` values drawn from `strategy`, with the FUZZ settings."""
+    settings(FUZZ, max_examples=examples)(given(strategy)(check))()
 
 
 @pytest.fixture(autouse=True)
@@ -49,28 +55,20 @@ def hang_watchdog() -> Iterator[None]:
     faulthandler.cancel_dump_traceback_later()
 
 
-def _pillow(pixels: np.ndarray, kind: str, **options: object) -> bytes:
-    """RGB(A) `pixels` saved by Pillow in format `kind` with `options`."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, kind, **options)
-    return buffer.getvalue()
-
-
 def _real_images() -> list[bytes]:
-    """Small valid images in every accepted format and variant, for mutation."""
-    rgb = np.random.default_rng(0).integers(0, 255, (9, 12, 3), np.uint8)
-    exif = Image.Exif()
-    exif[0x0112] = 6
+    """Small valid images in every accepted format and variant, for mutation; the BigTIFF is committed, since
+    OpenCV cannot write one."""
+    bgr = np.random.default_rng(0).integers(0, 255, (9, 12, 3), np.uint8)
     extensions = (".jpg", ".png", ".bmp", ".webp", ".tiff", ".ppm")
-    return [cv2.imencode(extension, rgb)[1].tobytes() for extension in extensions] + [
-        cv2.imencode(".pgm", rgb[..., 0])[1].tobytes(),
-        cv2.imencode(".png", rgb.astype(np.uint16) * 257)[1].tobytes(),
-        _pillow(rgb, "JPEG", progressive=True),
-        _pillow(rgb, "JPEG", exif=exif.tobytes()),
-        _pillow(rgb, "WEBP", lossless=True),
-        _pillow(np.dstack([rgb, rgb[..., :1]]), "WEBP"),
-        _pillow(rgb, "TIFF", big_tiff=True),
-        _pillow(rgb, "TIFF", compression="tiff_lzw"),
+    return [cv2.imencode(extension, bgr)[1].tobytes() for extension in extensions] + [
+        cv2.imencode(".pgm", bgr[..., 0])[1].tobytes(),
+        cv2.imencode(".png", bgr.astype(np.uint16) * 257)[1].tobytes(),
+        cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes(),
+        jpeg_with_orientation(bgr, 6),
+        cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes(),  # lossless: VP8L
+        extended_webp(np.dstack([bgr, bgr[..., :1]])),
+        (FIXTURES / "bigtiff.tif").read_bytes(),
+        cv2.imencode(".tiff", bgr, [cv2.IMWRITE_TIFF_COMPRESSION, 5])[1].tobytes(),  # LZW
     ]
 
 
@@ -109,18 +107,20 @@ def _decode_or_refuse(content: bytes) -> None:
     assert pixels.shape[0] * pixels.shape[1] <= MAX_PIXELS
 
 
-@FUZZ
-@given(IMAGE_BYTES)
-def test_image_size_gives_a_size_or_none(content: bytes):
+@EXAMPLES
+def test_image_size_gives_a_size_or_none(examples: int):
     """Two positive ints or None: never an exception, whatever the bytes."""
-    size = image_size(content)
-    assert size is None or (len(size) == 2 and all(isinstance(side, int) and side > 0 for side in size))
+
+    def size_or_none(content: bytes) -> None:
+        size = image_size(content)
+        assert size is None or (len(size) == 2 and all(isinstance(side, int) and side > 0 for side in size))
+
+    fuzz(examples, IMAGE_BYTES, size_or_none)
 
 
-@FUZZ
-@given(IMAGE_BYTES)
-def test_decode_gives_pixels_or_an_image_error(content: bytes):
-    _decode_or_refuse(content)
+@EXAMPLES
+def test_decode_gives_pixels_or_an_image_error(examples: int):
+    fuzz(examples, IMAGE_BYTES, _decode_or_refuse)
 
 
 # -- the model's metadata ---------------------------------------------------------------------------
@@ -140,12 +140,9 @@ class ModelParts:
 
 
 @pytest.fixture(scope="module")
-def model_parts(trained: Trained) -> ModelParts:
-    """The trained model, split into its flatbuffer and its metadata."""
-    model = trained.tflite_file.read_bytes()
-    with zipfile.ZipFile(io.BytesIO(model)) as bundle:
-        flatbuffer = model[: bundle.infolist()[0].header_offset]
-    return ModelParts(flatbuffer, artefact.read(model).to_dict())
+def model_parts(classifier: Classifier) -> ModelParts:
+    """The classifier, split into its flatbuffer and its metadata."""
+    return ModelParts(flatbuffer_of(classifier.tflite_file), artefact.read_file(classifier.tflite_file).to_dict())
 
 
 # The metadata archive's header bytes (local file header and central directory, with the member's
@@ -211,24 +208,29 @@ def _mutated_document(data: st.DataObject, real: dict) -> dict:
     return document
 
 
-@FUZZ
-@given(st.binary(max_size=2048))
-def test_random_bytes_are_not_a_model(content: bytes):
-    _read_or_refuse(content)
-    _read_or_refuse(content[:4] + b"TFL3" + content[8:])
+@EXAMPLES
+def test_random_bytes_are_not_a_model(examples: int):
+    def refused(content: bytes) -> None:
+        _read_or_refuse(content)
+        _read_or_refuse(content[:4] + b"TFL3" + content[8:])
+
+    fuzz(examples, st.binary(max_size=2048), refused)
 
 
-@FUZZ
-@given(data=st.data())
-def test_a_damaged_metadata_archive_is_a_metadata_error(model_parts: ModelParts, data: st.DataObject):
+@EXAMPLES
+def test_a_damaged_metadata_archive_is_a_metadata_error(model_parts: ModelParts, examples: int):
     flatbuffer, real = model_parts.flatbuffer, model_parts.document
-    archive = bytearray(_archive(json.dumps(real).encode()))
-    end = len(archive)
-    headers = st.one_of(st.integers(0, LOCAL_HEADER - 1), st.integers(end - CENTRAL_DIRECTORY, end - 1))
-    for _ in range(data.draw(st.integers(1, 4))):
-        archive[data.draw(st.one_of(headers, st.integers(0, end - 1)))] = data.draw(st.integers(0, 255))
-    cut = data.draw(st.integers(1, end)) if data.draw(st.booleans()) else end
-    _read_or_refuse(flatbuffer + bytes(archive[:cut]))
+
+    def damaged(data: st.DataObject) -> None:
+        archive = bytearray(_archive(json.dumps(real).encode()))
+        end = len(archive)
+        headers = st.one_of(st.integers(0, LOCAL_HEADER - 1), st.integers(end - CENTRAL_DIRECTORY, end - 1))
+        for _ in range(data.draw(st.integers(1, 4))):
+            archive[data.draw(st.one_of(headers, st.integers(0, end - 1)))] = data.draw(st.integers(0, 255))
+        cut = data.draw(st.integers(1, end)) if data.draw(st.booleans()) else end
+        _read_or_refuse(flatbuffer + bytes(archive[:cut]))
+
+    fuzz(examples, st.data(), damaged)
 
 
 def _damaged(archive: bytes, damage: str) -> bytes:
@@ -264,15 +266,18 @@ def test_known_damage_is_a_metadata_error(model_parts: ModelParts, damage: str):
         artefact.read(flatbuffer + archive)
 
 
-@FUZZ
-@given(data=st.data())
-def test_a_damaged_metadata_document_is_a_metadata_error(model_parts: ModelParts, data: st.DataObject):
+@EXAMPLES
+def test_a_damaged_metadata_document_is_a_metadata_error(model_parts: ModelParts, examples: int):
     flatbuffer, real = model_parts.flatbuffer, model_parts.document
-    kind = data.draw(st.sampled_from(["mutated", "any JSON", "any bytes"]))
-    if kind == "mutated":
-        text = json.dumps(_mutated_document(data, real)).encode()
-    elif kind == "any JSON":
-        text = json.dumps(data.draw(JSON_VALUES)).encode()
-    else:
-        text = data.draw(st.binary(max_size=256))
-    _read_or_refuse(flatbuffer + _archive(text))
+
+    def damaged(data: st.DataObject) -> None:
+        kind = data.draw(st.sampled_from(["mutated", "any JSON", "any bytes"]))
+        if kind == "mutated":
+            text = json.dumps(_mutated_document(data, real)).encode()
+        elif kind == "any JSON":
+            text = json.dumps(data.draw(JSON_VALUES)).encode()
+        else:
+            text = data.draw(st.binary(max_size=256))
+        _read_or_refuse(flatbuffer + _archive(text))
+
+    fuzz(examples, st.data(), damaged)

@@ -13,16 +13,16 @@ from pathlib import Path
 import cv2
 import pytest
 
-from conftest import Trained, run_edgeface, skimage_bgr
 from edgeface.scan import ScanSummary, image_paths
+from helpers import Classifier, run_edgeface, three_faces
 
 FORMATS = ("a.JPG", "b.jpeg", "c.Png", "d.BMP", "e.webp", "f.TIFF", "g.pgm", "h.ppm")
 
 
 @pytest.fixture()
-def photo_tree(trained: Trained, tmp_path: Path) -> Path:
+def photo_tree(classifier: Classifier, tmp_path: Path) -> Path:
     """photos/ with one face crop in each format, a text file, and nested/ with one more face."""
-    face = cv2.imread(str(trained.held_out[0][0]))
+    face = cv2.imread(str(classifier.held_out[0][0]))
     root = tmp_path / "photos"
     (root / "nested" / "deeper").mkdir(parents=True)
     for name in FORMATS:
@@ -34,31 +34,34 @@ def photo_tree(trained: Trained, tmp_path: Path) -> Path:
     return root
 
 
-def scan(trained: Trained, db: Path, *args: str) -> subprocess.CompletedProcess:
-    return run_edgeface("scan", *args, "--model", str(trained.tflite_file), "--db", str(db), "--json")
+def scan(classifier: Classifier, db: Path, *args: str) -> subprocess.CompletedProcess:
+    """`edgeface scan ARGS --json` with one worker unless ARGS say otherwise: a pool of spawned workers costs half a
+    second, and test_two_workers_give_exactly_what_one_gives shows that it gives what one worker gives."""
+    model = str(classifier.tflite_file)
+    return run_edgeface("scan", "--workers", "1", *args, "--model", model, "--db", str(db), "--json")
 
 
 def scanned_names(run: subprocess.CompletedProcess) -> list[str]:
     return sorted(Path(json.loads(line)["path"]).name for line in run.stdout.splitlines())
 
 
-def test_every_format_in_any_case_and_other_files_counted(trained: Trained, photo_tree: Path, tmp_path: Path):
-    run = scan(trained, tmp_path / "log.db", str(photo_tree))
+def test_every_format_in_any_case_and_other_files_counted(classifier: Classifier, photo_tree: Path, tmp_path: Path):
+    run = scan(classifier, tmp_path / "log.db", str(photo_tree))
     assert run.returncode == 0, run.stderr
     assert scanned_names(run) == sorted(FORMATS)
     assert all(json.loads(line)["faces"] for line in run.stdout.splitlines())
     assert "1 other files skipped" in run.stderr
 
 
-def test_recursive_scans_sub_folders(trained: Trained, photo_tree: Path, tmp_path: Path):
-    run = scan(trained, tmp_path / "log.db", str(photo_tree), "--recursive")
+def test_recursive_scans_sub_folders(classifier: Classifier, photo_tree: Path, tmp_path: Path):
+    run = scan(classifier, tmp_path / "log.db", str(photo_tree), "--recursive")
     assert run.returncode == 0, run.stderr
     assert scanned_names(run) == sorted([*FORMATS, "i.png"])
 
 
-def test_a_linked_folder_is_reported_not_followed(trained: Trained, photo_tree: Path, tmp_path: Path):
+def test_a_linked_folder_is_reported_not_followed(classifier: Classifier, photo_tree: Path, tmp_path: Path):
     os.symlink(photo_tree, photo_tree / "nested" / "back-to-top")  # a loop, were it followed
-    run = scan(trained, tmp_path / "log.db", str(photo_tree), "--recursive")
+    run = scan(classifier, tmp_path / "log.db", str(photo_tree), "--recursive")
     assert run.returncode == 1
     assert "linked folder, not followed" in run.stderr and "back-to-top" in run.stderr
     assert scanned_names(run) == sorted([*FORMATS, "i.png"])  # each file once
@@ -102,9 +105,9 @@ def test_an_unreadable_folder_is_reported_and_the_rest_walked(tmp_path: Path):
     assert summary.problems == [f"cannot read folder {top / 'locked'}: Permission denied"]
 
 
-def test_log_shows_filters_and_summarises(trained: Trained, tmp_path: Path):
+def test_log_shows_filters_and_summarises(classifier: Classifier, tmp_path: Path):
     db = tmp_path / "log.db"
-    assert scan(trained, db, str(trained.folder / "held_out" / "face"), str(trained.folder / "held_out" / "not-face")).returncode == 0
+    assert scan(classifier, db, str(classifier.held_out_folder / "face"), str(classifier.held_out_folder / "not-face")).returncode == 0
     recent = run_edgeface("log", "--db", str(db), "--limit", "5", "--json")
     assert recent.returncode == 0, recent.stderr
     rows = [json.loads(line) for line in recent.stdout.splitlines()]
@@ -133,10 +136,10 @@ def test_log_refuses_a_bad_time_and_a_missing_file(tmp_path: Path):
     assert bad.returncode == 2 and "is not a time" in bad.stderr
 
 
-def test_two_workers_give_exactly_what_one_gives(trained: Trained, photo_tree: Path, tmp_path: Path):
+def test_two_workers_give_exactly_what_one_gives(classifier: Classifier, photo_tree: Path, tmp_path: Path):
     def scan_with(workers: str) -> tuple[str, list[tuple]]:
         db = tmp_path / f"log-{workers}.db"
-        run = scan(trained, db, str(photo_tree), str(trained.folder / "held_out"), "--recursive", "--workers", workers)
+        run = scan(classifier, db, str(photo_tree), str(classifier.held_out_folder), "--recursive", "--workers", workers)
         assert run.returncode == 0, run.stderr
         with sqlite3.connect(db) as connection:
             rows = connection.execute(
@@ -152,23 +155,24 @@ def test_two_workers_give_exactly_what_one_gives(trained: Trained, photo_tree: P
     assert len(serial_rows) == len(FORMATS) + 1 + 40
 
 
-def test_min_face_and_max_faces_override_the_model(trained: Trained, tmp_path: Path):
-    coins = tmp_path / "coins.png"
-    cv2.imwrite(str(coins), skimage_bgr("coins"))  # the cascade takes six coins for faces
-    counts = []
+def test_min_face_and_max_faces_override_the_model(classifier: Classifier, tmp_path: Path):
+    picture = tmp_path / "three.png"
+    cv2.imwrite(str(picture), three_faces())  # faces about 40, 61 and 83 pixels wide to the cascade
+    widths = []
     for limits in ((), ("--max-faces", "2"), ("--min-face", "60")):
-        run = scan(trained, tmp_path / "l.db", str(coins), "--detector", "haar", "--rescan", *limits)
+        run = scan(classifier, tmp_path / "l.db", str(picture), "--detector", "haar", "--rescan", *limits)
         assert run.returncode == 0, run.stderr
-        counts.append(len(json.loads(run.stdout)["faces"]))
-    assert counts[0] == 6 and counts[1] == 2 and 1 <= counts[2] < 6
-    refused = scan(trained, tmp_path / "l.db", str(coins), "--min-face", "0")
+        widths.append(sorted(face["box"][2] for face in json.loads(run.stdout)["faces"]))
+    assert len(widths[0]) == 3 and widths[1] == widths[0][1:]  # the two largest
+    assert len(widths[2]) == 2 and min(widths[2]) >= 60
+    refused = scan(classifier, tmp_path / "l.db", str(picture), "--min-face", "0")
     assert refused.returncode == 2 and "--min-face" in refused.stderr
 
 
-def test_forget_a_label_then_a_rescan_does_not_bring_it_back(trained: Trained, tmp_path: Path):
+def test_forget_a_label_then_a_rescan_does_not_bring_it_back(classifier: Classifier, tmp_path: Path):
     db = tmp_path / "l.db"
-    photos = [str(path) for path, _ in trained.held_out[:4] + trained.held_out[-4:]]  # faces, then not-faces
-    assert scan(trained, db, *photos).returncode == 0
+    photos = [str(path) for path, _ in classifier.held_out[:4] + classifier.held_out[-4:]]  # faces, then not-faces
+    assert scan(classifier, db, *photos).returncode == 0
     forget = run_edgeface("forget", "--label", "face", "--db", str(db), "--json")
     assert forget.returncode == 0, forget.stderr
     forgotten = json.loads(forget.stdout)["inputs"]
@@ -176,6 +180,6 @@ def test_forget_a_label_then_a_rescan_does_not_bring_it_back(trained: Trained, t
         assert connection.execute("SELECT count(*) FROM faces WHERE label = 'face'").fetchone() == (0,)
         left = connection.execute("SELECT count(*) FROM inputs").fetchone()[0]
     assert forgotten >= 1 and left == 8 - forgotten
-    again = run_edgeface("scan", *photos, "--model", str(trained.tflite_file), "--db", str(db))
+    again = run_edgeface("scan", *photos, "--model", str(classifier.tflite_file), "--db", str(db), "--workers", "1")
     assert f"{forgotten + left} already in the log" in again.stderr  # forgotten content is not classified again
     assert run_edgeface("forget", "--db", str(db)).returncode == 2

@@ -4,6 +4,7 @@ on a real pseudo-terminal (and nothing when stderr is not a terminal)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import pty
 import subprocess
@@ -13,12 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from conftest import REPO, Trained, run_edgeface, skimage_bgr
 from edgeface.annotate import KNOWN_COLOUR, UNKNOWN_COLOUR, annotation_path
 from edgeface.geometry import Box
 from edgeface.results import FaceResult, ImageResult
 from edgeface.progress import Progress
 from edgeface.scanview import ScanTable
+from helpers import REPO, Classifier, astronaut, run_edgeface
 
 
 class Terminal(io.StringIO):
@@ -70,19 +71,19 @@ def test_progress_redraws_on_a_terminal_and_is_silent_elsewhere():
 def photos(folder: Path) -> Path:
     """A face photo, a photo without a face, and a greyscale PGM of the face in a sub-folder."""
     (folder / "sub").mkdir(parents=True)
-    astronaut = skimage_bgr("astronaut")
-    cv2.imwrite(str(folder / "astronaut.jpg"), astronaut)
+    face = astronaut()
+    cv2.imwrite(str(folder / "astronaut.jpg"), face)
     cv2.imwrite(str(folder / "blank.png"), np.full((200, 300, 3), 128, np.uint8))
-    cv2.imwrite(str(folder / "sub" / "grey.pgm"), cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(folder / "sub" / "grey.pgm"), cv2.cvtColor(face, cv2.COLOR_BGR2GRAY))
     return folder
 
 
-def test_annotate_writes_copies_with_boxes_at_mirrored_paths(trained: Trained, tmp_path: Path):
+def test_annotate_writes_copies_with_boxes_at_mirrored_paths(classifier: Classifier, tmp_path: Path):
     folder = photos(tmp_path / "photos")
     out = tmp_path / "annotated"
     run = run_edgeface(
-        "scan", str(folder), "-r", "--model", str(trained.tflite_file), "--db", str(tmp_path / "l.db"),
-        "--detector", "haar", "--annotate", str(out), "--json",
+        "scan", str(folder), "-r", "--model", str(classifier.tflite_file), "--db", str(tmp_path / "l.db"),
+        "--workers", "1", "--detector", "haar", "--annotate", str(out), "--json",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     copies = {path.relative_to(out) for path in out.rglob("*") if path.is_file()}
@@ -96,7 +97,9 @@ def test_annotate_writes_copies_with_boxes_at_mirrored_paths(trained: Trained, t
     changed = np.argwhere(np.abs(drawn.astype(int) - original.astype(int)).sum(axis=2) > 60)
     (top, left), (bottom, right) = changed.min(axis=0), changed.max(axis=0)
     assert 120 < left < 200 and 20 < top < 90 and 240 < right < 300 and 150 < bottom < 200  # the face, and only it
-    edge = drawn[bottom, (left + right) // 2].astype(int)  # the box's bottom edge; JPEG shifts colours a little
+    results = {Path(result["path"]).name: result for result in map(json.loads, run.stdout.splitlines())}
+    [(x, y, w, h)] = [face["box"] for face in results["astronaut.jpg"]["faces"]]
+    edge = drawn[y + h, x + w // 2].astype(int)  # the box's bottom edge; JPEG shifts colours a little
     assert min(np.abs(edge - colour).max() for colour in (KNOWN_COLOUR, UNKNOWN_COLOUR)) < 40
 
 
@@ -106,12 +109,13 @@ def test_annotate_relative_and_outside_paths_stay_apart(tmp_path: Path, monkeypa
     assert annotation_path(Path("out"), "/elsewhere/a/x.PGM") == Path("out/elsewhere/a/x.png")
 
 
-def test_a_copy_that_cannot_be_written_is_a_reported_problem(trained: Trained, tmp_path: Path):
+def test_a_copy_that_cannot_be_written_is_a_reported_problem(classifier: Classifier, tmp_path: Path):
     folder = photos(tmp_path / "photos")
     blocked = tmp_path / "annotated"
     blocked.write_text("a file where the folder should be")
     run = run_edgeface(
-        "scan", str(folder / "astronaut.jpg"), "--model", str(trained.tflite_file), "--db", str(tmp_path / "l.db"),
+        "scan", str(folder / "astronaut.jpg"), "--model", str(classifier.tflite_file), "--db", str(tmp_path / "l.db"),
+        "--workers", "1",
         "--annotate", str(blocked),
     )  # fmt: skip
     assert run.returncode == 1
@@ -119,9 +123,10 @@ def test_a_copy_that_cannot_be_written_is_a_reported_problem(trained: Trained, t
     assert "1 images, 1 faces, 0 failed" in run.stderr  # the scan itself went through and was logged
 
 
-def test_scan_shows_progress_on_a_terminal_only(trained: Trained, tmp_path: Path):
+def test_scan_shows_progress_on_a_terminal_only(classifier: Classifier, tmp_path: Path):
     folder = photos(tmp_path / "photos")
-    args = [sys.executable, "-m", "edgeface", "scan", str(folder), "-r", "--model", str(trained.tflite_file)]
+    args = [sys.executable, "-m", "edgeface", "scan", str(folder), "-r", "--model", str(classifier.tflite_file),
+            "--workers", "1"]  # fmt: skip
     piped = subprocess.run([*args, "--db", str(tmp_path / "a.db")], capture_output=True, text=True, cwd=REPO)
     assert piped.returncode == 0 and "\r" not in piped.stderr and "scanning:" not in piped.stderr
     controller, terminal = pty.openpty()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Trained
+from helpers import Classifier
 from edgeface.clock import now
 from edgeface.geometry import Box
 from edgeface.results import Appearance, ImageResult
@@ -39,9 +39,9 @@ class Broken:
         raise OSError("the disk of this sink is gone")
 
 
-def test_a_scan_feeds_every_sink_after_each_commit(trained: Trained, tmp_path: Path, caplog: pytest.LogCaptureFixture):
-    recipe = PipelineRecipe(model=str(trained.tflite_file))
-    photos = [str(path) for path, _ in trained.held_out[:6]]
+def test_a_scan_feeds_every_sink_after_each_commit(classifier: Classifier, tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    recipe = PipelineRecipe(model=str(classifier.tflite_file))
+    photos = [str(path) for path, _ in classifier.held_out[:6]]
     with ResultLog(tmp_path / "log.db") as log:
         collected = Collected(log)
         summary = scan(photos, recipe.build(), recipe, Recording(log, [Broken(), collected]))

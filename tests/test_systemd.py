@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from edgeface.settings import KEYS, read_file
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = REPO / "systemd"
 UNITS = sorted(SYSTEMD.glob("*.service"))
 INSTALLED_COMMAND = "/opt/edgeface/bin/edgeface"

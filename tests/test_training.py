@@ -17,8 +17,8 @@ def test_the_split_is_stratified_and_repeatable():
     assert not np.array_equal(validation, other_validation)
 
 
+@pytest.mark.workstation
 def test_class_weights_balance_unequal_labels():
-    pytest.importorskip("tensorflow")
     from edgeface_convert.training import class_weights
 
     weights = class_weights(np.array([0] * 90 + [1] * 10), 2)
@@ -26,8 +26,8 @@ def test_class_weights_balance_unequal_labels():
     assert (weights[0] * 90) == pytest.approx(weights[1] * 10)  # each label weighs the same in total
 
 
+@pytest.mark.workstation
 def test_augmentation_keeps_shape_and_value_range():
-    pytest.importorskip("tensorflow")
     from edgeface_convert.training import face_augmenter
 
     batch = np.random.default_rng(0).random((8, 32, 32, 1), dtype=np.float32)

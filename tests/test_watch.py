@@ -6,10 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,106 +15,24 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, Trained, run_edgeface
 from edgeface.crops import CropStore
 from edgeface.geometry import Box
+from helpers import Child, Classifier, run_edgeface, wait_until
 
 INOTIFY_QUEUE = Path("/proc/sys/fs/inotify/max_queued_events")
 
 
-class Notifications:
-    """A datagram socket standing in for systemd's $NOTIFY_SOCKET."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.bind(str(path))
-        self.seen: list[str] = []
-
-    def wait_for(self, field: str, timeout: float = 60) -> str:
-        """The first unread datagram containing `field` (e.g. "READY=1"), waiting up to `timeout`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._socket.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                message = self._socket.recv(4096).decode()
-            except TimeoutError:
-                break
-            self.seen.append(message)
-            if field in message:
-                return message
-        raise AssertionError(f"no {field} within {timeout} s; got {self.seen}")
-
-    def drain(self) -> None:
-        """Reads what arrived and was not read yet (e.g. STOPPING=1 from a daemon that has exited)."""
-        self._socket.setblocking(False)
-        try:
-            while True:
-                self.seen.append(self._socket.recv(4096).decode())
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        self.drain()
-        self._socket.close()
-
-
-class Daemon:
-    """`edgeface watch` in a child process, with its own notify socket."""
-
-    started: list[Daemon] = []  # killed after each test, so a failed test leaves no daemon behind
-
-    def __init__(self, tmp: Path, args: list[str], env: dict | None = None) -> None:
-        self.notifications = Notifications(tmp / f"notify-{time.monotonic_ns()}")
-        environment = {**os.environ, "NOTIFY_SOCKET": str(self.notifications.path), **(env or {})}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "edgeface", "watch", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, cwd=REPO,
-        )  # fmt: skip
-        Daemon.started.append(self)
-
-    def ready(self) -> Daemon:
-        try:
-            self.notifications.wait_for("READY=1")
-        except AssertionError:
-            self.process.kill()
-            raise AssertionError(f"not ready: {self.process.communicate()[1]}") from None
-        return self
-
-    def stop(self, timeout: float = 20) -> tuple[int, str]:
-        self.process.send_signal(signal.SIGTERM)
-        _, stderr = self.process.communicate(timeout=timeout)
-        self.notifications.close()
-        return self.process.returncode, stderr
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.communicate()
-        self.notifications.close()
-
-
-@pytest.fixture(autouse=True)
-def no_daemon_left_behind() -> Iterator[None]:
-    yield
-    while Daemon.started:
-        process = Daemon.started.pop().process
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+def watch(tmp_path: Path, args: list[str], env: dict | None = None) -> Child:
+    """`edgeface watch ARGS`, started (not yet ready)."""
+    return Child(tmp_path, "watch", *args, env=env)
 
 
 @pytest.fixture()
-def faces(trained: Trained) -> list[bytes]:
-    """The encoded bytes of the 40 held-out PNGs: real images the model can classify."""
-    return [path.read_bytes() for path, _ in trained.held_out]
-
-
-@pytest.fixture()
-def watching(trained: Trained, tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
+def watching(classifier: Classifier, tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
     """An inbox folder and the watch arguments for it, with moves to done/ and failed/."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    args = [str(inbox), "--model", str(trained.tflite_file), "--db", str(tmp_path / "log.db"),
+    args = [str(inbox), "--model", str(classifier.tflite_file), "--db", str(tmp_path / "log.db"),
             "--move-done", str(tmp_path / "done"), "--move-failed", str(tmp_path / "failed")]  # fmt: skip
     yield inbox, args
 
@@ -136,23 +51,16 @@ def pending(db: Path) -> int:
         return connection.execute("SELECT count(*) FROM pending").fetchone()[0]
 
 
-def wait_until(condition, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
-def test_backlog_new_files_and_moves(watching, faces: list[bytes], tmp_path: Path):
+def test_backlog_new_files_and_moves(watching, photos: list[bytes], tmp_path: Path):
     inbox, args = watching
-    (inbox / "before.png").write_bytes(faces[0])  # arrived while the daemon was stopped
-    daemon = Daemon(tmp_path, args).ready()
-    (inbox / "after.png").write_bytes(faces[1])
+    (inbox / "before.png").write_bytes(photos[0])  # arrived while the daemon was stopped
+    daemon = watch(tmp_path, args).ready()
+    (inbox / "after.png").write_bytes(photos[1])
     (inbox / "broken.jpg").write_bytes(b"not a picture")
     (inbox / "notes.txt").write_text("not an image name: left alone")
-    (inbox / "x'); DROP TABLE inputs; --.png").write_bytes(faces[3])  # names are data, never SQL
+    (inbox / "x'); DROP TABLE inputs; --.png").write_bytes(photos[3])  # names are data, never SQL
     staged = tmp_path / "staging.png"
-    staged.write_bytes(faces[2])
+    staged.write_bytes(photos[2])
     staged.rename(inbox / "moved-in.png")  # the usual write-then-rename
     wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 5)
     code, stderr = daemon.stop()
@@ -169,30 +77,51 @@ def test_backlog_new_files_and_moves(watching, faces: list[bytes], tmp_path: Pat
     assert "broken.jpg: not a decodable image" in stderr
 
 
-def test_a_file_written_slowly_is_read_once_and_whole(watching, faces: list[bytes], tmp_path: Path):
-    inbox, args = watching
-    daemon = Daemon(tmp_path, args[:-4]).ready()  # no moves: the file stays to be compared
-    photo = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8))[1].tobytes()
-    with open(inbox / "slow.png", "wb") as file:
-        for start in range(0, len(photo), len(photo) // 5):
-            file.write(photo[start : start + len(photo) // 5])
+def noise_png(side: int = 300) -> bytes:
+    """A PNG of random pixels (about 270 kB at 300×300): cut anywhere, it is a truncated PNG, never a picture."""
+    return cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (side, side, 3), dtype=np.uint8))[1].tobytes()
+
+
+def logged_inputs(db: Path) -> list[tuple[str, int, int]]:
+    """(status, size, width) of every input in the log; none while the log does not exist."""
+    if not db.exists():
+        return []
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+        return connection.execute("SELECT status, size, width FROM inputs").fetchall()
+
+
+def write_slowly(path: Path, content: bytes, pieces: int, pause: float, db: Path) -> None:
+    """Writes `content` to `path` in `pieces`, flushed one by one with `pause` seconds between them, and fails as
+    soon as the log at `db` shows an outcome while the file is still being written."""
+    step = -(-len(content) // pieces)
+    with open(path, "wb") as file:
+        for start in range(0, len(content), step):
+            file.write(content[start : start + step])
             file.flush()
-            time.sleep(0.3)  # the daemon must not read it yet
-    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 1)
-    time.sleep(1)  # a second outcome would show up now
-    code, _ = daemon.stop()
-    with sqlite3.connect(tmp_path / "log.db") as connection:
-        rows = connection.execute("SELECT status, size, width FROM inputs").fetchall()
-    assert rows == [("done", len(photo), 300)]
+            time.sleep(pause)
+            assert logged_inputs(db) == [], "the daemon took the file while it was still being written"
 
 
-def test_notify_messages_watchdog_and_sigterm(watching, faces: list[bytes], tmp_path: Path):
+def test_a_file_written_slowly_is_read_once_and_whole(watching, tmp_path: Path):
     inbox, args = watching
-    daemon = Daemon(tmp_path, args, env={"WATCHDOG_USEC": "400000"})
+    db = tmp_path / "log.db"
+    daemon = watch(tmp_path, args[:-4]).ready()  # no moves: the file stays, and a second look would log it again
+    photo = noise_png()
+    write_slowly(inbox / "slow.png", photo, pieces=5, pause=0.3, db=db)
+    wait_until(lambda: len(logged_inputs(db)) == 1)
+    time.sleep(1)  # a second outcome would show up now
+    code, stderr = daemon.stop()
+    assert code == 0, stderr
+    assert logged_inputs(db) == [("done", len(photo), 300)]
+
+
+def test_notify_messages_watchdog_and_sigterm(watching, photos: list[bytes], tmp_path: Path):
+    inbox, args = watching
+    daemon = watch(tmp_path, args, env={"WATCHDOG_USEC": "400000"})
     ready = daemon.ready().notifications.seen[-1]
     assert "STATUS=watching" in ready
     daemon.notifications.wait_for("WATCHDOG=1", timeout=10)
-    (inbox / "one.png").write_bytes(faces[0])
+    (inbox / "one.png").write_bytes(photos[0])
     daemon.notifications.wait_for("STATUS=1 done", timeout=30)
     started = time.monotonic()
     code, _ = daemon.stop()
@@ -200,78 +129,89 @@ def test_notify_messages_watchdog_and_sigterm(watching, faces: list[bytes], tmp_
     assert "STOPPING=1" in daemon.notifications.seen[-1]
 
 
-def test_sigterm_leaves_the_rest_pending_and_a_restart_finishes_them(watching, faces: list[bytes], tmp_path: Path):
+def test_sigterm_leaves_the_rest_pending_and_a_restart_finishes_them(watching, photos: list[bytes], tmp_path: Path):
     inbox, args = watching
-    count = 1000  # enough that SIGTERM arrives long before the last one
+    count = 300  # enough that SIGTERM arrives long before the last one
+    earlier = time.time() - 3600  # they waited while the daemon was stopped: the start takes them at once
     for i in range(count):
-        (inbox / f"{i:04d}.png").write_bytes(faces[i % len(faces)])
-    daemon = Daemon(tmp_path, args).ready()
+        (inbox / f"{i:04d}.png").write_bytes(photos[i % len(photos)])
+        os.utime(inbox / f"{i:04d}.png", (earlier, earlier))
+    daemon = watch(tmp_path, args).ready()
     wait_until(lambda: len(outcomes(tmp_path / "log.db")) >= 1)
     code, _ = daemon.stop()
     assert code == 0
     logged, waiting = len(outcomes(tmp_path / "log.db")), pending(tmp_path / "log.db")
     assert logged + waiting == count and waiting > 0
     assert len(list((tmp_path / "done").iterdir())) == logged  # moved exactly the files with an outcome
-    daemon = Daemon(tmp_path, args).ready()
+    daemon = watch(tmp_path, args).ready()
     wait_until(lambda: len(outcomes(tmp_path / "log.db")) == count)
-    daemon.stop()
+    code, stderr = daemon.stop()
+    assert code == 0, stderr
     assert pending(tmp_path / "log.db") == 0
     assert len(list((tmp_path / "done").iterdir())) == count and not list(inbox.iterdir())
 
 
-def test_sighup_reloads_and_keeps_the_old_model_when_the_new_one_fails(trained: Trained, tmp_path: Path, faces):
+def test_sighup_reloads_and_keeps_the_old_model_when_the_new_one_fails(classifier: Classifier, tmp_path: Path, photos):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     config = tmp_path / "edgeface.toml"
-    config.write_text(f'model = "{trained.tflite_file}"\ndb = "{tmp_path / "log.db"}"\n[folder]\npath = "{inbox}"\n')
-    daemon = Daemon(tmp_path, ["--config", str(config)]).ready()
-    config.write_text(config.read_text().replace(str(trained.tflite_file), str(tmp_path / "missing.tflite")))
+    config.write_text(f'model = "{classifier.tflite_file}"\ndb = "{tmp_path / "log.db"}"\n[folder]\npath = "{inbox}"\n')
+    daemon = watch(tmp_path, ["--config", str(config)]).ready()
+    config.write_text(config.read_text().replace(str(classifier.tflite_file), str(tmp_path / "missing.tflite")))
     daemon.process.send_signal(signal.SIGHUP)
     daemon.notifications.wait_for("RELOADING=1", timeout=10)
     daemon.notifications.wait_for("READY=1", timeout=30)
-    (inbox / "still-working.png").write_bytes(faces[0])
+    (inbox / "still-working.png").write_bytes(photos[0])
     wait_until(lambda: outcomes(tmp_path / "log.db").get(str(inbox / "still-working.png")) == "done")
     code, stderr = daemon.stop()
     assert code == 0
     assert "reload failed, keeping the running config and model" in stderr and "missing.tflite" in stderr
 
 
-def test_an_event_overflow_is_followed_by_a_rescan(watching, faces: list[bytes], tmp_path: Path):
+def test_an_event_overflow_is_followed_by_a_rescan(watching, photos: list[bytes], tmp_path: Path):
     if not os.access(INOTIFY_QUEUE, os.W_OK):
         pytest.skip(f"cannot lower {INOTIFY_QUEUE} here (needs root)")
     inbox, args = watching
     original = INOTIFY_QUEUE.read_text()
     INOTIFY_QUEUE.write_text("16")  # read when the daemon creates its inotify instance
     try:
-        daemon = Daemon(tmp_path, args[:-4]).ready()
+        daemon = watch(tmp_path, args[:-4]).ready()
     finally:
         INOTIFY_QUEUE.write_text(original)
     daemon.process.send_signal(signal.SIGSTOP)  # events pile up in the kernel and overflow
     for i in range(100):
-        (inbox / f"{i:03d}.png").write_bytes(faces[i % len(faces)])
+        (inbox / f"{i:03d}.png").write_bytes(photos[i % len(photos)])
     daemon.process.send_signal(signal.SIGCONT)
     wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 100)
     code, stderr = daemon.stop()
     assert code == 0 and "overflow" in stderr.lower()
 
 
-def test_poll_mode_takes_files_once_they_stop_changing(watching, faces: list[bytes], tmp_path: Path):
+def test_poll_mode_takes_files_once_they_stop_changing(watching, tmp_path: Path):
+    """Network shares send no events: the daemon lists the folder every --poll-interval and takes a file only once
+    its size and time held still between two looks. A file that grows for about four intervals is not taken while
+    it grows (it would be logged as a truncated PNG), then is taken once, whole."""
     inbox, args = watching
-    daemon = Daemon(tmp_path, [*args, "--poll", "--poll-interval", "0.3"]).ready()
-    (inbox / "a.png").write_bytes(faces[0])
-    wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 1)
-    daemon.stop()
+    db, interval = tmp_path / "log.db", 0.3
+    daemon = watch(tmp_path, [*args[:-4], "--poll", "--poll-interval", str(interval)]).ready()  # no moves
+    photo = noise_png()
+    write_slowly(inbox / "growing.png", photo, pieces=12, pause=interval / 3, db=db)
+    wait_until(lambda: len(logged_inputs(db)) == 1)
+    time.sleep(3 * interval)  # more looks at the unchanged file: it must not be taken again
+    code, stderr = daemon.stop()
+    assert code == 0, stderr
+    assert logged_inputs(db) == [("done", len(photo), 300)]
 
 
-def test_bad_config_names_the_key_and_the_reason(trained: Trained, tmp_path: Path):
+def test_bad_config_names_the_key_and_the_reason(classifier: Classifier, tmp_path: Path):
     config = tmp_path / "bad.toml"
-    config.write_text(f'model = "{trained.tflite_file}"\n[folder]\npath = "{tmp_path}"\npoll_interval = -1\n')
+    config.write_text(f'model = "{classifier.tflite_file}"\n[folder]\npath = "{tmp_path}"\npoll_interval = -1\n')
     run = run_edgeface("watch", "--config", str(config))
     assert run.returncode == 2 and "folder.poll_interval must be above 0 and at most 3600 seconds" in run.stderr
-    config.write_text(f'model = "{trained.tflite_file}"\n[folder]\npth = "{tmp_path}"\n')
+    config.write_text(f'model = "{classifier.tflite_file}"\n[folder]\npth = "{tmp_path}"\n')
     run = run_edgeface("watch", "--config", str(config))
     assert run.returncode == 2 and "unknown key 'folder.pth'" in run.stderr
-    run = run_edgeface("watch", str(tmp_path / "nowhere"), "--model", str(trained.tflite_file))
+    run = run_edgeface("watch", str(tmp_path / "nowhere"), "--model", str(classifier.tflite_file))
     assert run.returncode == 2 and "does not exist" in run.stderr
 
 
@@ -286,15 +226,16 @@ def face_video(path: Path, face: bytes, frames: int = 30, fps: float = 15.0) -> 
     return path
 
 
-def test_a_camera_gives_one_appearance_for_a_face_that_stays(trained: Trained, faces: list[bytes], tmp_path: Path):
-    video = face_video(tmp_path / "door.avi", faces[0])
+def test_a_camera_gives_one_appearance_for_a_face_that_stays(
+    classifier: Classifier, photos: list[bytes], tmp_path: Path
+):
+    video = face_video(tmp_path / "door.avi", photos[0])
     db = tmp_path / "log.db"
-    daemon = Daemon(tmp_path, ["--camera", str(video), "--model", str(trained.tflite_file), "--db", str(db),
+    daemon = watch(tmp_path, ["--camera", str(video), "--model", str(classifier.tflite_file), "--db", str(db),
                                "--fps", "10", "--per-frame"])  # fmt: skip
     daemon.ready()
-    code = daemon.process.wait(timeout=60)  # a video file ends the watch
-    daemon.notifications.close()
-    assert code == 0, daemon.process.communicate()[1]
+    code, stderr = daemon.finish()  # a video file ends the watch
+    assert code == 0, stderr
     with sqlite3.connect(db) as connection:
         appearances = connection.execute("SELECT source, frames, label, seconds FROM appearances").fetchall()
         frames = connection.execute("SELECT count(*) FROM inputs WHERE source = ?", (f"camera:{video}",)).fetchone()[0]
@@ -305,12 +246,12 @@ def test_a_camera_gives_one_appearance_for_a_face_that_stays(trained: Trained, f
     assert shown.returncode == 0 and json.loads(shown.stdout)["frames"] == seen
 
 
-def test_a_file_name_that_is_not_utf8_is_one_error_and_the_daemon_goes_on(watching, faces, tmp_path: Path):
+def test_a_file_name_that_is_not_utf8_is_one_error_and_the_daemon_goes_on(watching, photos, tmp_path: Path):
     inbox, args = watching
-    daemon = Daemon(tmp_path, args).ready()
+    daemon = watch(tmp_path, args).ready()
     with open(os.path.join(os.fsencode(inbox), b"caf\xe9.png"), "wb") as file:  # Latin-1, not UTF-8
-        file.write(faces[0])
-    (inbox / "after.png").write_bytes(faces[1])
+        file.write(photos[0])
+    (inbox / "after.png").write_bytes(photos[1])
     wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 2)
     code, _ = daemon.stop()
     assert code == 0
@@ -321,64 +262,66 @@ def test_a_file_name_that_is_not_utf8_is_one_error_and_the_daemon_goes_on(watchi
     assert scan.returncode == 0, scan.stderr  # scan logs it, with the odd byte escaped
 
 
-def test_a_watched_folder_that_goes_away_and_comes_back_is_watched_again(watching, faces, tmp_path: Path):
+def test_a_watched_folder_that_goes_away_and_comes_back_is_watched_again(watching, photos, tmp_path: Path):
     inbox, args = watching
-    daemon = Daemon(tmp_path, args).ready()
-    (inbox / "first.png").write_bytes(faces[0])
+    daemon = watch(tmp_path, args).ready()
+    (inbox / "first.png").write_bytes(photos[0])
     wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 1)
     inbox.rename(tmp_path / "unmounted")  # as if the disk were pulled out
-    time.sleep(1)
+    wait_until(lambda: "is gone or was replaced" in daemon.stderr())
     inbox.mkdir()  # another folder at the same path: the old watches are gone
-    (inbox / "second.png").write_bytes(faces[1])
+    (inbox / "second.png").write_bytes(photos[1])
     wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 2)
     code, stderr = daemon.stop()
     assert code == 0 and "is gone or was replaced" in stderr and "is back" in stderr
     assert outcomes(tmp_path / "log.db")[str(inbox / "second.png")] == "done"
 
 
-def test_a_file_that_keeps_killing_the_daemon_is_given_up_after_three_tries(watching, faces, tmp_path: Path):
+def test_a_file_that_keeps_killing_the_daemon_is_given_up_after_three_tries(watching, photos, tmp_path: Path):
     """The log as three crashes on the same file would leave it: the file still pending, its tries
     counted. The next start records it as an error without decoding it, and goes on."""
     inbox, args = watching
-    Daemon(tmp_path, args).ready().stop()  # creates the log
-    (inbox / "deadly.png").write_bytes(faces[0])
-    (inbox / "fine.png").write_bytes(faces[1])
+    assert watch(tmp_path, args).ready().stop()[0] == 0  # creates the log
+    (inbox / "deadly.png").write_bytes(photos[0])
+    (inbox / "fine.png").write_bytes(photos[1])
     with sqlite3.connect(tmp_path / "log.db") as connection:
         connection.executemany(
             "INSERT INTO pending (source, path, queued_at, attempts) VALUES ('folder', ?, 'then', ?)",
             [(str(inbox / "deadly.png"), 3), (str(inbox / "fine.png"), 1)],
         )
-    daemon = Daemon(tmp_path, args).ready()
+    daemon = watch(tmp_path, args).ready()
     wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 2)
     code, stderr = daemon.stop()
+    assert code == 0, stderr
     assert outcomes(tmp_path / "log.db") == {str(inbox / "deadly.png"): "error", str(inbox / "fine.png"): "done"}
     assert "stopped 3 times while this file was in hand" in stderr
     assert [p.name for p in (tmp_path / "failed").iterdir()] == ["deadly.png"]
 
 
-def test_crops_are_saved_only_when_asked_and_forgotten_with_their_rows(trained: Trained, faces, tmp_path: Path):
+def test_crops_are_saved_only_when_asked_and_forgotten_with_their_rows(classifier: Classifier, photos, tmp_path: Path):
     inbox, state = tmp_path / "inbox", tmp_path / "state"
     inbox.mkdir()
     config = tmp_path / "edgeface.toml"
-    config.write_text(f'model = "{trained.tflite_file}"\ndb = "{state / "log.db"}"\nsave_crops = true\n'
+    config.write_text(f'model = "{classifier.tflite_file}"\ndb = "{state / "log.db"}"\nsave_crops = true\n'
                       f'[folder]\npath = "{inbox}"\n')  # fmt: skip
-    daemon = Daemon(tmp_path, ["--config", str(config)]).ready()
-    for name, face in (("a.png", faces[0]), ("b.png", faces[1])):
+    daemon = watch(tmp_path, ["--config", str(config)]).ready()
+    for name, face in (("a.png", photos[0]), ("b.png", photos[1])):
         (inbox / name).write_bytes(face)
     wait_until(lambda: len(outcomes(state / "log.db")) == 2)
-    daemon.stop()
+    assert daemon.stop()[0] == 0
     with sqlite3.connect(state / "log.db") as connection:
         crops = [Path(c) for (c,) in connection.execute("SELECT crop FROM faces ORDER BY id")]
         labels = [label for (label,) in connection.execute("SELECT label FROM faces ORDER BY id")]
     assert len(crops) == 2 and all(crop.is_file() and crop.parent.parent == state / "crops" for crop in crops)
-    assert cv2.imread(str(crops[0])).shape[:2] == cv2.imdecode(np.frombuffer(faces[0], np.uint8), 1).shape[:2]
+    assert cv2.imread(str(crops[0])).shape[:2] == cv2.imdecode(np.frombuffer(photos[0], np.uint8), 1).shape[:2]
     forget = run_edgeface("forget", "--label", labels[0], "--db", str(state / "log.db"))
     assert forget.returncode == 0
     assert not crops[0].exists() and crops[1].exists() == (labels[1] != labels[0])
-    plain = Daemon(tmp_path, [str(inbox), "--model", str(trained.tflite_file), "--db", str(tmp_path / "p.db")]).ready()
-    (inbox / "c.png").write_bytes(faces[2])
+    model = str(classifier.tflite_file)
+    plain = watch(tmp_path, [str(inbox), "--model", model, "--db", str(tmp_path / "p.db")]).ready()
+    (inbox / "c.png").write_bytes(photos[2])
     wait_until(lambda: len(outcomes(tmp_path / "p.db")) == 3)  # a.png and b.png are still in the inbox
-    plain.stop()
+    assert plain.stop()[0] == 0
     assert not (tmp_path / "crops").exists()  # nothing saved unless asked
 
 
@@ -396,30 +339,27 @@ def json_events(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines()]
 
 
-def test_watch_json_prints_each_file_once_the_log_has_it(watching, faces: list[bytes], tmp_path: Path):
+def test_watch_json_prints_each_file_once_the_log_has_it(watching, photos: list[bytes], tmp_path: Path):
     """`--json` is the sink seam at work on a folder: one event per input, with the log's own row id."""
     inbox, args = watching
-    daemon = Daemon(tmp_path, [*args, "--json"]).ready()
-    for number, content in enumerate([faces[0], faces[1], b"not an image"]):
+    daemon = watch(tmp_path, [*args, "--json"]).ready()
+    for number, content in enumerate([photos[0], photos[1], b"not an image"]):
         (inbox / f"{number}.png").write_bytes(content)
     wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 3 and not list(inbox.iterdir()))
-    daemon.process.send_signal(signal.SIGTERM)
-    stdout, stderr = daemon.process.communicate(timeout=20)
-    daemon.notifications.close()
-    events = json_events(stdout)
+    code, stderr = daemon.stop()
+    events = json_events(daemon.out.read_text())
     with sqlite3.connect(tmp_path / "log.db") as connection:
         rows = {row[0]: row[1:] for row in connection.execute("SELECT id, path, status FROM inputs")}
     assert {event["input_id"]: (event["path"], event["status"]) for event in events} == rows, stderr
     assert {event["event"] for event in events} == {"image"} and {event["source"] for event in events} == {f"folder:{inbox}"}
 
 
-def test_watch_json_prints_each_appearance_of_a_camera(trained: Trained, faces: list[bytes], tmp_path: Path):
-    video = face_video(tmp_path / "door.avi", faces[0])
-    daemon = Daemon(tmp_path, ["--camera", str(video), "--model", str(trained.tflite_file),
-                               "--db", str(tmp_path / "log.db"), "--fps", "10", "--json"])  # fmt: skip
+def test_watch_json_prints_each_appearance_of_a_camera(classifier: Classifier, photos: list[bytes], tmp_path: Path):
+    video = face_video(tmp_path / "door.avi", photos[0])
+    daemon = watch(tmp_path, ["--camera", str(video), "--model", str(classifier.tflite_file),
+                              "--db", str(tmp_path / "log.db"), "--fps", "10", "--json"])  # fmt: skip
     daemon.ready()
-    stdout, stderr = daemon.process.communicate(timeout=60)  # a video file ends the watch
-    daemon.notifications.close()
-    [appearance] = json_events(stdout)
+    code, stderr = daemon.finish()  # a video file ends the watch
+    [appearance] = json_events(daemon.out.read_text())
     assert appearance["event"] == "appearance" and appearance["label"] == "face", stderr
     assert appearance["source"] == f"camera:{video}" and appearance["first_seen"] < appearance["last_seen"]

@@ -12,7 +12,7 @@ from edgeface.cli import build_parser
 from edgeface_convert.arguments import options_from
 from edgeface_convert.common import CommandError
 from edgeface_convert.options import ClassicOptions, ConvertOptions, DemoOptions, TrainOptions
-from test_end_to_end import RUNTIME_WITHOUT_TENSORFLOW
+from helpers import RUNTIME_WITHOUT_TENSORFLOW
 
 
 def options(*argv: str):
