@@ -29,17 +29,22 @@ import argparse
 import io
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from helpers import FIXTURES, run_edgeface, write_photos
+
+if TYPE_CHECKING:
+    import keras  # imported where a model is made: the tests import this module without TensorFlow
 
 HELD_OUT_PER_LABEL = 20
 LABELS = ("face", "not-face")
@@ -65,14 +70,15 @@ class MadeModel:
     convert_report: dict
 
 
-def checked(run) -> str:
+def checked(run: subprocess.CompletedProcess) -> str:
     """The stdout of a finished edgeface command; raises with its stderr if it failed."""
     if run.returncode != 0:
-        raise RuntimeError(f"{run.args[3:5]} failed:\n{run.stderr}")
+        raise RuntimeError(f"{' '.join(run.args[3:5])} failed:\n{run.stderr}")
     return run.stdout
 
 
 def convert(keras_file: Path) -> MadeModel:
+    """`edgeface convert KERAS_FILE --json`: the int8 .tflite beside it."""
     report = json.loads(checked(run_edgeface("convert", str(keras_file), "--json")))
     return MadeModel(keras_file, keras_file.with_suffix(".tflite"), report)
 
@@ -106,7 +112,7 @@ def make_classifier(folder: Path, patches: np.ndarray) -> MadeModel:
     return convert(keras_file)
 
 
-def stand_in_network(photos: np.ndarray):
+def stand_in_network(photos: np.ndarray) -> keras.Model:
     """A small embedder network for the tests: 150×150 RGB (0..255) → 6×6 average pooling, back to the 25×25 of an
     lfw_subset patch → one fixed random projection to 128 values, whose weights sum to zero over the pixels, so
     that brightness moves nothing. Photos of one face land close together and different faces far apart, which is
@@ -128,7 +134,7 @@ def stand_in_network(photos: np.ndarray):
 
 
 @contextmanager
-def network_of_embedder_train(make: Callable[[], object]) -> Iterator[None]:
+def network_of_embedder_train(make: Callable[[], keras.Model]) -> Iterator[None]:
     """`edgeface train`'s embedder, in this process, with the network `make` gives instead of dlib's."""
     from edgeface_convert import embedder_train
 

@@ -151,8 +151,9 @@ def test_enrol_from_a_video_keeps_distinct_faces_of_the_one_person(embedder: Emb
 
 def test_bad_enrolments_fail_clearly(embedder: Embedder, classifier: Classifier, tmp_path: Path):
     db, model = str(tmp_path / "log.db"), str(embedder.tflite)
-    classifier = device("enroll", "dana", str(embedder.newcomer_photos), "--model", str(classifier.tflite_file), "--db", db)
-    assert classifier.returncode == 2 and "is a classifier" in classifier.stderr
+    other_kind = device("enroll", "dana", str(embedder.newcomer_photos), "--model", str(classifier.tflite_file),
+                        "--db", db)  # fmt: skip
+    assert other_kind.returncode == 2 and "is a classifier" in other_kind.stderr
     for name in ("", "two\nlines", "\x1b[31mred"):
         run = device("enroll", name, str(embedder.newcomer_photos), "--model", model, "--db", db)
         assert run.returncode == 2 and "name" in run.stderr
@@ -217,7 +218,8 @@ def test_eval_measures_an_embedder_on_the_device(embedder: Embedder):
 def test_train_refuses_what_the_embedder_cannot_use_before_tensorflow_loads(embedder: Embedder, tmp_path: Path):
     haar = device("train", str(embedder.faces), "-o", str(tmp_path / "m.h5"), "--detector", "haar")
     assert haar.returncode == 2 and "five landmarks" in haar.stderr
-    classic_flags = device("train", str(embedder.faces), "-o", str(tmp_path / "m.h5"), "--detector", "none", "--epochs", "5")
+    output = str(tmp_path / "m.h5")
+    classic_flags = device("train", str(embedder.faces), "-o", output, "--detector", "none", "--epochs", "5")
     assert classic_flags.returncode == 2 and "--epochs: only for --arch classic" in classic_flags.stderr
     assert not (tmp_path / "m.h5").exists()
 

@@ -42,7 +42,8 @@ def test_convert_carries_labels_preprocessing_and_provenance(fresh_classifier: M
     metadata = artefact.read_file(fresh_classifier.tflite_file)
     assert metadata.labels == LABELS
     assert metadata.preprocessing.color == "gray" and metadata.preprocessing.detector.name == "none"
-    assert metadata.source == {"file": "face_or_not.h5", "sha256": hashlib.sha256(fresh_classifier.keras_file.read_bytes()).hexdigest()}
+    source_sha256 = hashlib.sha256(fresh_classifier.keras_file.read_bytes()).hexdigest()
+    assert metadata.source == {"file": "face_or_not.h5", "sha256": source_sha256}
     assert set(metadata.converter) == {"edgeface", "tensorflow"}
 
 

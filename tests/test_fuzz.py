@@ -1,11 +1,12 @@
 """Fuzzing the two parsers that read untrusted bytes: the image reader (`image_size`, `decode`) and
 the model's metadata (`artefact.read`). Only ImageError and MetadataError may come out of them.
 
-The default run tries 200 examples of each; the slow run (`pytest -m slow`) 2000. Hypothesis runs derandomized
-(the same examples on every run, so CI never fails on an example it had not seen before; set `derandomize=False` locally to explore further) and without an example
-database (its `.hypothesis/` cache git-ignores itself). Its deadline fails an example that takes seconds
-where milliseconds are normal; but a deadline is only checked once an example returns, so a
-watchdog also ends the run, printing every thread's stack, should an example never return.
+The default run tries 200 examples of each; the slow run (`pytest -m slow`) 2000. Hypothesis runs
+derandomized (the same examples on every run, so CI never fails on an example it had not seen before; set
+`derandomize=False` locally to explore further) and without an example database (its `.hypothesis/` cache
+git-ignores itself). Its deadline fails an example that takes seconds where milliseconds are normal; but a
+deadline is only checked once an example returns, so a watchdog also ends the run, printing every thread's
+stack, should an example never return.
 """
 
 from __future__ import annotations

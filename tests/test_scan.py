@@ -107,7 +107,8 @@ def test_an_unreadable_folder_is_reported_and_the_rest_walked(tmp_path: Path):
 
 def test_log_shows_filters_and_summarises(classifier: Classifier, tmp_path: Path):
     db = tmp_path / "log.db"
-    assert scan(classifier, db, str(classifier.held_out_folder / "face"), str(classifier.held_out_folder / "not-face")).returncode == 0
+    folder = classifier.held_out_folder
+    assert scan(classifier, db, str(folder / "face"), str(folder / "not-face")).returncode == 0
     recent = run_edgeface("log", "--db", str(db), "--limit", "5", "--json")
     assert recent.returncode == 0, recent.stderr
     rows = [json.loads(line) for line in recent.stdout.splitlines()]

@@ -40,7 +40,9 @@ def test_answers_that_moved_fail_the_self_test(classifier: Classifier, tmp_path:
     assert run.returncode == 2 and "failed its self-test" in run.stderr
 
 
-def test_damaged_samples_fail_and_a_model_without_a_self_test_is_only_warned_about(classifier: Classifier, tmp_path: Path):
+def test_damaged_samples_fail_and_a_model_without_a_self_test_is_only_warned_about(
+    classifier: Classifier, tmp_path: Path
+):
     test = artefact.read_file(classifier.tflite_file).self_test
     damaged = with_metadata(classifier, tmp_path, self_test=replace(test, inputs=("AAAA",) * len(test.inputs)))
     with pytest.raises(SelfTestFailed, match="damaged"):
