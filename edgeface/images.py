@@ -107,6 +107,8 @@ def decode(content: bytes) -> np.ndarray:
         raise ImageError("truncated JPEG: the end-of-image marker is missing")
     if content.startswith(_PNG) and b"\0\0\0\0IEND" not in content:
         raise ImageError("truncated PNG: the IEND chunk is missing")
+    if content.startswith(_PNG) and not _png_chunks_fit(content):
+        raise ImageError("damaged PNG: a chunk says it is longer than the file")
     try:
         pixels = cv2.imdecode(np.frombuffer(content, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as error:
@@ -172,6 +174,20 @@ def _jpeg_size(content: bytes) -> tuple[int, int]:
     """From the first frame header (SOF)."""
     width, height, _ = _jpeg_frame(content)
     return width, height
+
+
+def _png_chunks_fit(content: bytes) -> bool:
+    """Whether every chunk up to IEND lies within the file. A chunk that claims more (a single changed byte can
+    claim 2 GB) made OpenCV's PNG reader allocate that much before refusing the file: a Pi would run out."""
+    offset = len(_PNG)
+    while offset + 8 <= len(content):
+        length, kind = struct.unpack(">I4s", content[offset : offset + 8])
+        offset += 12 + length  # length, type, data, CRC
+        if offset > len(content):
+            return False
+        if kind == b"IEND":
+            return True
+    return False
 
 
 def _png_size(content: bytes) -> tuple[int, int] | None:

@@ -19,6 +19,9 @@ from helpers import FIXTURES, Classifier, astronaut, command_line, kill_processe
 from make_fixtures import MadeModel, held_out, lfw_subset, make_classifier
 
 THREAD_GRACE = 2.0  # seconds a thread a test started may take to end after it
+# The one process a test may start and leave: multiprocessing starts its resource tracker with the first worker
+# pool in this interpreter and keeps it for the interpreter's life, on purpose (it cleans up after every pool).
+SESSION_HELPER = "multiprocessing.resource_tracker"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -42,6 +45,7 @@ def nothing_left_running() -> Iterator[None]:
     threads, processes = set(threading.enumerate()), set(live_descendants(os.getpid()))
     yield
     left = [pid for pid in live_descendants(os.getpid()) if pid not in processes]
+    left = [pid for pid in left if SESSION_HELPER not in command_line(pid)]
     commands = [command_line(pid) for pid in left]
     kill_processes(left)
     running = threads_left(threads, THREAD_GRACE)

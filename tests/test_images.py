@@ -60,3 +60,11 @@ def test_image_names_in_any_case(name):
 
 def test_other_names_are_not_images():
     assert not is_image_name("notes.txt") and not is_image_name("model.tflite")
+
+
+def test_a_png_chunk_that_claims_more_than_the_file_is_refused_before_decoding():
+    """One changed byte made the first IDAT claim 2 GB, which OpenCV allocated before refusing the file."""
+    encoded = bytearray(cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes())
+    encoded[33] = 0x7F  # the high byte of the IDAT chunk's length
+    with pytest.raises(ImageError, match="a chunk says it is longer than the file"):
+        decode(bytes(encoded))

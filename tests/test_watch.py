@@ -363,3 +363,48 @@ def test_watch_json_prints_each_appearance_of_a_camera(classifier: Classifier, p
     [appearance] = json_events(daemon.out.read_text())
     assert appearance["event"] == "appearance" and appearance["label"] == "face", stderr
     assert appearance["source"] == f"camera:{video}" and appearance["first_seen"] < appearance["last_seen"]
+
+
+def test_sighup_applies_save_crops_and_names_the_keys_that_need_a_restart(classifier: Classifier, tmp_path: Path, photos):
+    inbox, state = tmp_path / "inbox", tmp_path / "state"
+    inbox.mkdir()
+    config = tmp_path / "edgeface.toml"
+    config.write_text(f'model = "{classifier.tflite_file}"\ndb = "{state / "log.db"}"\nsave_crops = true\n'
+                      f'[folder]\npath = "{inbox}"\npoll_interval = 5.0\n')  # fmt: skip
+    daemon = watch(tmp_path, ["--config", str(config)]).ready()
+    (inbox / "before.png").write_bytes(photos[0])
+    wait_until(lambda: str(inbox / "before.png") in outcomes(state / "log.db"))
+    config.write_text(config.read_text().replace("save_crops = true", "save_crops = false").replace("5.0", "7.0"))
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.notifications.wait_for("RELOADING=1", timeout=10)
+    daemon.notifications.wait_for("READY=1", timeout=30)
+    (inbox / "after.png").write_bytes(photos[1])
+    wait_until(lambda: str(inbox / "after.png") in outcomes(state / "log.db"))
+    code, stderr = daemon.stop()
+    assert code == 0, stderr
+    with sqlite3.connect(state / "log.db") as connection:
+        crops = dict(connection.execute("SELECT i.path, f.crop FROM inputs i JOIN faces f ON f.input_id = i.id"))
+    assert crops[str(inbox / "before.png")] and crops[str(inbox / "after.png")] is None  # save_crops = false applied
+    assert "folder.poll_interval changed in the config: restart the service to apply it" in stderr
+
+
+def test_a_sighup_during_the_start_is_a_reload_not_a_kill(classifier: Classifier, tmp_path: Path):
+    """systemd may send it (`systemctl reload` right after a start) while the runtime is still loading."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    daemon = watch(tmp_path, [str(inbox), "--model", str(classifier.tflite_file), "--db", str(tmp_path / "log.db")])
+    wait_until(lambda: _catches_sighup(daemon.process.pid), timeout=30)
+    daemon.process.send_signal(signal.SIGHUP)  # while the runtime loads: its default action would kill
+    daemon.notifications.drain()
+    assert not any("READY=1" in message for message in daemon.notifications.seen)
+    daemon.ready()
+    daemon.notifications.wait_for("RELOADING=1", timeout=10)
+    code, stderr = daemon.stop()
+    assert code == 0 and "reloaded the config" in stderr, stderr
+
+
+def _catches_sighup(pid: int) -> bool:
+    """Whether the process has a SIGHUP handler (bit 0 of SigCgt in /proc/PID/status: signal 1 is caught)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(caught & 1)
