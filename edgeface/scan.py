@@ -110,7 +110,8 @@ def scan(
     pending: list[ImageResult] = []
     flushed = time.monotonic()
     try:
-        for result in process_all(inputs(), pipeline, recipe, workers):
+        # No more workers than files: a worker costs a process start and a model load (about a second on a Pi).
+        for result in process_all(inputs(), pipeline, recipe, min(workers, len(found))):
             pending.append(result)
             summary.images += 1
             summary.faces += len(result.faces)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,3 +85,10 @@ def test_sqlite_only_in_the_store_and_tensorflow_only_on_the_workstation_side():
             assert "sqlite3" not in imported, name
         if name.startswith("edgeface."):
             assert not imported & {"tensorflow", "keras", "tf_keras"}, name
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists packages by name, sub-packages too; one left out installs a runtime that cannot start."""
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {name for name, path in modules().items() if path.name == "__init__.py"}
+    assert listed == found
