@@ -298,12 +298,18 @@ def test_a_file_that_keeps_killing_the_daemon_is_given_up_after_three_tries(watc
     assert [p.name for p in (tmp_path / "failed").iterdir()] == ["deadly.png"]
 
 
-def test_crops_are_saved_only_when_asked_and_forgotten_with_their_rows(classifier: Classifier, photos, tmp_path: Path):
+def saving_crops(classifier: Classifier, tmp_path: Path, folder_keys: str = "") -> tuple[Path, Path, Path]:
+    """inbox/, state/ (for the log and its crops) and a config watching inbox/ with save_crops = true."""
     inbox, state = tmp_path / "inbox", tmp_path / "state"
     inbox.mkdir()
     config = tmp_path / "edgeface.toml"
     config.write_text(f'model = "{classifier.tflite_file}"\ndb = "{state / "log.db"}"\nsave_crops = true\n'
-                      f'[folder]\npath = "{inbox}"\n')  # fmt: skip
+                      f'[folder]\npath = "{inbox}"\n{folder_keys}')  # fmt: skip
+    return inbox, state, config
+
+
+def test_crops_are_saved_only_when_asked_and_forgotten_with_their_rows(classifier: Classifier, photos, tmp_path: Path):
+    inbox, state, config = saving_crops(classifier, tmp_path)
     daemon = watch(tmp_path, ["--config", str(config)]).ready()
     for name, face in (("a.png", photos[0]), ("b.png", photos[1])):
         (inbox / name).write_bytes(face)
@@ -366,11 +372,7 @@ def test_watch_json_prints_each_appearance_of_a_camera(classifier: Classifier, p
 
 
 def test_sighup_applies_save_crops_and_names_the_keys_that_need_a_restart(classifier: Classifier, tmp_path: Path, photos):
-    inbox, state = tmp_path / "inbox", tmp_path / "state"
-    inbox.mkdir()
-    config = tmp_path / "edgeface.toml"
-    config.write_text(f'model = "{classifier.tflite_file}"\ndb = "{state / "log.db"}"\nsave_crops = true\n'
-                      f'[folder]\npath = "{inbox}"\npoll_interval = 5.0\n')  # fmt: skip
+    inbox, state, config = saving_crops(classifier, tmp_path, "poll_interval = 5.0\n")
     daemon = watch(tmp_path, ["--config", str(config)]).ready()
     (inbox / "before.png").write_bytes(photos[0])
     wait_until(lambda: str(inbox / "before.png") in outcomes(state / "log.db"))
