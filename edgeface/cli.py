@@ -169,7 +169,8 @@ def _add_log(commands: argparse._SubParsersAction) -> None:
     log.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
     log.add_argument("--since", help="only results from this time on")
     log.add_argument("--until", help="only results before this time")
-    log.add_argument("--label", help="only faces with this label")
+    log.add_argument("--label", help="only faces accepted as this person (with --unknown: the unknown faces that "
+                     "looked most like them)")
     known = log.add_mutually_exclusive_group()
     known.add_argument("--unknown", action="store_true", help="only faces the unknown rule rejected")
     known.add_argument("--known", action="store_true", help="only faces the unknown rule accepted")
@@ -197,7 +198,10 @@ def _add_forget(commands: argparse._SubParsersAction) -> None:
         epilog="examples:\n  edgeface forget --label alice\n  edgeface forget --person alice --label alice\n"
         "  edgeface forget --before 2026-01-01 --db /var/lib/edgeface/edgeface.db",
     )
-    forget.add_argument("--label", help="the person (label) whose results to forget")
+    forget.add_argument("--label", help="the person (label) whose results to forget: photos where a face was accepted "
+                        "as them, and their appearances")
+    forget.add_argument("--guesses", action="store_true",
+                        help="with --label, also what an unknown face only looked most like them in")
     forget.add_argument(
         "--person", metavar="NAME",
         help="delete NAME's enrolled embeddings, and stop using NAME from any model's own gallery with this log",
@@ -428,6 +432,8 @@ def run_log(args: argparse.Namespace) -> int:
 def run_forget(args: argparse.Namespace) -> int:
     if args.label is None and args.before is None and args.person is None:
         return _fail("say what to forget: --label NAME, --person NAME, --before TIME, or a combination")
+    if args.guesses and args.label is None:
+        return _fail("--guesses goes with --label NAME: the unknown faces that looked most like NAME")
     db = args.db or default_path()
     if not db.exists():
         return _fail(f"no log at {db}: pass --db")
@@ -442,7 +448,7 @@ def run_forget(args: argparse.Namespace) -> int:
         if args.person is not None:
             counts["embeddings"] = log.forget_person(args.person)
         if args.label is not None or before is not None:
-            counts.update(log.forget(args.label, before))
+            counts.update(log.forget(args.label, before, args.guesses))
     if args.json:
         print(json.dumps(counts))
         return EXIT_OK

@@ -236,3 +236,22 @@ def test_a_source_filter_of_a_kind_matches_every_source_of_that_kind(log_file: P
                    for kind in ("folder", "folder:/srv/in", "camera", "scan", "fold")}  # fmt: skip
     assert sources == {"folder": {"folder:/srv/in", "folder:/srv/other"}, "folder:/srv/in": {"folder:/srv/in"},
                        "camera": {"camera:0"}, "scan": {"scan"}, "fold": set()}  # fmt: skip
+
+
+def test_a_label_means_the_faces_accepted_as_that_person_and_guesses_only_when_asked(log_file: Path):
+    """The log keeps the nearest known label of an unknown face too; `--label bob` must not mean those."""
+    def photo(number: int, *faces: tuple[str, bool]) -> ImageResult:
+        found = tuple(FaceResult(Box(0, 0, 9, 9), label, 0.5, unknown) for label, unknown in faces)
+        return ImageResult(f"/p/{number}.jpg", f"{number:064x}", 10, 20, 20, found)
+
+    with ResultLog(log_file) as log:
+        model = log.register_model("ab" * 32, "m.tflite", ("bob", "eve"))
+        log.record_batch([photo(1, ("bob", False)), photo(2, ("bob", True)), photo(3, ("eve", False), ("bob", True))],
+                         "scan", model)  # fmt: skip
+        paths = lambda query: sorted({row["path"] for row in log.recent(query)})  # noqa: E731
+        assert paths(LogQuery(label="bob")) == ["/p/1.jpg"]
+        assert paths(LogQuery(label="bob", unknown=True)) == ["/p/2.jpg", "/p/3.jpg"]
+        assert log.forget("bob", None) == {"inputs": 1, "appearances": 0}
+        assert paths(LogQuery()) == ["/p/2.jpg", "/p/3.jpg"]
+        assert log.forget("bob", None, guesses=True) == {"inputs": 2, "appearances": 0}
+        assert paths(LogQuery()) == []

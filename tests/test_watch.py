@@ -320,7 +320,7 @@ def test_crops_are_saved_only_when_asked_and_forgotten_with_their_rows(classifie
         labels = [label for (label,) in connection.execute("SELECT label FROM faces ORDER BY id")]
     assert len(crops) == 2 and all(crop.is_file() and crop.parent.parent == state / "crops" for crop in crops)
     assert cv2.imread(str(crops[0])).shape[:2] == cv2.imdecode(np.frombuffer(photos[0], np.uint8), 1).shape[:2]
-    forget = run_edgeface("forget", "--label", labels[0], "--db", str(state / "log.db"))
+    forget = run_edgeface("forget", "--label", labels[0], "--guesses", "--db", str(state / "log.db"))
     assert forget.returncode == 0
     assert not crops[0].exists() and crops[1].exists() == (labels[1] != labels[0])
     model = str(classifier.tflite_file)

@@ -37,11 +37,14 @@ class LogQuery:
         the same filters work on inputs with their faces and on appearances.
         """
         clauses, params = ["1"], []
+        # A label names the faces accepted as that person; their rejected look-alikes (the label was only the
+        # nearest guess) only when `unknown` asks for them.
+        unknown = False if self.unknown is None and self.label is not None else self.unknown
         for clause, value in (
             (f"{time} >= ?", self.since),
             (f"{time} < ?", self.until),
             (f"{face}.label = ?", self.label),
-            (f"{face}.unknown = ?", None if self.unknown is None else int(self.unknown)),
+            (f"{face}.unknown = ?", None if unknown is None else int(unknown)),
         ):
             if value is not None:
                 clauses.append(clause)

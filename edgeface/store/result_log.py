@@ -429,15 +429,18 @@ class ResultLog:
         self._forget_appearances("last_seen < ?", (cutoff,))
         return deleted
 
-    def forget(self, label: str | None, before: str | None) -> dict[str, int]:
-        """Deletes for good: every input in which a face labelled `label` was seen (with all its
-        faces) and that label's appearances, or everything older than `before`, or both filters
-        at once. Then scrubs the file (see `scrub`). Returns what was deleted."""
+    def forget(self, label: str | None, before: str | None, guesses: bool = False) -> dict[str, int]:
+        """Deletes for good: every input in which a face was accepted as `label` (with all its faces)
+        and that label's appearances, or everything older than `before`, or both filters at once;
+        with `guesses`, also where `label` was only the nearest guess for an unknown face. Then
+        scrubs the file (see `scrub`). Returns what was deleted."""
         if label is None and before is None:
             raise ValueError("forget needs a label, a time, or both")
-        inputs = ["1", *(["id IN (SELECT input_id FROM faces WHERE label = ?)"] if label is not None else []),
+        accepted = "" if guesses else " AND unknown = 0"
+        inputs = ["1", *([f"id IN (SELECT input_id FROM faces WHERE label = ?{accepted})"] if label is not None else []),
                   *(["processed_at < ?"] if before is not None else [])]  # fmt: skip
-        appearances = ["1", *(["label = ?"] if label is not None else []), *(["last_seen < ?"] if before else [])]
+        appearances = ["1", *([f"label = ?{accepted}"] if label is not None else []),
+                       *(["last_seen < ?"] if before else [])]  # fmt: skip
         params = tuple(value for value in (label, before) if value is not None)
         self._db.execute("PRAGMA secure_delete = ON")  # freed pages are overwritten with zeros
         counts = {
