@@ -21,7 +21,7 @@ from pathlib import Path
 
 from edgeface.recognizer import Recognizer
 from edgeface.sinks import ModelInLog, Recording, Sink
-from edgeface.store import LogError, LogGone, ResultLog
+from edgeface.store import LogError, LogGone, LogReadOnly, ResultLog
 
 logger = logging.getLogger("edgeface.watch")
 
@@ -72,12 +72,14 @@ class ResilientLog:
         return self.recording.log
 
     def start(self, recognizer: Recognizer) -> None:
-        """Opens the log for the daemon's start. A lasting fault is raised; a passing one begins a fault."""
+        """Opens the log for the daemon's start. A lasting fault is raised, and so is a log this process may not
+        write (a wrong --db or owner: a mistake to report, not a fault to wait out while systemd shows the
+        service running); another fault (locked, a full disk) begins a fault."""
         self._recognizer = recognizer
         try:
             self._open()
         except LogError as error:
-            if error.lasting:
+            if error.lasting or isinstance(error, LogReadOnly):
                 raise
             self.failed(error)
 

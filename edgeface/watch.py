@@ -8,8 +8,9 @@ the people enrolled in the log, and the log itself through its faults (`Resilien
 intake (`intake_folder`, `intake_camera`) owns its source and its loop, and sees the core only
 as the `Host` of `edgeface.intake`.
 
-A log that no wait can mend (damaged, no SQLite file, or from a newer edgeface) stops the start,
-with exit code 2; any other fault of the log is waited out (see `edgeface.resilient_log`).
+A log that no wait can mend (damaged, no SQLite file, another program's, or from a newer edgeface)
+and a log this process may not write stop the start, with exit code 2; any other fault of the log,
+and a log that becomes read-only later, is waited out (see `edgeface.resilient_log`).
 """
 
 from __future__ import annotations

@@ -29,6 +29,8 @@ import cv2
 import numpy as np
 import pytest
 
+from edgeface.store import ResultLog
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"  # committed files, made by tests/make_fixtures.py
 SHARED = REPO.parent / "shared"  # the project's shared data, beside the repository when it is there
@@ -270,6 +272,18 @@ def fill(disk: Path) -> Path:
             if error.errno != errno.ENOSPC:
                 raise
     return filler
+
+
+def restore_read_only(db: Path) -> None:
+    """Puts a read-only log (empty, as a backup taken before) in place of `db`, as a restore
+    from a read-only medium would. The live log's -wal and -shm go too, as they must: SQLite would replay the old
+    log's WAL into the restored file when it is next opened."""
+    backup = db.with_name("backup.db")
+    ResultLog(backup).close()
+    backup.chmod(0o444)
+    for path in (Path(f"{db}-wal"), Path(f"{db}-shm")):
+        path.unlink()
+    backup.rename(db)
 
 
 def check_log(db: Path) -> dict[str, str]:

@@ -30,11 +30,10 @@ import numpy as np
 import pytest
 
 from edgeface.geometry import Box
-from edgeface.store import ResultLog
 from edgeface.results import Appearance
 from edgeface.watch import Daemon
 from edgeface.intake_camera import MAX_KEPT, Recorder
-from helpers import FIXTURES, Child, Classifier, as_an_ordinary_user, fill, tmpfs_disk, wait_until
+from helpers import FIXTURES, Child, Classifier, as_an_ordinary_user, fill, restore_read_only, tmpfs_disk, wait_until
 
 FPS = 30
 SEGMENT_FRAMES = 18  # 0.6 s per person: with five places, a place comes back after 2.4 s, past the tracker's 2 s gap
@@ -137,18 +136,6 @@ def test_a_log_locked_by_another_writer_is_waited_out_and_the_appearances_meanwh
     assert recorded(db) == seen and final_counts(stderr)[1] == sum(seen.values()), stderr
     assert lines(stderr, "is failing") == 1 and lines(stderr, "works again") == 1, stderr
     assert "still fails" not in stderr
-
-
-def restore_read_only(db: Path) -> None:
-    """Puts a read-only log (empty, as a backup taken before the camera was set up) in place of `db`, as a restore
-    from a read-only medium would. The live log's -wal and -shm go too, as they must: SQLite would replay the old
-    log's WAL into the restored file when it is next opened."""
-    backup = db.with_name("backup.db")
-    ResultLog(backup).close()
-    backup.chmod(0o444)
-    for path in (Path(f"{db}-wal"), Path(f"{db}-shm")):
-        path.unlink()
-    backup.rename(db)
 
 
 @pytest.mark.slow  # the same fault under the folder daemon is in test_faults' default run
@@ -290,22 +277,3 @@ def test_what_the_log_cannot_take_by_the_end_of_the_watch_is_said_to_be_lost(
     [lost] = said(caplog, "still fails")
     assert "2 appearances that ended while it failed are lost" in lost
     assert not said(caplog, "works again")
-
-
-@pytest.mark.slow  # the same fault under the folder daemon is in test_faults' default run
-def test_a_camera_daemon_started_with_a_read_only_log_waits_for_it(classifier: Classifier, tmp_path: Path, video: Path):
-    """A log that cannot be written at start is waited for, as in the middle of a watch."""
-    db = tmp_path / "log.db"
-    ResultLog(db).close()
-    db.chmod(0o444)
-    daemon = start(tmp_path, classifier, video, db, preexec=as_an_ordinary_user)
-    wait_until(lambda: "appearances wait in memory" in daemon.stderr())
-    more_appearances_end(daemon, video, 2)
-    daemon.signal(signal.SIGSTOP)
-    for path in tmp_path.glob("log.db*"):
-        path.chmod(0o644)
-    daemon.signal(signal.SIGCONT)
-    stderr = finished(daemon)
-    seen = journal(stderr, video)
-    assert sum(seen.values()) == SEGMENTS and recorded(db) == seen, stderr
-    assert lines(stderr, "is failing") == 1 and lines(stderr, "works again") == 1, stderr

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from edgeface import artefact
+from edgeface.store import ResultLog
 from helpers import (
     Child,
     Classifier,
@@ -25,7 +26,7 @@ from helpers import (
     check_log,
     fill,
     flatbuffer_of,
-    run_edgeface,
+    restore_read_only,
     tmpfs_disk,
     wait_until,
 )
@@ -99,30 +100,35 @@ def test_a_long_reader_does_not_hold_the_daemon_up_and_a_writer_lock_is_waited_o
     assert len(check_log(db)) == 6 and not any(inbox.iterdir())
 
 
-def test_a_read_only_log_keeps_the_files_waiting_until_it_can_be_written(classifier: Classifier, tmp_path: Path):
-    """The log file is read-only to the daemon (chmod a-w, or a copy restored from a read-only backup)."""
+def test_a_read_only_log_stops_the_start_and_one_made_read_only_later_is_waited_for(classifier: Classifier, tmp_path: Path):
+    """At start, a log the daemon may not write is a mistake to report (exit 2, which the units do not restart), not
+    a fault to wait out while systemd shows the service running. A log that becomes read-only later (a read-only
+    backup restored under the running daemon) is waited for, as every passing fault of the log is."""
     db = tmp_path / "log.db"
     inbox, args = watch(tmp_path, classifier, db)
-    assert run_edgeface("scan", str(inbox), "--model", str(classifier.tflite_file), "--db", str(db)).returncode == 0
+    ResultLog(db).close()
     db.chmod(0o444)
+    refused = Child(tmp_path, *args, preexec=as_an_ordinary_user)
+    assert refused.finish()[0] == 2
+    errors = [line for line in refused.stderr().splitlines() if line.startswith("edgeface: error:")]
+    assert len(errors) == 1 and "cannot be written here: attempt to write a readonly database" in errors[0], errors
+    for path in tmp_path.glob("log.db*"):  # SQLite gave the -shm it made the log's mode
+        path.chmod(0o644)
     daemon = Child(tmp_path, *args, preexec=as_an_ordinary_user).ready()
+    daemon.signal(signal.SIGSTOP)
+    restore_read_only(db)
+    daemon.signal(signal.SIGCONT)
     put(inbox, ["a.png", "b.png"], classifier)
     wait_until(lambda: "is failing: attempt to write a readonly database (read-only here: log.db" in daemon.stderr())
-    code, stderr = daemon.stop()  # SIGTERM while the log fails: a prompt, clean exit
-    assert code == 0, stderr
-    assert sorted(path.name for path in inbox.iterdir()) == ["a.png", "b.png"]
-    daemon = Child(tmp_path, *args, preexec=as_an_ordinary_user).ready()
-    put(inbox, ["c.png"], classifier)
-    wait_until(lambda: "is failing: attempt to write a readonly database (read-only here: log.db" in daemon.stderr())
+    assert sorted(path.name for path in inbox.iterdir()) == ["a.png", "b.png"]  # not moved without an outcome
     daemon.signal(signal.SIGSTOP)  # the fault ends at once, for the log and the -wal and -shm SQLite gave its mode
     for path in tmp_path.glob("log.db*"):
         path.chmod(0o644)
     daemon.signal(signal.SIGCONT)
-    wait_until(lambda: caught_up(tmp_path, db, ["a.png", "b.png", "c.png"]))
+    wait_until(lambda: caught_up(tmp_path, db, ["a.png", "b.png"]))
     code, stderr = daemon.stop()
     assert code == 0, stderr
-    assert lines(stderr, "is failing") == 1 and lines(stderr, "works again") == 1, stderr
-    assert check_log(db) == {str(inbox / name): "done" for name in ("a.png", "b.png", "c.png")}
+    assert lines(stderr, "works again") == 1 and check_log(db) == {str(inbox / name): "done" for name in ("a.png", "b.png")}
 
 
 @pytest.fixture()
