@@ -50,16 +50,18 @@ class _OverflowListener(logging.Handler):
 
 
 class _CompleteFiles(FileSystemEventHandler):
-    """Offers a path when a file was closed after writing or moved into the folder."""
+    """Offers a path when a file was closed after writing or moved into the folder, and says which file was
+    renamed away (a temporary name the writer renamed when done)."""
 
-    def __init__(self, offer: Callable[[str], None]) -> None:
-        self._offer = offer
+    def __init__(self, offer: Callable[[str], None], renamed: Callable[[str], None]) -> None:
+        self._offer, self._renamed = offer, renamed
 
     def on_closed(self, event: FileClosedEvent) -> None:
         self._offer(event.src_path)
 
     def on_moved(self, event: FileMovedEvent) -> None:
         if not event.is_directory:
+            self._renamed(event.src_path)
             self._offer(event.dest_path)
 
 
@@ -93,6 +95,7 @@ class FolderSource:
         self._next_poll = 0.0
         self._identity: tuple[int, int] | None = None
         self._said: set[str] = set()  # problems of the listing already in the journal
+        self._renamed: dict[str, None] = {}  # paths renamed away, oldest first (see renamed_away)
 
     def start(self) -> None:
         if not self.root.is_dir():
@@ -103,7 +106,7 @@ class FolderSource:
         # Full events: a file moved in from an unwatched folder is a move, not a "created" (which
         # would also fire for a file that has only begun to be written).
         self._observer = InotifyObserver(generate_full_events=True)
-        self._observer.schedule(_CompleteFiles(self._offer), str(self.root), recursive=self.recursive)
+        self._observer.schedule(_CompleteFiles(self._offer, self._note_renamed), str(self.root), recursive=self.recursive)
         self._observer.start()
         self._identity = file_identity(self.root)
 
@@ -134,11 +137,23 @@ class FolderSource:
         return observing and file_identity(self.root) == self._identity
 
     def wanted(self, path: str) -> bool:
-        """Whether `path` is an image below the root that is not in an excluded folder."""
-        if not is_image_name(path) or path.startswith(self._excluded):
+        """Whether `path` is an image below the root that is not in an excluded folder. A hidden name (a leading
+        dot) is never an input: uploaders write under one (`.tmp-1.jpg`, rsync's `.name.XXXXXX`) and rename
+        the file when it is whole."""
+        if not is_image_name(path) or path.startswith(self._excluded) or os.path.basename(path).startswith("."):
             return False
         parent = os.path.dirname(path)
         return parent == str(self.root) or (self.recursive and parent.startswith(str(self.root) + os.sep))
+
+    def renamed_away(self, path: str) -> bool:
+        """Whether `path` was renamed (to a name offered in its turn) since it was offered: a pending name that
+        no longer exists for that reason is no input, and ends without an outcome."""
+        return path in self._renamed
+
+    def _note_renamed(self, path: str) -> None:
+        if len(self._renamed) >= QUEUE_SIZE:
+            self._renamed.pop(next(iter(self._renamed)))  # the oldest: memory stays bounded
+        self._renamed[absolute(path)] = None
 
     def _offer(self, path: str) -> None:
         path = absolute(path)

@@ -141,8 +141,8 @@ class FolderIntake:
             try:
                 input_file = read_input(path)
             except ImageError as error:
-                if not os.path.lexists(path) and log.was_read(path):
-                    stale.append(path)  # a late second event for a file already logged and moved
+                if not os.path.lexists(path) and (log.was_read(path) or self.source.renamed_away(path)):
+                    stale.append(path)  # a late event for a file logged and moved, or a name renamed away
                 else:
                     results.append(ImageResult.unreadable(path, str(error)))
                 continue

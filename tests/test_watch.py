@@ -410,3 +410,23 @@ def _catches_sighup(pid: int) -> bool:
     status = Path(f"/proc/{pid}/status").read_text()
     caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
     return bool(caught & 1)
+
+
+def test_files_written_under_a_temporary_name_are_logged_once_under_their_final_name(watching, photos, tmp_path: Path):
+    """Write-then-rename, as uploaders do: under a hidden name (`.tmp-N.png`, never an input), and under a name
+    that looks like any other and is renamed as soon as it is closed (renamed away: no input either)."""
+    inbox, args = watching
+    daemon = watch(tmp_path, args).ready()
+    daemon.signal(signal.SIGSTOP)  # every event waits in the kernel, so each name is renamed before it is read
+    for number in range(5):
+        (inbox / f".tmp-{number}.png").write_bytes(photos[number])
+        (inbox / f".tmp-{number}.png").rename(inbox / f"hidden-{number}.png")
+        (inbox / f"upload-{number}.png").write_bytes(photos[5 + number])
+        (inbox / f"upload-{number}.png").rename(inbox / f"final-{number}.png")
+    daemon.signal(signal.SIGCONT)
+    names = [f"{kind}-{number}.png" for kind in ("hidden", "final") for number in range(5)]
+    wait_until(lambda: sorted(Path(path).name for path in outcomes(tmp_path / "log.db")) == sorted(names)
+               and not list(inbox.iterdir()) and pending(tmp_path / "log.db") == 0)  # fmt: skip
+    code, stderr = daemon.stop()
+    assert code == 0, stderr
+    assert set(outcomes(tmp_path / "log.db").values()) == {"done"} and sorted(p.name for p in (tmp_path / "done").iterdir()) == sorted(names)
