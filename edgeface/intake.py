@@ -70,6 +70,7 @@ class Host(Protocol):
 class Intake(Protocol):
     """One source of inputs for the daemon."""
 
+    name: str  # the source as the log records it ("folder:/abs/path", "camera:rtsp://…")
     waiting: str  # where outcomes that cannot be recorded wait during a log fault, said in the journal
     durable: bool  # whether the intake acts on each commit (moves files), so commits must reach the disk first
 

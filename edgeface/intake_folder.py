@@ -74,7 +74,7 @@ class FolderIntake:
         if self._catch_up or self.source.needs_rescan():
             self._note_backlog(host)
             self._catch_up = False
-        waiting = host.log.log.next_pending(BATCH)
+        waiting = host.log.log.next_pending(BATCH, self.name)  # another daemon's files are its own
         if waiting and self._suspects is None:
             self._suspects = set(waiting)  # what was in hand if the last run died: tried one by one
         if waiting and self._suspects & set(waiting):
@@ -193,7 +193,7 @@ class FolderIntake:
             return
         try:
             move_below(path, self.source.root, target_folder)
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: not below the watched folder, so not ours to move
             logger.error("cannot move %s to %s: %s", path, target_folder, error)
 
 

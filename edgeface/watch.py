@@ -173,7 +173,7 @@ class Daemon:
         if self.log.fault:
             return f"the log is failing ({self.log.fault.reason}), retrying; {self.counts.line(None)}"
         try:
-            pending = self.log.log.pending_count()
+            pending = self.log.log.pending_count(self.intake.name)
         except LogError:
             pending = None  # the intake meets the fault at its next write
         return self.counts.line(pending)

@@ -430,3 +430,25 @@ def test_files_written_under_a_temporary_name_are_logged_once_under_their_final_
     code, stderr = daemon.stop()
     assert code == 0, stderr
     assert set(outcomes(tmp_path / "log.db").values()) == {"done"} and sorted(p.name for p in (tmp_path / "done").iterdir()) == sorted(names)
+
+
+def test_two_daemons_on_one_log_each_take_only_their_own_folders_files(classifier: Classifier, photos, tmp_path: Path):
+    """As edgeface@door and edgeface@yard may: each had taken the other's pending rows and crashed moving them."""
+    db, daemons, inboxes = tmp_path / "log.db", [], []
+    for name in ("door", "yard"):
+        inbox = tmp_path / name / "inbox"
+        inbox.mkdir(parents=True)
+        inboxes.append(inbox)
+        daemons.append(watch(tmp_path / name, [str(inbox), "--model", str(classifier.tflite_file), "--db", str(db),
+                                               "--move-done", str(tmp_path / name / "done")]).ready())  # fmt: skip
+    for number in range(12):
+        for inbox in inboxes:
+            (inbox / f"{number:02d}.png").write_bytes(photos[number])
+    wait_until(lambda: len(outcomes(db)) == 24 and not any(list(inbox.iterdir()) for inbox in inboxes))
+    for daemon in daemons:
+        code, stderr = daemon.stop()
+        assert code == 0 and "Traceback" not in stderr and "cannot move" not in stderr, stderr
+    with sqlite3.connect(db) as connection:
+        sources = dict(connection.execute("SELECT path, source FROM inputs"))
+    assert all(source == f"folder:{Path(path).parent}" for path, source in sources.items()), sources
+    assert all(len(list((inbox.parent / "done").iterdir())) == 12 for inbox in inboxes)

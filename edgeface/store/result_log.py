@@ -191,9 +191,11 @@ class ResultLog:
                 [(source, path, _now()) for path in paths],
             )
 
-    def next_pending(self, limit: int) -> list[str]:
-        """The oldest waiting inputs' paths, in the order they arrived."""
-        rows = self._db.execute("SELECT path FROM pending ORDER BY id LIMIT ?", (limit,))
+    def next_pending(self, limit: int, source: str | None = None) -> list[str]:
+        """The oldest waiting inputs' paths, in the order they arrived; only `source`'s when it is given (several
+        daemons may share a log, each with its own folder, model and moves)."""
+        rows = self._db.execute("SELECT path FROM pending WHERE ifnull(?, source) = source ORDER BY id LIMIT ?",
+                                (source, limit))  # fmt: skip
         return [path for (path,) in rows.fetchall()]
 
     def count_attempt(self, path: str) -> int:
@@ -204,8 +206,9 @@ class ResultLog:
             row = db.execute("SELECT attempts FROM pending WHERE path = ?", (path,)).fetchone()
         return row[0] if row else 0
 
-    def pending_count(self) -> int:
-        return self._db.execute("SELECT count(*) FROM pending").fetchone()[0]
+    def pending_count(self, source: str | None = None) -> int:
+        """How many inputs wait for an outcome (only `source`'s when it is given)."""
+        return self._db.execute("SELECT count(*) FROM pending WHERE ifnull(?, source) = source", (source,)).fetchone()[0]
 
     def drop_pending(self, paths: list[str]) -> None:
         """Stops waiting for inputs that need no new outcome (the same content is already logged)."""
