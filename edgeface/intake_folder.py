@@ -34,11 +34,12 @@ class FolderIntake:
 
     waiting = "files wait in the folder"
 
-    def __init__(self, settings: FolderSettings) -> None:
+    def __init__(self, settings: FolderSettings, kept_out: tuple[str, ...] = ()) -> None:
+        """`kept_out`: folders of the daemon's own output (saved crops) that must never be taken as inputs."""
         self.moves = {Status.DONE: settings.move_done, Status.ERROR: settings.move_failed}
         self.durable = any(self.moves.values())
         self.source = FolderSource(settings.path, settings.recursive, settings.poll, settings.poll_interval,
-                                   excluded=tuple(path for path in self.moves.values() if path))  # fmt: skip
+                                   excluded=(*(path for path in self.moves.values() if path), *kept_out))  # fmt: skip
         self.name = f"folder:{self.source.root}"
         self._catch_up = False  # list the folder again: files that arrived while the log failed are in it
         self._folder_lost = False

@@ -9,10 +9,19 @@ from pathlib import Path
 
 
 def move_below(path: str, root: Path, target_folder: str) -> None:
-    """Moves `path` (a file below `root`) to the same relative place below `target_folder`. Raises OSError."""
-    target = Path(target_folder) / Path(path).relative_to(root)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _move_out(path, target)
+    """Moves `path` (a file below `root`) to the same relative place below `target_folder`. Raises OSError, or
+    ValueError for a path that is not below `root`.
+
+    Never through a link: a sub-folder of `target_folder` that is a link (one named like a sub-folder of the
+    watched folder, say) could lead the file, and the folders made for it, anywhere."""
+    relative = Path(path).relative_to(root)
+    folder = Path(target_folder)
+    for part in relative.parent.parts:
+        folder = folder / part
+        if folder.is_symlink():
+            raise OSError(errno.ELOOP, f"{folder} is a link; a move does not follow links")
+        folder.mkdir(exist_ok=True)
+    _move_out(path, folder / relative.name)
 
 
 def _move_out(path: str, target: Path) -> None:
@@ -36,9 +45,10 @@ def _move_out(path: str, target: Path) -> None:
 
 
 def _free_name(target: Path) -> Path:
-    """`target`, or `name.1.jpg`, `name.2.jpg`… when a file of that name is already there."""
+    """`target`, or `name.1.jpg`, `name.2.jpg`… when a file of that name (or a link, even a dangling one, which a
+    copy would write through) is already there."""
     candidate, number = target, 0
-    while candidate.exists():
+    while os.path.lexists(candidate):
         number += 1
         candidate = target.with_name(f"{target.stem}.{number}{target.suffix}")
     return candidate

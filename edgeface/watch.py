@@ -66,12 +66,18 @@ def build_pipeline(settings: WatchSettings) -> Pipeline:
     return pipeline
 
 
-def make_intake(settings: WatchSettings) -> Intake:
+def make_intake(settings: WatchSettings, db: Path) -> Intake:
     """The intake for the source the settings name; ConfigError when it cannot be one."""
     if settings.folder.path:
-        if not Path(settings.folder.path).is_dir():
-            raise ConfigError(f"the folder to watch, {settings.folder.path}, does not exist or is not a folder")
-        return FolderIntake(settings.folder)
+        folder = Path(settings.folder.path)
+        if not folder.is_dir():
+            raise ConfigError(f"the folder to watch, {folder}, does not exist or is not a folder")
+        for key in ("move_done", "move_failed"):
+            target = getattr(settings.folder, key)
+            if target and folder.resolve().is_relative_to(Path(target).resolve()):
+                raise ConfigError(f"folder.{key} {target} is the watched folder or holds it: every file moved there "
+                                  "would be taken again; give a folder of its own")  # fmt: skip
+        return FolderIntake(settings.folder, kept_out=(str(crops_folder(db)),))
     try:
         parse_source(settings.camera.source)
     except ValueError as error:
@@ -85,10 +91,10 @@ class Daemon:
     def __init__(self, config_file: Path | None, flags: dict[str, object], sinks: Sequence[Sink] = ()) -> None:
         self._config_file, self._flags = config_file, flags
         self.settings = load_settings(config_file, flags)
-        self.intake = make_intake(self.settings)
+        db = Path(self.settings.db) if self.settings.db else default_path()
+        self.intake = make_intake(self.settings, db)
         _set_level(self.settings)
         self.pipeline = build_pipeline(self.settings)
-        db = Path(self.settings.db) if self.settings.db else default_path()
         self.crops = self._crop_store(db)
         self.notifier = SystemdNotifier()
         self.counts = Counts()
@@ -182,7 +188,7 @@ class Daemon:
         self.notifier.status(self._status())
 
     def _crop_store(self, db: Path) -> CropStore | None:
-        return CropStore(db.parent / "crops", self.settings.crops_days) if self.settings.save_crops else None
+        return CropStore(crops_folder(db), self.settings.crops_days) if self.settings.save_crops else None
 
     def _reload_settings(self) -> None:
         try:
@@ -247,6 +253,11 @@ class Daemon:
             first_kept = self.crops.first_kept(moment.wall)
             if self.crops.expire(first_kept):
                 log.clear_crops_before(first_kept)
+
+
+def crops_folder(db: Path) -> Path:
+    """Where saved crops go: beside the log (kept out of a watched folder that holds them)."""
+    return db.parent / "crops"
 
 
 def _set_level(settings: WatchSettings) -> None:

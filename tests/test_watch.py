@@ -452,3 +452,37 @@ def test_two_daemons_on_one_log_each_take_only_their_own_folders_files(classifie
         sources = dict(connection.execute("SELECT path, source FROM inputs"))
     assert all(source == f"folder:{Path(path).parent}" for path, source in sources.items()), sources
     assert all(len(list((inbox.parent / "done").iterdir())) == 12 for inbox in inboxes)
+
+
+def test_moves_never_follow_a_link_and_never_point_back_at_the_watched_folder(
+    classifier: Classifier, photos, tmp_path: Path
+):
+    inbox, done, outside = tmp_path / "inbox", tmp_path / "done", tmp_path / "outside"
+    for folder in (inbox / "cam1", done, outside):
+        folder.mkdir(parents=True)
+    model = ["--model", str(classifier.tflite_file), "--db", str(tmp_path / "log.db")]
+    for target in (inbox, tmp_path):  # the watched folder itself, and a folder that holds it
+        refused = run_edgeface("watch", str(inbox), *model, "--move-done", str(target))
+        assert refused.returncode == 2 and "is the watched folder or holds it" in refused.stderr, refused.stderr
+    os.symlink(outside, done / "cam1")  # a link named like the sub-folder a file will be moved into
+    daemon = watch(tmp_path, [str(inbox), *model, "--recursive", "--move-done", str(done)]).ready()
+    (inbox / "cam1" / "a.png").write_bytes(photos[0])
+    wait_until(lambda: outcomes(tmp_path / "log.db").get(str(inbox / "cam1" / "a.png")) == "done")
+    code, stderr = daemon.stop()
+    assert code == 0 and "is a link; a move does not follow links" in stderr, stderr
+    assert list(outside.iterdir()) == [] and (inbox / "cam1" / "a.png").exists()
+
+
+def test_saved_crops_in_a_recursively_watched_folder_are_not_taken_as_photos(classifier: Classifier, photos, tmp_path: Path):
+    inbox = tmp_path / "inbox"
+    (inbox / "state").mkdir(parents=True)
+    db = inbox / "state" / "log.db"  # the log, and so the crops beside it, inside the folder watched
+    daemon = watch(tmp_path, [str(inbox), "--model", str(classifier.tflite_file), "--db", str(db), "--recursive",
+                              "--save-crops"]).ready()  # fmt: skip
+    (inbox / "a.png").write_bytes(photos[0])
+    wait_until(lambda: str(inbox / "a.png") in outcomes(db) and any((inbox / "state" / "crops").rglob("*.jpg")))
+    (inbox / "b.png").write_bytes(photos[1])  # its event comes after the crop's: a crop taken would be logged first
+    wait_until(lambda: str(inbox / "b.png") in outcomes(db))
+    code, stderr = daemon.stop()
+    assert code == 0, stderr
+    assert sorted(outcomes(db)) == [str(inbox / "a.png"), str(inbox / "b.png")]
