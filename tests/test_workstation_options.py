@@ -15,6 +15,16 @@ from edgeface_convert.options import ClassicOptions, ConvertOptions, DemoOptions
 from helpers import RUNTIME_WITHOUT_TENSORFLOW
 
 
+@pytest.fixture(autouse=True)
+def inputs_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folders and files the command lines below name, in the working folder."""
+    monkeypatch.chdir(tmp_path)
+    for folder in ("faces", "others"):
+        (tmp_path / folder).mkdir()
+    for name in ("m.h5", "m.keras"):
+        (tmp_path / name).write_bytes(b"")
+
+
 def options(*argv: str):
     return options_from(build_parser().parse_args(argv))
 
@@ -62,3 +72,20 @@ def test_the_refusal_comes_before_tensorflow_is_looked_for():
         "edgeface: error: --epochs: only for --arch classic (the embedder is pretrained)",
         "HEAVY []",
     ]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "facez", "-o", "m.h5"], "DIR facez: no such folder"),
+        (["train", "faces", "-o", "m.h5", "--strangers", "typo/"], "--strangers typo/: no such folder (a folder of faces, or lfw_subset)"),
+        (["convert", "m.h5", "--calibration", "nowhere"], "--calibration nowhere: no such folder"),
+        (["convert", "m.h5", "--labels", "labels.txt"], "--labels labels.txt: no such file"),
+        (["convert", "gone.h5"], "MODEL gone.h5: no such file or folder"),
+    ],
+)
+def test_every_input_named_is_checked_before_any_work(argv: list, message: str):
+    """`train --strangers typo/` failed only after the whole training run."""
+    with pytest.raises(CommandError, match=re.escape(message)):
+        options(*argv)
+    assert options("train", "faces", "-o", "m.h5", "--strangers", "lfw_subset").strangers == "lfw_subset"

@@ -85,7 +85,26 @@ def options_from(args: argparse.Namespace) -> TrainOptions | ConvertOptions | De
     """The options of the `train`, `convert` or `demo` that `args` were parsed for; CommandError
     for flags that do not fit together, said before TensorFlow loads."""
     readers = {"train": _train_options, "convert": _convert_options, "demo": _demo_options}
-    return readers[args.command](args)
+    options = readers[args.command](args)
+    problem = _missing_input(args)
+    if problem:
+        raise CommandError(problem)
+    return options
+
+
+def _missing_input(args: argparse.Namespace) -> str | None:
+    """The first folder or file named on the command line that is not there: said at once, not after a
+    training run (`--strangers typo/` failed only when training was done)."""
+    named = [("DIR", getattr(args, "data", None), Path.is_dir), ("MODEL", getattr(args, "model", None), Path.exists),
+             ("--calibration", getattr(args, "calibration", None), Path.is_dir),
+             ("--verify", getattr(args, "verify", None), Path.is_dir), ("--labels", getattr(args, "labels", None), Path.is_file),
+             ("--strangers", getattr(args, "strangers", None), lambda path: str(path) == "lfw_subset" or path.is_dir())]  # fmt: skip
+    nouns = {Path.is_file: "file", Path.exists: "file or folder"}
+    for flag, value, present in named:
+        if value is not None and not present(Path(value)):
+            return f"{flag} {value}: no such {nouns.get(present, 'folder')}" + (
+                " (a folder of faces, or lfw_subset)" if flag == "--strangers" else "")
+    return None
 
 
 def add_trust_option(parser: argparse.ArgumentParser) -> None:
