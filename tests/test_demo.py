@@ -20,3 +20,6 @@ def test_demo_trains_converts_and_scans_into_a_log(tmp_path: Path):
     with sqlite3.connect(tmp_path / "demo" / "edgeface.db") as db:
         assert db.execute("SELECT count(*) FROM inputs WHERE status = 'done'").fetchone()[0] == 4
         assert db.execute("SELECT count(*) FROM faces").fetchone()[0] >= 1
+    again = run_edgeface("demo", "--dir", str(tmp_path / "demo"), "--epochs", "1")  # the same folder, a second time
+    assert again.returncode == 0, again.stderr
+    assert [line for line in again.stdout.splitlines() if line.endswith("astronaut.png")], again.stdout  # shown again

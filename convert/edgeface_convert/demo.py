@@ -22,6 +22,8 @@ from edgeface.preprocess import Preprocessing
 from edgeface.scan import scan
 from edgeface.scanview import ScanTable
 from edgeface.sinks import Recording
+from edgeface.progress import Progress
+from edgeface.results import ImageResult
 from edgeface.store import ResultLog
 from edgeface.workers import PipelineRecipe
 from edgeface.dataset import FaceSet, crop_patches, lfw_subset_patches, stratified_split
@@ -87,8 +89,14 @@ def run_demo(workdir: Path, epochs: int, seed: int) -> int:
     with ResultLog(log_file) as log:
         recipe = PipelineRecipe(model=str(tflite_file))
         pipeline = recipe.build()
-        table = ScanTable(pipeline.recognizer.labels)
-        summary = scan([str(photos)], pipeline, recipe, Recording(log), on_result=table.row)
+        table, progress = ScanTable(pipeline.recognizer.labels), Progress("scanning")
+
+        def show(result: ImageResult) -> None:
+            progress.clear()  # the table's rows and the progress line share a terminal
+            table.row(result)
+
+        # A second demo in the same folder shows its photos again: its model is new, so they are scanned again.
+        summary = scan([str(photos)], pipeline, recipe, Recording(log), on_result=show, rescan=True, progress=progress)
         say(f"4/4 the log {log_file} holds inputs {log.status_counts()} and faces {log.label_counts()}")
     say(
         "next: edgeface scan YOUR_PHOTOS "
