@@ -16,6 +16,7 @@ def move_below(path: str, root: Path, target_folder: str) -> None:
     watched folder, say) could lead the file, and the folders made for it, anywhere."""
     relative = Path(path).relative_to(root)
     folder = Path(target_folder)
+    folder.mkdir(parents=True, exist_ok=True)  # the folder given is followed wherever it is; what is below it is not
     for part in relative.parent.parts:
         folder = folder / part
         if folder.is_symlink():

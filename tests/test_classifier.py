@@ -83,7 +83,8 @@ def test_the_runtime_runs_where_tensorflow_cannot_be_imported(classifier: Classi
 
 
 def test_train_and_convert_without_tensorflow_name_the_install_command(tmp_path: Path):
-    for args in (["train", str(tmp_path), "-o", "m.h5"], ["convert", "m.h5"]):
+    (tmp_path / "m.h5").write_bytes(b"")
+    for args in (["train", str(tmp_path), "-o", "m.h5"], ["convert", str(tmp_path / "m.h5")]):
         run = run_without_tensorflow(*args)
         assert run.returncode == 2
         message = [line for line in run.stderr.splitlines() if not line.startswith("HEAVY")]
