@@ -286,8 +286,8 @@ def test_a_file_that_keeps_killing_the_daemon_is_given_up_after_three_tries(watc
     (inbox / "fine.png").write_bytes(photos[1])
     with sqlite3.connect(tmp_path / "log.db") as connection:
         connection.executemany(
-            "INSERT INTO pending (source, path, queued_at, attempts) VALUES ('folder', ?, 'then', ?)",
-            [(str(inbox / "deadly.png"), 3), (str(inbox / "fine.png"), 1)],
+            "INSERT INTO pending (source, path, queued_at, attempts) VALUES (?, ?, 'then', ?)",
+            [(f"folder:{inbox}", str(inbox / "deadly.png"), 3), (f"folder:{inbox}", str(inbox / "fine.png"), 1)],
         )
     daemon = watch(tmp_path, args).ready()
     wait_until(lambda: len(outcomes(tmp_path / "log.db")) == 2)
