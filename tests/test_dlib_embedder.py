@@ -72,5 +72,6 @@ def test_convert_verifies_on_a_folder_of_the_models_people(embedder: Embedder, l
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["samples"] == 2 and report["verified_on"].startswith("faces in") and report["int8_accuracy"] == 1.0
+    (tmp_path / "labels.txt").write_text("person1\nsomebody-else\n")
     labels = run_edgeface("convert", keras_file, "-o", output, "--labels", str(tmp_path / "labels.txt"))
     assert labels.returncode == 2 and "not from --labels" in labels.stderr
