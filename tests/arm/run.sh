@@ -210,11 +210,12 @@ ensure_wheels() {
     rm -rf "$CACHE/wheels"
 }
 
-# The device gets edgeface/ only; the convert/ side (TensorFlow) stays on the workstation.
+# The device gets what `pip install .` installs: edgeface/ and edgeface_convert/, whose option and argument modules
+# the CLI imports to show train's and convert's flags; its command modules need TensorFlow, which the device lacks.
 copy_runtime_package() {
     mkdir -p "$WORK/guest"
-    cp -r "$REPO/edgeface" "$WORK/guest/"
-    rm -rf "$WORK/guest/edgeface/__pycache__"
+    cp -r "$REPO/edgeface" "$REPO/convert/edgeface_convert" "$WORK/guest/"
+    find "$WORK/guest" -name __pycache__ -prune -exec rm -rf {} +
 }
 
 x86_side() {
