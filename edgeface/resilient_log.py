@@ -21,7 +21,7 @@ from pathlib import Path
 
 from edgeface.recognizer import Recognizer
 from edgeface.sinks import ModelInLog, Recording, Sink
-from edgeface.store import LogError, LogGone, LogReadOnly, ResultLog
+from edgeface.store import LogError, LogReadOnly, ResultLog
 
 logger = logging.getLogger("edgeface.watch")
 
@@ -91,8 +91,7 @@ class ResilientLog:
 
     def check(self) -> None:
         """Raises LogGone when the file at the log's path is no longer the one open: its commits would vanish."""
-        if self.log.replaced():
-            raise LogGone(self.db, "it was deleted or replaced while in use")
+        self.recording.check()
 
     def failed(self, error: LogError) -> None:
         """Starts (or continues) a fault: says so once, or again when the reason changes, closes the log, and

@@ -66,7 +66,7 @@ class Recording:
         """Commits outcomes (see `ResultLog.record_batch`), then feeds the sinks; returns the inputs' ids."""
         moment = moment or now()
         ids = self.log.record_batch(list(results), source, model.id, moment)
-        self._check_committed()
+        self.check()
         self._feed(Committed(source, model.sha256, moment, images=tuple(zip(ids, results))))
         return ids
 
@@ -76,11 +76,12 @@ class Recording:
         """Commits a camera's appearances, then feeds the sinks."""
         moment = moment or now()
         self.log.record_appearances(list(appearances), source, model.id, moment)
-        self._check_committed()
+        self.check()
         self._feed(Committed(source, model.sha256, moment, appearances=tuple(appearances)))
 
-    def _check_committed(self) -> None:
-        """A commit to a log file deleted or replaced meanwhile vanishes with it: raise instead of reporting it."""
+    def check(self) -> None:
+        """Raises LogGone when the file at the log's path is no longer the one open: a commit to a log file deleted
+        or replaced meanwhile vanishes with it, so it must not be reported (or acted on) as made."""
         if self.log.replaced():
             raise LogGone(self.log.path, "it was deleted or replaced while in use")
 
