@@ -13,6 +13,7 @@ import argparse
 import importlib.util
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -52,6 +53,7 @@ from edgeface_convert.options import EvalOptions, WorkstationOptions
 EXIT_OK, EXIT_INPUTS_FAILED, EXIT_ERROR = 0, 1, 2  # 3: `convert` quality check failed
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 MAX_PARALLEL = 64  # workers or threads: more than any board has cores, fewer than would exhaust one
+MAX_WAIT_SECONDS = 3600.0  # --wait: a log held longer than an hour is stuck, not busy
 # edgeface installs from its source folder (it is not on PyPI), so the hint names that form.
 CONVERT_INSTALL = "pip install '.[convert]' in edgeface's source folder"
 DEMO_INSTALL = "pip install '.[demo]' in edgeface's source folder"
@@ -118,7 +120,7 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
     scan.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders of them")
     scan.add_argument("-r", "--recursive", action="store_true", help="also scan the sub-folders of folders")
     scan.add_argument("--model", default=os.environ.get("EDGEFACE_MODEL"), help="int8 .tflite from `edgeface convert` ($EDGEFACE_MODEL)")
-    scan.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
+    _add_log_options(scan)
     scan.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
     scan.add_argument("--rescan", action="store_true", help="scan inputs again even when the log has them")
     scan.add_argument(
@@ -166,7 +168,7 @@ def _add_log(commands: argparse._SubParsersAction) -> None:
         epilog="examples:\n  edgeface log --since 1d --label alice\n  edgeface log --summary --csv > per-day.csv\n"
         "  edgeface log --unknown --json\n  edgeface log --appearances --since 6h",
     )
-    log.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
+    _add_log_options(log)
     log.add_argument("--since", help="only results from this time on")
     log.add_argument("--until", help="only results before this time")
     log.add_argument("--label", help="only faces accepted as this person (with --unknown: the unknown faces that "
@@ -207,7 +209,7 @@ def _add_forget(commands: argparse._SubParsersAction) -> None:
         help="delete NAME's enrolled embeddings, and stop using NAME from any model's own gallery with this log",
     )  # fmt: skip
     forget.add_argument("--before", help="forget what was logged before this time (a date, a time, or an age like 30d)")
-    forget.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
+    _add_log_options(forget)
     forget.add_argument("--json", action="store_true", help="print the counts as one JSON object")
 
 
@@ -230,7 +232,7 @@ def _add_enroll(commands: argparse._SubParsersAction) -> None:
     enroll.add_argument("--camera", metavar="SOURCE", help="a device index, /dev/videoN, rtsp:// or http:// URL, or a video file")
     enroll.add_argument("--seconds", type=float, default=10.0, help="how long to look at the camera")
     enroll.add_argument("--model", default=os.environ.get("EDGEFACE_MODEL"), help="an embedder .tflite ($EDGEFACE_MODEL)")
-    enroll.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
+    _add_log_options(enroll)
     enroll.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
     _add_yunet_option(enroll)
 
@@ -244,7 +246,7 @@ def _add_people(commands: argparse._SubParsersAction) -> None:
         "the model's own gallery, marking the ones this log has forgotten.",
         epilog="examples:\n  edgeface people\n  edgeface people --model faces.tflite --json",
     )
-    people.add_argument("--db", type=Path, default=None, help=f"SQLite log (default: {default_path()})")
+    _add_log_options(people)
     people.add_argument("--model", default=os.environ.get("EDGEFACE_MODEL"), help="also list this model's own gallery")
     style = people.add_mutually_exclusive_group()
     style.add_argument("--json", action="store_true", help="one JSON object per row")
@@ -266,7 +268,7 @@ def _add_verify(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("b", metavar="B", nargs="?", help="another photo (or use --person)")
     verify.add_argument("--person", metavar="NAME", help="compare A with this enrolled person instead")
     verify.add_argument("--model", default=os.environ.get("EDGEFACE_MODEL"), help="an embedder .tflite ($EDGEFACE_MODEL)")
-    verify.add_argument("--db", type=Path, default=None, help=f"SQLite log holding --person (default: {default_path()})")
+    _add_log_options(verify, "SQLite log holding --person")
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     _add_yunet_option(verify)
 
@@ -302,6 +304,26 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     _add_yunet_option(evaluate)
     workstation_arguments.add_trust_option(evaluate)
+
+
+def _add_log_options(parser: argparse.ArgumentParser, what: str = "SQLite log") -> None:
+    """--db and --wait, the same for every command that opens the log."""
+    parser.add_argument("--db", type=Path, default=None, help=f"{what} (default: {default_path()})")
+    parser.add_argument(
+        "--wait", type=_wait_seconds, default=ResultLog.BUSY_SECONDS, metavar="SECONDS",
+        help="how long to wait for a log another program is writing (the daemon, a forget) before giving up",
+    )  # fmt: skip
+
+
+def _wait_seconds(text: str) -> float:
+    """--wait's value: seconds from 0 (give up at once) to MAX_WAIT_SECONDS."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:
+        raise argparse.ArgumentTypeError(f"give seconds from 0 to {MAX_WAIT_SECONDS:g}, not {text!r}")
+    return seconds
 
 
 def _add_yunet_option(parser: argparse.ArgumentParser) -> None:
@@ -379,7 +401,7 @@ def run_scan(args: argparse.Namespace) -> int:
                 annotation_problems.append(str(error))
 
     db = args.db or default_path()
-    with ResultLog(db) as log:
+    with ResultLog(db, busy_seconds=args.wait) as log:
         summary = scan(args.paths, pipeline, recipe, Recording(log), show, args.rescan, args.recursive, args.workers, progress)
     summary.problems.extend(annotation_problems)
     print(
@@ -423,7 +445,7 @@ def run_log(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         return _fail(str(error))
-    with ResultLog(db) as log:
+    with ResultLog(db, busy_seconds=args.wait) as log:
         rows = log.summary(query) if args.summary else log.appearances(query) if args.appearances else log.recent(query)
     write_rows(rows, "json" if args.json else "csv" if args.csv else "table")
     return EXIT_OK
@@ -444,7 +466,7 @@ def run_forget(args: argparse.Namespace) -> int:
     except ValueError as error:  # GalleryError is one too
         return _fail(str(error))
     counts = {"inputs": 0, "appearances": 0}
-    with ResultLog(db) as log:
+    with ResultLog(db, busy_seconds=args.wait) as log:
         if args.person is not None:
             counts["embeddings"] = log.forget_person(args.person)
         if args.label is not None or before is not None:
@@ -499,7 +521,7 @@ def run_enroll(args: argparse.Namespace) -> int:
     db = args.db or default_path()
     added = 0
     if collected.embeddings:
-        with ResultLog(db) as log:
+        with ResultLog(db, busy_seconds=args.wait) as log:
             origin = "camera" if args.camera else "photo"
             added = log.enrol(name, embedder.network_sha256, np.array(collected.embeddings), collected.photos, origin)
     outcome = {"person": name, "embeddings": added, "already": len(collected.embeddings) - added,
@@ -519,7 +541,7 @@ def run_people(args: argparse.Namespace) -> int:
     rows: list[dict] = []
     hidden: set[str] = set()
     if db.exists():
-        with ResultLog(db) as log:
+        with ResultLog(db, busy_seconds=args.wait) as log:
             hidden = set(log.hidden_people())
             rows = [{**row, "network": row["network"][:12], "source": "enrolled"} for row in log.people()]
     if args.model:
@@ -546,7 +568,7 @@ def run_verify(args: argparse.Namespace) -> int:
             db = args.db or default_path()
             if not db.exists():
                 return _fail(f"no log at {db}: pass --db, or enrol {printable(args.person)} first")
-            with ResultLog(db) as log:
+            with ResultLog(db, busy_seconds=args.wait) as log:
                 pipeline = _pipeline(args, log)
             verdict = verify_person(pipeline, args.a, args.person)
         else:

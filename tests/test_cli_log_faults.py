@@ -18,17 +18,18 @@ import numpy as np
 import pytest
 
 from helpers import Classifier, as_an_ordinary_user
+from edgeface.cli import main
 from edgeface.store import ResultLog
 
 EXIT_ERROR = 2
 
 
-def commands(db: Path, model: Path, photo: Path) -> dict[str, list[str]]:
-    """forget, log and scan against the log `db`, as a user would type them."""
+def commands(db: Path, model: Path, photo: Path, *flags: str) -> dict[str, list[str]]:
+    """forget, log and scan against the log `db`, as a user would type them, each with `flags`."""
     return {
-        "forget": ["forget", "--label", "alice", "--db", str(db)],
-        "log": ["log", "--db", str(db)],
-        "scan": ["scan", str(photo), "--model", str(model), "--db", str(db), "--workers", "1"],
+        "forget": ["forget", "--label", "alice", "--db", str(db), *flags],
+        "log": ["log", "--db", str(db), *flags],
+        "scan": ["scan", str(photo), "--model", str(model), "--db", str(db), "--workers", "1", *flags],
     }
 
 
@@ -71,7 +72,7 @@ def test_a_log_locked_by_another_program(classifier: Classifier, tmp_path: Path,
     holder.execute("BEGIN EXCLUSIVE")
     holder.execute("DELETE FROM pending")
     try:
-        results = run_all(commands(db, classifier.tflite_file, photo))
+        results = run_all(commands(db, classifier.tflite_file, photo, "--wait", "0.5"))  # not the default 10 s
     finally:
         holder.close()
     for result in results.values():
@@ -119,3 +120,10 @@ def test_another_programs_database_is_refused_and_left_untouched(classifier: Cla
     for result in run_all(argvs).values():
         assert_one_line_and_exit_2(result, "is another program's SQLite database, not an edgeface log; left untouched")
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before and sorted(tmp_path.glob("notes.db*")) == [db]
+
+
+@pytest.mark.parametrize("wait", ["-1", "nan", "inf", "3601", "soon"])
+def test_a_wait_out_of_range_is_a_usage_error(tmp_path: Path, wait: str, capsys: pytest.CaptureFixture):
+    with pytest.raises(SystemExit) as stopped:
+        main(["log", "--db", str(tmp_path / "log.db"), "--wait", wait])
+    assert stopped.value.code == EXIT_ERROR and "--wait: give seconds from 0 to 3600" in capsys.readouterr().err
