@@ -31,9 +31,6 @@ from edgeface.paths import absolute, file_identity, folder_files, is_image_name
 logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 1024
-# A rescan leaves files changed this recently for a second look: they may still be being written
-# (their close event, if the observer saw the write end, takes them in the meantime).
-SETTLE_SECONDS = 2.0
 WATCHDOG_LOGGER = "watchdog.observers.inotify_c"  # where watchdog reports a kernel queue overflow
 
 
@@ -80,9 +77,12 @@ class FolderSource:
         poll: bool = False,
         poll_interval: float = 5.0,
         excluded: tuple[str | Path, ...] = (),
+        settle: float = 2.0,
     ) -> None:
+        """`settle`: a rescan leaves files changed less than this many seconds ago for a second look, as they may
+        still be being written (their close event, if the observer saw the write end, takes them meanwhile)."""
         self.root = Path(absolute(root))
-        self.recursive, self.poll, self.poll_interval = recursive, poll, poll_interval
+        self.recursive, self.poll, self.poll_interval, self.settle = recursive, poll, poll_interval, settle
         self._excluded = tuple(absolute(path) + os.sep for path in excluded)
         self._ready: queue.Queue[str] = queue.Queue(QUEUE_SIZE)
         self._rescan = threading.Event()
@@ -182,18 +182,18 @@ class FolderSource:
         return (self._rescan.is_set() or second_look) and not self.poll
 
     def rescan(self) -> Iterator[str]:
-        """Every image file in the folder that has not changed for SETTLE_SECONDS, sorted by name
+        """Every image file in the folder that has not changed for `settle` seconds, sorted by name
         within each folder (the backlog); newer ones get a second look later."""
         self._rescan.clear()
         self._second_look_at = None
-        settled = time.time() - SETTLE_SECONDS
+        settled = time.time() - self.settle
         for path in self._listing():
             try:
                 changed = os.stat(path).st_mtime
             except OSError:
                 continue  # gone since it was listed
             if changed > settled:
-                self._second_look_at = time.monotonic() + SETTLE_SECONDS
+                self._second_look_at = time.monotonic() + self.settle
                 continue
             yield path
 

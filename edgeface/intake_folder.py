@@ -5,6 +5,11 @@ recorded error) replaces that note in one transaction, and only then is the file
 `move_done`/`move_failed`. A restart, however abrupt, resumes the pending files, and a file whose
 content is already logged is recognised and not recorded twice. While the log fails, files wait
 in the folder (or in `pending`), and the folder is listed again once the log takes writes.
+
+A file may change while it is processed (a camera rewriting `snapshot.jpg`, a writer renaming a new
+photo over it): the file is only moved if it is still what was read, otherwise it is taken again as
+a new input. A failure to read or decode waits until the file has settled (`edgeface.settling`). A
+file that cannot be moved stays where it is, and the log says why; later starts leave it be.
 """
 
 from __future__ import annotations
@@ -12,14 +17,17 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 
 from edgeface.clock import now
 from edgeface.folder import FolderSource
 from edgeface.images import ImageError, decode, read_input
 from edgeface.intake import IDLE_WAIT, Host
-from edgeface.moves import move_below
+from edgeface.moves import move_below, put_back
+from edgeface.paths import Stamp, file_stamp
 from edgeface.results import ImageResult, Status
 from edgeface.settings import FolderSettings
+from edgeface.settling import Unsettled
 from edgeface.store import LogError
 
 logger = logging.getLogger("edgeface.watch")
@@ -39,7 +47,9 @@ class FolderIntake:
         self.moves = {Status.DONE: settings.move_done, Status.ERROR: settings.move_failed}
         self.durable = any(self.moves.values())
         self.source = FolderSource(settings.path, settings.recursive, settings.poll, settings.poll_interval,
-                                   excluded=(*(path for path in self.moves.values() if path), *kept_out))  # fmt: skip
+                                   excluded=(*(path for path in self.moves.values() if path), *kept_out),
+                                   settle=settings.settle)  # fmt: skip
+        self._unsettled = Unsettled(settings.settle)
         self.name = f"folder:{self.source.root}"
         self._catch_up = False  # list the folder again: files that arrived while the log failed are in it
         self._folder_lost = False
@@ -75,6 +85,9 @@ class FolderIntake:
         if self._catch_up or self.source.needs_rescan():
             self._note_backlog(host)
             self._catch_up = False
+        again = self._unsettled.due()
+        if again:
+            host.log.log.add_pending(again, self.name)
         waiting = host.log.log.next_pending(BATCH, self.name)  # another daemon's files are its own
         if waiting and self._suspects is None:
             self._suspects = set(waiting)  # what was in hand if the last run died: tried one by one
@@ -96,7 +109,7 @@ class FolderIntake:
         if attempts <= MAX_ATTEMPTS:
             return [path]
         error = f"the daemon stopped {attempts - 1} times while this file was in hand; not tried again"
-        self._finish(host, [ImageResult.unreadable(path, error)], [])
+        self._finish(host, _Batch([ImageResult.unreadable(path, error)]))
         return []
 
     def _folder_present(self) -> bool:
@@ -117,7 +130,7 @@ class FolderIntake:
         badly_named = [path for path in paths if not _utf8(path)]
         host.log.log.add_pending([path for path in paths if _utf8(path)], self.name)
         if badly_named:
-            self._finish(host, [ImageResult.unreadable(path, "the file name is not valid UTF-8") for path in badly_named], [])
+            self._finish(host, _Batch([ImageResult.unreadable(path, "the file name is not valid UTF-8") for path in badly_named]))
 
     def _note_backlog(self, host: Host) -> None:
         chunk: list[str] = []
@@ -132,35 +145,50 @@ class FolderIntake:
 
     def _process_files(self, host: Host, paths: list[str]) -> None:
         """Outcomes for `paths`, committed together, then the files moved; stops early on SIGTERM."""
-        results: list[ImageResult] = []
-        known: list[tuple[str, str]] = []  # (path, earlier status) of inputs already logged
-        stale: list[str] = []
-        log = host.log.log
+        batch = _Batch()
         for path in paths:
             if host.stopping:
                 break  # the rest stay pending for the next start
-            try:
-                input_file = read_input(path)
-            except ImageError as error:
-                if not os.path.lexists(path) and (log.was_read(path) or self.source.renamed_away(path)):
-                    stale.append(path)  # a late event for a file logged and moved, or a name renamed away
-                else:
-                    results.append(ImageResult.unreadable(path, str(error)))
-                continue
-            earlier = log.outcome_of(input_file.path, input_file.sha256)
-            if earlier:
-                known.append((path, earlier))
-                continue
-            results.append(host.pipeline.process(input_file))
-        self._finish(host, results, known, stale)
+            self._process_file(host, path, batch)
+        self._finish(host, batch)
 
-    def _finish(self, host: Host, results: list[ImageResult], known: list[tuple[str, str]], stale: list[str] = ()) -> None:
-        """Commits `results` (and forgets the pending notes of `known` and `stale` inputs), then
+    def _process_file(self, host: Host, path: str, batch: _Batch) -> None:
+        """Adds the outcome of `path` to `batch`, or notes it as already logged, stale or held."""
+        log = host.log.log
+        stamp = file_stamp(path)  # before reading: any change from here on is seen before the move
+        try:
+            input_file = read_input(path)
+        except ImageError as error:
+            if not os.path.lexists(path) and (log.was_read(path) or self.source.renamed_away(path)):
+                batch.dropped.append(path)  # a late event for a file logged and moved, or a name renamed away
+            elif self._unsettled.hold(path, stamp):
+                batch.dropped.append(path)  # maybe still being written: looked at again once due
+            elif log.unreadable_logged(path, str(error)):
+                batch.known.append((path, None, Status.ERROR))
+            else:
+                batch.add(ImageResult.unreadable(path, str(error)), stamp)
+            return
+        earlier = log.outcome_of(input_file.path, input_file.sha256)
+        if earlier:
+            self._unsettled.settled(path)
+            batch.known.append((path, input_file.sha256, earlier))
+            batch.stamps[path] = stamp
+            return
+        result = host.pipeline.process(input_file)
+        if result.error and self._unsettled.hold(path, stamp):
+            batch.dropped.append(path)
+            return
+        self._unsettled.settled(path)
+        batch.add(result, stamp)
+
+    def _finish(self, host: Host, batch: _Batch) -> None:
+        """Commits the batch's results (and forgets the pending notes of its other inputs), then
         reports and moves the files."""
+        results = batch.results
         input_ids = host.log.recording.images(results, self.name, host.log.model)
         if host.crops:
             self._save_crops(host, results, input_ids)
-        host.log.log.drop_pending([path for path, _ in known] + list(stale))
+        host.log.log.drop_pending([path for path, _, _ in batch.known] + batch.dropped)
         host.log.check()  # committed to a log deleted meanwhile is not committed: keep the files
         for result in results:
             if result.error:
@@ -169,9 +197,18 @@ class FolderIntake:
             else:
                 host.counts.done += 1
                 logger.info("%s: %s", result.path, result.faces_text())
-        host.counts.already += len(known)
-        for path, status in [*((r.path, r.status) for r in results), *known]:
-            self._move(path, status)
+        host.counts.already += len(batch.known)
+        left = {path for path, sha256, _ in batch.known if host.log.log.left_in_place(path, sha256)}
+        changed = []
+        for path, sha256, status in [*((r.path, r.sha256, r.status) for r in results), *batch.known]:
+            stamp = batch.stamps.get(path)
+            if path in batch.stamps and file_stamp(path) not in (stamp, None):
+                changed.append(path)
+            elif path not in left:
+                changed += self._move(host, path, sha256, status, stamp)
+        if changed:
+            logger.info("changed while it was processed, so taken again: %s", ", ".join(changed))
+            host.log.log.add_pending(changed, self.name)
 
     def _save_crops(self, host: Host, results: list[ImageResult], input_ids: list[int]) -> None:
         """With save_crops: each face's crop, written before the file is moved, named in the log."""
@@ -187,15 +224,48 @@ class FolderIntake:
             paths = host.crops.save(pixels, [face.box for face in result.faces], wall, str(input_id))
             host.log.log.set_crops(input_id, paths)
 
-    def _move(self, path: str, status: str) -> None:
-        """Moves a file whose outcome is committed to its folder, keeping its path below the root."""
+    def _move(self, host: Host, path: str, sha256: str | None, status: str, stamp: Stamp | None) -> list[str]:
+        """Moves a file whose outcome is committed to its folder, keeping its path below the root; a file that
+        cannot be moved stays, and the log says why. A file that changed while it was moved (a writer opened
+        it by name in between) is put back: returns the name it is back under, to be taken again."""
         target_folder = self.moves.get(status)
         if not target_folder or not os.path.lexists(path):
-            return
+            return []
         try:
-            move_below(path, self.source.root, target_folder)
+            moved = move_below(path, self.source.root, target_folder)
         except (OSError, ValueError) as error:  # ValueError: not below the watched folder, so not ours to move
-            logger.error("cannot move %s to %s: %s", path, target_folder, error)
+            reason = f"cannot move it to {target_folder}: {error}"
+            logger.error("%s: %s; it stays where it is", path, reason)
+            host.log.log.note_not_moved(path, sha256, reason)
+            return []
+        if stamp is None or _same_content(file_stamp(moved), stamp):
+            return []
+        try:
+            return [put_back(moved, path)]
+        except OSError as error:
+            logger.error("%s changed while it was moved to %s, and cannot be put back: %s", path, moved, error)
+            return []
+
+
+@dataclass
+class _Batch:
+    """What one turn of the loop makes of its files: outcomes to commit, inputs already logged, and names that
+    need no outcome now (stale events, or files held until they settle)."""
+
+    results: list[ImageResult] = field(default_factory=list)
+    known: list[tuple[str, str | None, str]] = field(default_factory=list)  # (path, sha256, earlier status)
+    dropped: list[str] = field(default_factory=list)
+    stamps: dict[str, Stamp | None] = field(default_factory=dict)  # each file as it was read
+
+    def add(self, result: ImageResult, stamp: Stamp | None) -> None:
+        self.results.append(result)
+        self.stamps[result.path] = stamp
+
+
+def _same_content(moved: Stamp | None, read: Stamp) -> bool:
+    """Whether a moved file still has the size and modification time it was read with (a copy to another file
+    system keeps both, not the inode)."""
+    return moved is not None and moved[2:] == read[2:]
 
 
 def _utf8(path: str) -> bool:

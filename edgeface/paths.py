@@ -36,6 +36,19 @@ def file_identity(path: str | Path) -> tuple[int, int] | None:
     return (status.st_dev, status.st_ino)
 
 
+Stamp = tuple[int, int, int, int]
+
+
+def file_stamp(path: str | Path) -> Stamp | None:
+    """(device, inode, size, modification time in ns) of the file at `path` itself (a link is not followed), None
+    when nothing is there: a write, a truncation or a replacement changes it."""
+    try:
+        status = os.lstat(path)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
 def folder_files(
     top: str | Path, recursive: bool, on_problem: Callable[[str], None], excluded: tuple[str, ...] = ()
 ) -> Iterator[str]:

@@ -66,6 +66,9 @@ class FolderSettings(Checked):
     recursive: bool = setting(False, "also watch sub-folders", flags=("-r", "--recursive"))
     poll: bool = setting(False, "list the folder instead of using inotify (network shares)")
     poll_interval: float = setting(5.0, "how often --poll looks", SECONDS, metavar="SECONDS")
+    settle: float = setting(2.0, "seconds a file must stay unchanged before a failure to read it is recorded (a "
+                            "writer may still be adding to it), or before a listing takes it", SECONDS,
+                            metavar="SECONDS")  # fmt: skip
     move_done: str | None = setting(None, "move each file here once its result is committed", metavar="DIR")
     move_failed: str | None = setting(None, "move files that could not be processed here", metavar="DIR")
 

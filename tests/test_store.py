@@ -1,5 +1,6 @@
 """The SQLite log, on real files: schema, WAL, one row per image and per face, identity."""
 
+import contextlib
 import errno
 import sqlite3
 from pathlib import Path
@@ -218,10 +219,9 @@ def test_the_file_systems_errors_map_to_the_stores_types(tmp_path: Path):
 
 
 def test_a_log_made_before_the_application_id_is_still_an_edgeface_log(log_file: Path):
-    ResultLog(log_file).close()
-    with sqlite3.connect(log_file) as db:
-        db.execute("PRAGMA application_id = 0")
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(log_file)) as db:  # as edgeface made it at schema 5
+        db.executescript("".join(MIGRATIONS[:5]) + "; PRAGMA user_version = 5;")
     ResultLog(log_file).close()
     assert rows(log_file, "PRAGMA application_id") == [(APPLICATION_ID,)]
     assert rows(log_file, "PRAGMA user_version") == [(SCHEMA_VERSION,)]

@@ -183,6 +183,28 @@ class ResultLog:
         row = self._db.execute("SELECT 1 FROM inputs WHERE path = ? AND sha256 IS NOT NULL LIMIT 1", (_text(path),))
         return row.fetchone() is not None
 
+    def unreadable_logged(self, path: str, error: str) -> bool:
+        """Whether `path` is logged as unreadable with this very error: a file that cannot be read and stays where
+        it is (no `move_failed`, or a move that failed) is one outcome, not a new one at every start."""
+        row = self._db.execute("SELECT 1 FROM inputs WHERE path = ? AND sha256 IS NULL AND error = ? LIMIT 1",
+                               (_text(path), error))  # fmt: skip
+        return row.fetchone() is not None
+
+    def note_not_moved(self, path: str, sha256: str | None, reason: str) -> None:
+        """Records why the daemon could not move this input's file (it is left where it was)."""
+        with self._transaction() as db:
+            db.execute("UPDATE inputs SET not_moved = ? WHERE path = ? AND ifnull(sha256, '') = ifnull(?, '')",
+                       (reason, _text(path), sha256))  # fmt: skip
+
+    def left_in_place(self, path: str, sha256: str | None) -> bool:
+        """Whether moving this input's file failed once already: later starts leave it be rather than fail
+        again, and again."""
+        row = self._db.execute(
+            "SELECT 1 FROM inputs WHERE path = ? AND ifnull(sha256, '') = ifnull(?, '') AND not_moved IS NOT NULL",
+            (_text(path), sha256),
+        )
+        return row.fetchone() is not None
+
     def add_pending(self, paths: list[str], source: str) -> None:
         """Notes inputs that are waiting for an outcome; a path already waiting is kept once."""
         with self._transaction() as db:

@@ -123,6 +123,11 @@ MIGRATIONS: tuple[str, ...] = (
     f"""
     PRAGMA application_id = {APPLICATION_ID:d};
     """,
+    # 7: why the daemon could not move a file out of the watched folder; the file stays there, and later
+    # starts leave it be instead of failing to move it again.
+    """
+    ALTER TABLE inputs ADD COLUMN not_moved TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # The tables every edgeface log has had since version 1: how a log made before version 6 is recognised.
