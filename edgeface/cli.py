@@ -610,7 +610,7 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"ops: {', '.join(f'{op} ×{count}' for op, count in facts['ops'].items())}")
     print(f"unknown rule: {printable(facts['rule']) if facts['rule'] else 'none (every face gets a known label)'}")
     print(f"source: {json.dumps(metadata['source'])}; converter: {json.dumps(metadata['converter'])}")
-    print(f"file: {facts['path']}, {facts['size']:,} bytes, sha256 {facts['sha256']}")
+    print(f"file: {printable(facts['path'])}, {facts['size']:,} bytes, sha256 {facts['sha256']}")
     if kind == "embedder":
         print(f"network sha256 (enrolments are tied to it): {facts['network_sha256']}")
     return EXIT_OK

@@ -1,14 +1,21 @@
 """Times people type for `edgeface log`, and the three output styles."""
 
+import contextlib
 import csv
 import io
 import logging
+import shutil
+import sqlite3
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
+from edgeface.cli import main
 from edgeface.escape import OneLinePerRecord
 from edgeface.logview import parse_time, write_rows
+from edgeface.store import ResultLog
+from helpers import Classifier
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 
@@ -64,3 +71,33 @@ def test_every_journal_line_is_one_line_whatever_it_quotes(caplog: pytest.LogCap
     record = logging.LogRecord("edgeface.watch", logging.ERROR, __file__, 1, "cannot move %s: %s", ("a\nb.jpg", "\x1b]0;x"), None)
     assert OneLinePerRecord().filter(record)
     assert record.getMessage() == "cannot move a\\nb.jpg: \\x1b]0;x"
+
+
+HOSTILE_NAME = "eve\n2026-01-01  mallory  x\x1b[2J"
+
+
+def crafted_log(path: Path) -> Path:
+    """A log whose enrolment names a person as no edgeface would (another program, or a hand, wrote it)."""
+    ResultLog(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("INSERT INTO enrolments (person, network, embedding, origin, enrolled_at) VALUES "
+                           "(?, 'ab', x'00', 'photo', '2026-01-01')", (HOSTILE_NAME,))  # fmt: skip
+    return path
+
+
+def test_people_escapes_what_a_crafted_log_holds(tmp_path: Path, capsys: pytest.CaptureFixture):
+    db = crafted_log(tmp_path / "log.db")
+    assert main(["people", "--db", str(db)]) == 0
+    table = capsys.readouterr().out
+    assert len(table.splitlines()) == 2 and "\x1b" not in table and "eve\\n2026" in table, table
+    assert main(["people", "--db", str(db), "--csv"]) == 0
+    [row] = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert row["person"] == HOSTILE_NAME  # quoted, so read back whole
+
+
+def test_info_escapes_the_model_file_name(classifier: Classifier, tmp_path: Path, capsys: pytest.CaptureFixture):
+    model = tmp_path / "faces\n\x1b[31m.tflite"
+    shutil.copy(classifier.tflite_file, model)
+    assert main(["info", str(model)]) == 0
+    shown = capsys.readouterr().out
+    assert "\x1b" not in shown and "faces\\n\\x1b[31m.tflite" in shown, shown
