@@ -163,6 +163,13 @@ def stranger_faces(source: str, spec: Preprocessing) -> tuple[np.ndarray, str]:
     return load_faces(files, (), spec).crops, f"faces in {source}"
 
 
+def unvalidated_people(faces: FaceSet, validation: np.ndarray) -> tuple[str, ...]:
+    """The people with no face among the `validation` indices (one photo each gives none): the validation
+    figures say nothing about them."""
+    validated = set(faces.targets[validation].tolist())
+    return tuple(label for target, label in enumerate(faces.labels) if target not in validated)
+
+
 def stratified_split(targets: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) indices with about `fraction` of each label in validation (at least one
     where a label has two or more samples). The same seed gives the same split."""

@@ -35,6 +35,7 @@ from edgeface_convert.common import (
     load_training_faces,
     note,
     stranger_spec,
+    warn_unvalidated,
 )
 from edgeface_convert.embedder_train import EmbedderReport, convert_embedder, run_train_embedder
 from edgeface_convert.keras_io import ModelLoadError, SourceModel, load_source, save_trained
@@ -83,6 +84,7 @@ def run_train_classic(options: TrainOptions, classic: ClassicOptions) -> int:
     faces, held_out_people = hold_out_identities(faces, options.holdout_identities, options.seed)
     note(f"{len(faces.paths)} faces of {len(faces.labels)} people from {options.data}")
     train_indices, validation_indices = stratified_split(faces.targets, options.validation, options.seed)
+    warn_unvalidated(faces, validation_indices)
     train, validation = faces.subset(train_indices), faces.subset(validation_indices)
     settings = TrainingSettings(classic.epochs, classic.batch_size, options.seed, classic.patience, classic.augment)
     model = train_model(train, validation, settings, spec.value_range)
@@ -237,7 +239,8 @@ def _verification_faces(
     recorded = [(path, metadata.labels.index(label)) for path, label in training.get("validation", [])]
     if recorded and all(Path(path).is_file() for path, _ in recorded):
         return load_faces(recorded, metadata.labels, metadata.preprocessing), "the validation split of train"
-    return calibration, "the calibration faces; no validation split was found"
+    return calibration, ("the calibration faces, which train learned from (no validation split was found): it "
+                         "says whether int8 agrees with float, not how well either names new photos")
 
 
 def run_eval(options: EvalOptions) -> int:

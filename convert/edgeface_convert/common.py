@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.dataset import FaceSet, folder_images, load_faces, load_labelled_faces, stranger_faces
+from edgeface.dataset import FaceSet, folder_images, load_faces, load_labelled_faces, stranger_faces, unvalidated_people
 from edgeface.preprocess import Preprocessing
 
 
@@ -19,6 +19,21 @@ class CommandError(Exception):
 def note(text: str) -> None:
     """Progress and findings go to stderr; stdout carries the results."""
     print(text, file=sys.stderr, flush=True)
+
+
+def warn_unvalidated(faces: FaceSet, validation: np.ndarray) -> None:
+    """Says which people the validation split leaves out (one photo each), and when it is empty, that no
+    figure below measures anything: a split of 0 faces looks like a perfect score."""
+    people = unvalidated_people(faces, validation)
+    if not people:
+        return
+    if len(validation) == 0:
+        note("warning: every person has one photo, so nothing is held out to validate on: the figures below "
+             "cover no face, and say nothing of how well the model names new photos; give each person 2 or more")
+    else:
+        shown = ", ".join(people[:5]) + (f" and {len(people) - 5} more" if len(people) > 5 else "")
+        note(f"warning: {len(people)} people have one photo, so none of theirs is held out to validate on "
+             f"({shown}): the figures below leave them out; give each person 2 or more")
 
 
 def load_training_faces(data: str, spec: Preprocessing, keep_no_face: bool) -> FaceSet:

@@ -30,6 +30,7 @@ from edgeface_convert.common import (
     load_training_faces,
     note,
     stranger_spec,
+    warn_unvalidated,
 )
 from edgeface_convert.dlib_format import DlibFormatError, WeightsNotInstalledError
 from edgeface_convert.embedder_net import load_dlib_embedder
@@ -99,6 +100,7 @@ def run_train_embedder(options: TrainOptions) -> int:
         raise CommandError(str(error)) from None
     embeddings = _embed(model, faces.crops)
     train_indices, validation_indices = stratified_split(faces.targets, options.validation, options.seed)
+    warn_unvalidated(faces, validation_indices)
     train, validation = faces.subset(train_indices), faces.subset(validation_indices)
     train_gallery = gallery_of(train, embeddings[train_indices])
     report = recognition_report(train_gallery, validation, embeddings[validation_indices])
@@ -203,7 +205,8 @@ def convert_embedder(options: ConvertOptions, source: SourceModel, output: Path)
             verified_on = "the validation split of train, against a gallery of the other faces"
         else:
             test, test_float, test_int8 = faces, float_embeddings, int8_embeddings
-            verified_on = "the gallery's own faces (train recorded no validation split)"
+            verified_on = ("the gallery's own faces (train recorded no validation split): each is its own nearest, "
+                           "so this says whether int8 agrees with float, not how well either names new photos")
         train = faces.subset(np.flatnonzero(naming))
         report = _verify(output, source, test, test_float, test_int8, gallery_of(train, float_embeddings[naming]),
                          gallery_of(train, int8_embeddings[naming]), verified_on)  # fmt: skip
