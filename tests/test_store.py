@@ -3,6 +3,7 @@
 import contextlib
 import errno
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from edgeface.clock import Moment
 from edgeface.geometry import Box
 from edgeface.results import FaceResult, ImageResult
-from edgeface.store import LogBusy, LogDamaged, LogFull, LogGone, LogQuery, ResultLog, default_path
+from edgeface.store import LogBusy, LogDamaged, LogError, LogFull, LogGone, LogQuery, ResultLog, default_path
 from edgeface.store.errors import as_log_error
 from edgeface.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
@@ -255,3 +256,26 @@ def test_a_label_means_the_faces_accepted_as_that_person_and_guesses_only_when_a
         assert paths(LogQuery()) == ["/p/2.jpg", "/p/3.jpg"]
         assert log.forget("bob", None, guesses=True) == {"inputs": 2, "appearances": 0}
         assert paths(LogQuery()) == []
+
+
+def test_programs_that_open_a_new_log_at_once_all_get_it(tmp_path: Path):
+    """Two daemons sharing a log may start together: each must find the log made, not make its tables again
+    (or take the other's half-made log for another program's database)."""
+    for round_number in range(5):
+        path = tmp_path / f"log{round_number}.db"
+        start_together = threading.Barrier(6)
+        problems: list[Exception] = []
+
+        def open_the_log() -> None:
+            start_together.wait()
+            try:
+                ResultLog(path).close()
+            except LogError as error:
+                problems.append(error)
+
+        openers = [threading.Thread(target=open_the_log) for _ in range(6)]
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join()
+        assert not problems and rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)], problems

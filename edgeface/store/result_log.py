@@ -57,6 +57,19 @@ def _row_dict(cursor: sqlite3.Cursor, row: tuple) -> dict:
     return {column[0]: value for column, value in zip(cursor.description, row)}
 
 
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of a migration script, one by one (`executescript` would commit the transaction that
+    holds the write lock first)."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"a migration ends inside a statement: {statement!r}")
+
+
 def _text(path: str) -> str:
     """A path as SQLite text: a name that is not UTF-8 (undecodable bytes, which Python keeps as
     surrogates) gets them as backslash escapes instead of failing to encode."""
@@ -136,26 +149,37 @@ class ResultLog:
             raise
 
     def _refuse_another_programs_database(self) -> None:
-        """Raises LogDamaged, having changed nothing, unless the file is an edgeface log or a new, empty file."""
-        application = self._db.execute("PRAGMA application_id").fetchone()[0]
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        tables = {name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        """Raises LogDamaged, having changed nothing, unless the file is an edgeface log or a new, empty file. The
+        three facts come from one snapshot: another program may be making the log's tables at this moment."""
+        self._db.execute("BEGIN")
+        try:
+            application = self._db.execute("PRAGMA application_id").fetchone()[0]
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            self._db.execute("COMMIT")
         ours = application == APPLICATION_ID or (application == 0 and version > 0 and FIRST_TABLES <= tables)
         if not ours and (tables or version or application):
             raise LogDamaged(self.path, "it is another program's SQLite database, not an edgeface log; left untouched")
 
     def _migrate(self) -> None:
+        """Brings the log to SCHEMA_VERSION. The version is read again under the write lock: two programs that
+        open a new log at once (two daemons sharing it, say) would otherwise both make its tables. All steps go
+        in one transaction, so a migration applies whole or not at all."""
+        if self._schema_version() == SCHEMA_VERSION:
+            return  # the usual case takes no lock, so a read-only log still opens
+        with self._transaction() as db:
+            version = self._schema_version()
+            for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in _statements(script):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {target:d}")
+
+    def _schema_version(self) -> int:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise LogDamaged(self.path, f"it has schema {version}, from a newer edgeface; this one knows up to {SCHEMA_VERSION}")
-        for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            # One script, one transaction: a migration applies whole or not at all.
-            try:
-                self._db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {target:d}; COMMIT;")
-            except sqlite3.DatabaseError:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+        return version
 
     def register_model(self, sha256: str, path: str, labels: tuple[str, ...]) -> int:
         """The id of the model with this hash, adding it on first use."""
