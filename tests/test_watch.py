@@ -385,7 +385,7 @@ def test_watch_json_prints_each_file_once_the_log_has_it(watching, photos: list[
 
 
 def test_watch_json_prints_each_appearance_of_a_camera(classifier: Classifier, photos: list[bytes], tmp_path: Path):
-    video = face_video(tmp_path / "door.avi", photos[0])
+    video = face_video(tmp_path / "door.avi", photos[0], frames=6)  # 0.4 s: about 4 frames, first and last apart
     daemon = watch(tmp_path, ["--camera", str(video), "--model", str(classifier.tflite_file),
                               "--db", str(tmp_path / "log.db"), "--fps", "10", "--json"])  # fmt: skip
     daemon.ready()
