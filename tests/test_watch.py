@@ -227,8 +227,8 @@ def test_bad_config_names_the_key_and_the_reason(classifier: Classifier, tmp_pat
     negative, misspelt = tmp_path / "negative.toml", tmp_path / "misspelt.toml"
     negative.write_text(f'model = "{classifier.tflite_file}"\n[folder]\npath = "{tmp_path}"\npoll_interval = -1\n')
     misspelt.write_text(f'model = "{classifier.tflite_file}"\n[folder]\npth = "{tmp_path}"\n')
-    runs = run_edgeface_at_once(["watch", "--config", str(negative)], ["watch", "--config", str(misspelt)],
-                                ["watch", str(tmp_path / "nowhere"), "--model", str(classifier.tflite_file)])  # fmt: skip
+    nowhere = ["watch", str(tmp_path / "nowhere"), "--model", str(classifier.tflite_file)]
+    runs = run_edgeface_at_once(["watch", "--config", str(negative)], ["watch", "--config", str(misspelt)], nowhere)
     assert runs[0].returncode == 2 and "folder.poll_interval must be above 0 and at most 3600 seconds" in runs[0].stderr
     assert runs[1].returncode == 2 and "unknown key 'folder.pth'" in runs[1].stderr
     assert runs[2].returncode == 2 and "does not exist" in runs[2].stderr
