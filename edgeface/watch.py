@@ -1,12 +1,12 @@
 """`edgeface watch`: the daemon's lifecycle core, around one intake (a folder or a camera).
 
-The core owns what every source shares: the settings and the model, systemd ($NOTIFY_SOCKET:
-READY=1 once the model is loaded and has passed its self-test, WATCHDOG=1 from `tick`, STATUS=
-with counts, RELOADING=1, STOPPING=1), signals (SIGTERM and SIGINT stop after the item in hand,
-SIGHUP reloads the config and the model, keeping the old ones if the new ones fail), retention,
-the people enrolled in the log, and the log itself through its faults (`ResilientLog`). The
-intake (`intake_folder`, `intake_camera`) owns its source and its loop, and sees the core only
-as the `Host` of `edgeface.intake`.
+The core owns what every source shares: the settings and the model, systemd ($NOTIFY_SOCKET: READY=1
+once the model is loaded and has passed its self-test, WATCHDOG=1 from `tick`, STATUS= with counts
+as they change, RELOADING=1, STOPPING=1), signals (SIGTERM and SIGINT stop after the item in hand,
+SIGHUP reloads the config and the model, keeping the old ones if the new ones fail), retention, the
+people enrolled in the log, and the log itself through its faults (`ResilientLog`). The intake
+(`intake_folder`, `intake_camera`) owns its source and its loop, and sees the core only as the
+`Host` of `edgeface.intake`.
 
 A log that no wait can mend (damaged, no SQLite file, another program's, or from a newer edgeface)
 and a log this process may not write stop the start, with exit code 2; any other fault of the log,
@@ -19,6 +19,7 @@ import logging
 import signal
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -45,7 +46,8 @@ from edgeface.workers import PipelineRecipe
 
 logger = logging.getLogger("edgeface.watch")
 
-STATUS_SECONDS = 5.0
+STATUS_SECONDS = 5.0  # the status is said at least this often (the pending count changes by itself too)
+STATUS_MIN_SECONDS = 1.0  # and when the counts change, at most this often (a camera's change with every frame)
 RETENTION_SECONDS = 3600.0
 GALLERY_SECONDS = 1.0  # how often the log is asked whether someone was enrolled or forgotten
 # Settings a reload cannot change: the log, and the source the intake opened (a reload that changes one says
@@ -99,7 +101,8 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self.counts = Counts()
         self._stop = self._reload = False
-        self._next_ping = self._next_status = self._next_retention = self._next_gallery = 0.0
+        self._next_ping = self._next_retention = self._next_gallery = 0.0
+        self._status_said_at, self._said_counts = float("-inf"), Counts()
         self._gallery_version: int | None = None
         interval = watchdog_interval()
         self._ping_every = interval / 2 if interval else None
@@ -122,9 +125,8 @@ class Daemon:
         if self._ping_every and at >= self._next_ping:
             self.notifier.watchdog()
             self._next_ping = at + self._ping_every
-        if at >= self._next_status:
-            self.notifier.status(self._status())
-            self._next_status = at + STATUS_SECONDS
+        if self._status_due(at):
+            self._say_status()
         if self._reload:
             self._reload = False
             self.notifier.reloading()
@@ -184,8 +186,15 @@ class Daemon:
             pending = None  # the intake meets the fault at its next write
         return self.counts.line(pending)
 
+    def _status_due(self, at: float) -> bool:
+        """Whether to say the status at monotonic time `at`: every STATUS_SECONDS, and soon after the counts
+        change, so that `systemctl status` shows a file's outcome within a second, not up to five later."""
+        since = at - self._status_said_at
+        return since >= STATUS_SECONDS or (since >= STATUS_MIN_SECONDS and self.counts != self._said_counts)
+
     def _say_status(self) -> None:
         self.notifier.status(self._status())
+        self._status_said_at, self._said_counts = time.monotonic(), replace(self.counts)
 
     def _crop_store(self, db: Path) -> CropStore | None:
         return CropStore(crops_folder(db), self.settings.crops_days) if self.settings.save_crops else None

@@ -390,3 +390,15 @@ def flatbuffer_of(model: Path) -> bytes:
 def lfw_face(number: int) -> np.ndarray:
     """lfw_subset's face `number` (0-19: those committed as held-out patches), 25×25 grey uint8."""
     return cv2.imread(str(FIXTURES / "held_out" / "face" / f"{number:03d}.png"), cv2.IMREAD_GRAYSCALE)
+
+
+def run_edgeface_at_once(*commands: list[str], timeout: float = 600) -> list[subprocess.CompletedProcess]:
+    """`run_edgeface` of each of `commands` (argument lists), all started together: independent runs take the time
+    of the slowest, not of all of them. The results are in the order of `commands`."""
+    started = [subprocess.Popen([sys.executable, "-m", "edgeface", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for args in commands]  # fmt: skip
+    results = []
+    for process in started:
+        stdout, stderr = process.communicate(timeout=timeout)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    return results
