@@ -44,7 +44,7 @@ from helpers import (
 from make_fixtures import PEOPLE, PHOTOS
 
 NEWCOMER = 10  # lfw_subset's face 10: enrolled on the device, never in the model's gallery
-SIDE_BY_SIDE = 4  # commands run at once at most: each spends most of its time importing, on one core
+SIDE_BY_SIDE = 2  # commands run at once at most: one a core (each spends most of its time importing, on one core)
 
 
 @dataclass
