@@ -121,9 +121,9 @@ class BrokerLink:
         if self.connected.is_set():
             offline = self._client.publish(self.topics.availability, "offline", qos=QOS, retain=True)
             offline.wait_for_publish(STOP_SECONDS)
+        self.connected.clear()  # a disconnect asked for is no trouble to say
         self._client.disconnect()
         self._client.loop_stop()
-        self.connected.clear()
 
     # -- paho's callbacks, on its thread ---------------------------------------------------------
 
