@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import Classifier
+from edgeface.broker import BrokerLink
 from edgeface.clock import Moment
 from edgeface.events import batch_events
 from edgeface.results import Appearance, ImageResult
@@ -78,16 +79,12 @@ def test_the_bound_drops_the_oldest_and_ids_keep_growing(tmp_path: Path):
 ])  # fmt: skip
 def test_what_mqtt_cannot_use_stops_the_start_naming_the_key(settings: dict, message: str):
     pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (the mqtt extra)")
-    from edgeface.broker import BrokerLink  # after the skip: the module imports paho-mqtt when it is there
-
     with pytest.raises(ConfigError, match=message.replace("/#", "/\\#")):
         BrokerLink(MqttSettings(host="127.0.0.1", **settings), lambda mid: None, lambda: None)
 
 
 def test_a_password_file_too_large_is_not_read(tmp_path: Path):
     pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (the mqtt extra)")
-    from edgeface.broker import BrokerLink
-
     (tmp_path / "password").write_bytes(b"x" * 5000)
     with pytest.raises(ConfigError, match="mqtt.password_file .* is"):
         BrokerLink(MqttSettings(host="h", username="u", password_file=str(tmp_path / "password")), print, print)
