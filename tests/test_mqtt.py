@@ -252,20 +252,29 @@ def test_a_daemon_killed_mid_publish_loses_nothing_and_its_last_will_says_offlin
     assert [event["path"] for event in hub.events()] == logged(tmp_path / "log.db")
 
 
-def test_a_password_file_lets_the_box_in(secured, classifier: Classifier, photos: list[bytes], tmp_path: Path):
-    broker, _, _ = secured
-    (tmp_path / "password").write_text(PASSWORD + "\n")
+def one_event_through(broker: Broker, port: int, classifier: Classifier, photo: bytes, tmp_path: Path,
+                      *extra: str) -> tuple[dict, str]:  # fmt: skip
+    """Starts a daemon that logs in at `port` with the password file tmp_path/password, writes one photo, waits for
+    its event at the hub (which logs in at `broker`'s plain port), stops the daemon; the event and the journal."""
     hub = Subscriber(broker.port, USER)
-    child, inbox = daemon(classifier, tmp_path, broker.port, "--mqtt-username", USER,
-                          "--mqtt-password-file", str(tmp_path / "password"))  # fmt: skip
+    child, inbox = daemon(classifier, tmp_path, port, "--mqtt-username", USER,
+                          "--mqtt-password-file", str(tmp_path / "password"), *extra)  # fmt: skip
     try:
         child.ready()
-        (inbox / "a.png").write_bytes(photos[0])
+        (inbox / "a.png").write_bytes(photo)
         wait_until(lambda: len(hub.events()) == 1, timeout=30)
     finally:
         code, stderr = child.stop()
         hub.close()
-    assert code == 0 and "refused" not in stderr, stderr
+    assert code == 0, stderr
+    return hub.events()[0], stderr
+
+
+def test_a_password_file_lets_the_box_in(secured, classifier: Classifier, photos: list[bytes], tmp_path: Path):
+    broker, _, _ = secured
+    (tmp_path / "password").write_text(PASSWORD + "\n")
+    _, stderr = one_event_through(broker, broker.port, classifier, photos[0], tmp_path)
+    assert "refused" not in stderr, stderr
 
 
 def test_a_wrong_password_is_said_once_and_files_are_still_logged(
@@ -291,15 +300,5 @@ def test_a_wrong_password_is_said_once_and_files_are_still_logged(
 def test_tls_with_a_ca_made_here(secured, classifier: Classifier, photos: list[bytes], tmp_path: Path):
     broker, tls_port, ca = secured
     (tmp_path / "password").write_text(PASSWORD)
-    hub = Subscriber(broker.port, USER)
-    child, inbox = daemon(classifier, tmp_path, tls_port, "--mqtt-tls-ca-file", str(ca), "--mqtt-username", USER,
-                          "--mqtt-password-file", str(tmp_path / "password"))  # fmt: skip
-    try:
-        child.ready()
-        (inbox / "a.png").write_bytes(photos[0])
-        wait_until(lambda: len(hub.events()) == 1, timeout=30)
-    finally:
-        code, stderr = child.stop()
-        hub.close()
-    assert code == 0 and "cannot reach" not in stderr, stderr
-    assert hub.events()[0]["path"] == str(inbox / "a.png")
+    event, stderr = one_event_through(broker, tls_port, classifier, photos[0], tmp_path, "--mqtt-tls-ca-file", str(ca))
+    assert "cannot reach" not in stderr and event["path"] == str(tmp_path / "inbox" / "a.png"), stderr
