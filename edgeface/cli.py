@@ -10,6 +10,7 @@ Exit codes, the same for every command:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import logging
@@ -36,11 +37,12 @@ from edgeface.recognizer import load_recognizer
 from edgeface.results import ImageResult
 from edgeface.preprocess import PreprocessingError
 from edgeface.progress import Progress
+from edgeface.publisher import Publisher
 from edgeface.scan import ScanSummary, image_paths, scan
 from edgeface.escape import OneLinePerRecord, printable
 from edgeface.scanview import ScanTable
-from edgeface.sinks import JsonLinesSink, Recording
-from edgeface.settings import DEFAULT_CONFIG, ConfigError, DetectorOverrides, WatchSettings, from_flags
+from edgeface.sinks import JsonLinesSink, Recording, Sink
+from edgeface.settings import DEFAULT_CONFIG, ConfigError, DetectorOverrides, WatchSettings, from_flags, load_settings
 from edgeface.logview import parse_time, write_rows
 from edgeface.store import LogError, LogQuery, ResultLog, default_path
 from edgeface.verify import UnknownPerson, verify_person, verify_photos
@@ -425,7 +427,13 @@ def run_watch_command(args: argparse.Namespace) -> int:
     elif "camera.source" in flags:
         flags["folder.path"] = ""
     try:
-        return run_watch(args.config, flags, [JsonLinesSink(sys.stdout)] if args.json else [])
+        with contextlib.ExitStack() as running:
+            sinks: list[Sink] = [JsonLinesSink(sys.stdout)] if args.json else []
+            settings = load_settings(args.config, flags)
+            if settings.mqtt.host:  # publishes from before the daemon's start to after its stop
+                db = Path(settings.db) if settings.db else default_path()
+                sinks.append(running.enter_context(Publisher(settings.mqtt, db)))
+            return run_watch(args.config, flags, sinks)
     except (ConfigError, FileNotFoundError) as error:
         return _fail(str(error))
 

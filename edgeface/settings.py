@@ -92,6 +92,39 @@ class CameraSettings(Checked):
 
 
 @dataclass(frozen=True)
+class MqttSettings(Checked):
+    """[mqtt]: the broker each result goes to as an event, through the log's outbox (off while `host` is unset)."""
+
+    host: str | None = setting(None, "MQTT broker to publish each result to as an event (unset: none)",
+                               flags=("--mqtt-host",), metavar="HOST")  # fmt: skip
+    port: int = setting(1883, "the broker's port (8883 is the usual one with TLS)",
+                        within(1, 65535, "must be 1 to 65535"), flags=("--mqtt-port",), metavar="PORT")  # fmt: skip
+    tls_ca_file: str | None = setting(None, "CA certificates the broker's must chain to; turns TLS on",
+                                      flags=("--mqtt-tls-ca-file",), metavar="FILE")  # fmt: skip
+    tls_certfile: str | None = setting(None, "this box's client certificate, if the broker asks for one",
+                                       flags=("--mqtt-tls-certfile",), metavar="FILE")  # fmt: skip
+    tls_keyfile: str | None = setting(None, "the client certificate's private key (default: in tls_certfile)",
+                                      flags=("--mqtt-tls-keyfile",), metavar="FILE")  # fmt: skip
+    username: str | None = setting(None, "user name at the broker", flags=("--mqtt-username",), metavar="NAME")
+    password_file: str | None = setting(None, "file holding the broker password, read once at start (a password "
+                                        "itself is never given)", flags=("--mqtt-password-file",),
+                                        metavar="FILE")  # fmt: skip
+    device: str | None = setting(None, "this box's name in events (default: the host name)",
+                                 flags=("--mqtt-device",), metavar="NAME")  # fmt: skip
+    client_id: str | None = setting(None, "MQTT client id, unique per broker (default: edgeface-DEVICE)",
+                                    flags=("--mqtt-client-id",), metavar="ID")  # fmt: skip
+    topic_prefix: str | None = setting(None, "topics are PREFIX/events and PREFIX/availability (default: "
+                                       "edgeface/DEVICE)", flags=("--mqtt-topic-prefix",),
+                                       metavar="PREFIX")  # fmt: skip
+    keepalive: int = setting(60, "seconds between pings; the broker declares the box offline after 1.5 times this",
+                             within(5, 3600, "must be 5 to 3600 seconds"), flags=("--mqtt-keepalive",),
+                             metavar="SECONDS")  # fmt: skip
+    outbox_max_events: int = setting(100_000, "events kept while the broker is away; beyond it the oldest are "
+                                     "dropped, counted in the journal", within(1, 10_000_000, "must be 1 to 10000000"),
+                                     flags=("--mqtt-outbox-max-events",), metavar="N")  # fmt: skip
+
+
+@dataclass(frozen=True)
 class WatchSettings(Checked):
     """Everything `edgeface watch` is told; `systemd/edgeface.toml` explains each key."""
 
@@ -110,6 +143,7 @@ class WatchSettings(Checked):
     detector: DetectorOverrides = section(DetectorOverrides)
     folder: FolderSettings = section(FolderSettings)
     camera: CameraSettings = section(CameraSettings)
+    mqtt: MqttSettings = section(MqttSettings)
 
 
 KEYS: dict[str, Key] = keys_of(WatchSettings)

@@ -4,7 +4,9 @@ The log is the source of truth. `Recording` commits a batch of outcomes (images,
 appearances) to the log, makes sure the commit reached the file that is still the log, and only
 then hands the batch, with the rows' ids, to every sink, in commit order. A sink never sees what
 the log does not hold, so one that must lose nothing (an MQTT outbox) can catch up from the log.
-A sink that fails is said in the journal and does not stop the scan or the daemon.
+A sink that fails is said in the journal and does not stop the scan or the daemon. A sink that must lose nothing
+(`Outboxed`, the MQTT publisher) gives its events before the commit, and they join the log's outbox in the very
+transaction of their rows: an outcome is logged with its event or not at all.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, TextIO
+from typing import Protocol, TextIO, runtime_checkable
 
 from edgeface.clock import Moment, now
 from edgeface.results import Appearance, ImageResult
@@ -41,6 +43,16 @@ class Sink(Protocol):
     def committed(self, batch: Committed) -> None: ...
 
 
+@runtime_checkable
+class Outboxed(Sink, Protocol):
+    """A sink whose events go into the log's outbox with the outcomes they tell of; `committed` then wakes it."""
+
+    def events(
+        self, source: str, model_sha256: str, moment: Moment, images: Sequence[ImageResult],
+        appearances: Sequence[Appearance],
+    ) -> list[str]: ...  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ModelInLog:
     """The model as the log knows it: its row id and its sha256."""
@@ -65,7 +77,8 @@ class Recording:
     ) -> list[int]:
         """Commits outcomes (see `ResultLog.record_batch`), then feeds the sinks; returns the inputs' ids."""
         moment = moment or now()
-        ids = self.log.record_batch(list(results), source, model.id, moment)
+        events = self._events(source, model.sha256, moment, results, ())
+        ids = self.log.record_batch(list(results), source, model.id, moment, events)
         self.check()
         self._feed(Committed(source, model.sha256, moment, images=tuple(zip(ids, results))))
         return ids
@@ -75,7 +88,8 @@ class Recording:
     ) -> None:
         """Commits a camera's appearances, then feeds the sinks."""
         moment = moment or now()
-        self.log.record_appearances(list(appearances), source, model.id, moment)
+        events = self._events(source, model.sha256, moment, (), appearances)
+        self.log.record_appearances(list(appearances), source, model.id, moment, events)
         self.check()
         self._feed(Committed(source, model.sha256, moment, appearances=tuple(appearances)))
 
@@ -84,6 +98,14 @@ class Recording:
         or replaced meanwhile vanishes with it, so it must not be reported (or acted on) as made."""
         if self.log.replaced():
             raise LogGone(self.log.path, "it was deleted or replaced while in use")
+
+    def _events(
+        self, source: str, model_sha256: str, moment: Moment, images: Sequence[ImageResult],
+        appearances: Sequence[Appearance],
+    ) -> list[str]:  # fmt: skip
+        """The outbox events of what is about to be committed, from every `Outboxed` sink."""
+        outboxed = [sink for sink in self.sinks if isinstance(sink, Outboxed)]
+        return [event for sink in outboxed for event in sink.events(source, model_sha256, moment, images, appearances)]
 
     def _feed(self, batch: Committed) -> None:
         for sink in self.sinks:

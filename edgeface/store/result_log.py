@@ -10,7 +10,7 @@ import functools
 import inspect
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -78,6 +78,11 @@ def _text(path: str) -> str:
 
 def _now() -> str:
     return log_time(datetime.now(timezone.utc))
+
+
+def _queue(db: sqlite3.Connection, events: Sequence[str], moment: Moment) -> None:
+    """Adds `events` to the outbox, inside the caller's transaction (the one of their log rows)."""
+    db.executemany("INSERT INTO outbox (payload, queued_at) VALUES (?, ?)", [(event, moment.wall) for event in events])
 
 
 @_with_typed_errors
@@ -266,13 +271,14 @@ class ResultLog:
         self.record_batch([result], source, model_id)
 
     def record_batch(
-        self, results: list[ImageResult], source: str, model_id: int, moment: Moment | None = None
+        self, results: list[ImageResult], source: str, model_id: int, moment: Moment | None = None,
+        events: Sequence[str] = (),
     ) -> list[int]:
         """Stores several outcomes in one transaction: all of them, or none after a crash; returns
         their input ids.
 
         An input waiting in `pending` stops waiting in the same transaction, so it ends with
-        exactly one outcome whenever the program stops.
+        exactly one outcome whenever the program stops; `events` (JSON texts) join the outbox in it too.
         """
         moment = moment or now()
         synced = None if moment.synced is None else int(moment.synced)
@@ -313,6 +319,7 @@ class ResultLog:
                     ],
                 )
                 input_ids.append(cursor.lastrowid)
+            _queue(db, events, moment)
         return input_ids
 
     def set_crops(self, input_id: int, crops: list[str]) -> None:
@@ -327,9 +334,11 @@ class ResultLog:
             db.execute("UPDATE faces SET crop = NULL WHERE crop < ?", (first_kept,))
 
     def record_appearances(
-        self, appearances: list[Appearance], source: str, model_id: int, moment: Moment | None = None
+        self, appearances: list[Appearance], source: str, model_id: int, moment: Moment | None = None,
+        events: Sequence[str] = (),
     ) -> None:
-        """Stores finished appearances (one row each, however many frames they lasted).
+        """Stores finished appearances (one row each, however many frames they lasted), and `events` (JSON texts)
+        in the outbox, in one transaction.
 
         Their times are the tracker's monotonic seconds; `moment` (now) turns them into wall-clock
         times, so a clock jump while a person was in view cannot give an appearance a negative length.
@@ -351,6 +360,30 @@ class ResultLog:
                     for a in appearances
                 ],
             )
+            _queue(db, events, moment)
+
+    # -- the outbox: events waiting for the broker's acknowledgement (`[mqtt]`) -------------------
+
+    def outbox_after(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """Up to `limit` waiting events with an id above `after`, oldest first, as (id, JSON text)."""
+        rows = self._db.execute("SELECT id, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
+        return rows.fetchall()
+
+    def outbox_sent(self, ids: Sequence[int]) -> None:
+        """Deletes events the broker has acknowledged."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM outbox WHERE id = ?", [(event_id,) for event_id in ids])
+
+    def outbox_trim(self, keep: int) -> int:
+        """Deletes the oldest waiting events beyond the newest `keep`; returns how many were deleted."""
+        with self._transaction() as db:
+            return db.execute(
+                "DELETE FROM outbox WHERE id <= (SELECT id FROM outbox ORDER BY id DESC LIMIT 1 OFFSET ?)", (keep,)
+            ).rowcount
+
+    def outbox_count(self) -> int:
+        """How many events wait for the broker."""
+        return self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
 
     def newest_time(self) -> str | None:
         """The latest wall-clock time recorded, to notice a clock that went back."""

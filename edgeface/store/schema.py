@@ -128,6 +128,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE inputs ADD COLUMN not_moved TEXT;
     """,
+    # 8: the outbox of `[mqtt]`: each event is queued in the transaction of its log row and deleted once the broker
+    # has acknowledged it, so neither a crash nor a broker away loses one. AUTOINCREMENT: ids only grow, even when
+    # every row was sent and deleted, so they are the order events go out in.
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        payload TEXT NOT NULL,           -- the event, JSON
+        queued_at TEXT NOT NULL          -- UTC, ISO 8601
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # The tables every edgeface log has had since version 1: how a log made before version 6 is recognised.
