@@ -38,7 +38,7 @@ from edgeface.notify import SystemdNotifier, watchdog_interval
 from edgeface.pipeline import Pipeline
 from edgeface.resilient_log import ResilientLog
 from edgeface.selftest import run_self_test
-from edgeface.settings import ConfigError, WatchSettings, load_settings
+from edgeface.settings import KEYS, ConfigError, WatchSettings, load_settings
 from edgeface.sinks import Sink
 from edgeface.store import LogError, ResultLog, default_path
 from edgeface.throttle import Throttle
@@ -50,13 +50,12 @@ STATUS_SECONDS = 5.0  # the status is said at least this often (the pending coun
 STATUS_MIN_SECONDS = 1.0  # and when the counts change, at most this often (a camera's change with every frame)
 RETENTION_SECONDS = 3600.0
 GALLERY_SECONDS = 1.0  # how often the log is asked whether someone was enrolled or forgotten
-# Settings a reload cannot change: the log, and the source the intake opened (a reload that changes one says
-# so and keeps the running value). Every other key applies from the reload on.
-RESTART_ONLY = (
-    "db", "folder.path", "folder.recursive", "folder.poll", "folder.poll_interval", "folder.move_done",
-    "folder.move_failed", "camera.source", "camera.fps", "camera.open_timeout", "camera.read_timeout",
-    "camera.max_backoff",
-)  # fmt: skip
+# Settings a reload cannot change: the log, the source the intake opened and the broker the publisher joined
+# (a reload that changes one says so and keeps the running value). Every other key applies from the reload on.
+RESTART_ONLY = tuple(
+    key for key in KEYS
+    if key == "db" or key.startswith(("folder.", "mqtt.")) or (key.startswith("camera.") and key != "camera.per_frame")
+)
 
 
 def build_pipeline(settings: WatchSettings) -> Pipeline:
