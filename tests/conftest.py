@@ -1,6 +1,6 @@
 """Fixtures every test module may use: the leak check that runs around each test, the committed models and
-pictures, and (workstation tier only) the classifier made again by the recipe of the committed one; and which
-tests run by default.
+pictures, and (workstation tier only) the classifier made again by the recipe of the committed one and the real
+embedder, dlib's network, trained and converted once for the session; and which tests run by default.
 
 Helpers that are not fixtures are in helpers.py; test modules import them from there, never from here."""
 
@@ -15,8 +15,18 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import FIXTURES, Classifier, astronaut, command_line, kill_processes, live_descendants, threads_left
-from make_fixtures import MadeModel, held_out, lfw_subset, make_classifier
+from helpers import (
+    FIXTURES,
+    Classifier,
+    astronaut,
+    command_line,
+    kill_processes,
+    live_descendants,
+    run_in_process,
+    threads_left,
+    write_photos,
+)
+from make_fixtures import PEOPLE, PHOTOS, STRANGERS, MadeModel, convert, held_out, lfw_subset, make_classifier
 
 THREAD_GRACE = 2.0  # seconds a thread a test started may take to end after it
 # The one process a test may start and leave: multiprocessing starts its resource tracker with the first worker
@@ -73,6 +83,26 @@ def fresh_classifier(tmp_path_factory: pytest.TempPathFactory) -> MadeModel:
     """The classifier trained and converted now, by the recipe of the committed one (TensorFlow and scikit-image:
     for tests marked `workstation` only). Its held-out patches are in held_out/ beside it."""
     return make_classifier(tmp_path_factory.mktemp("classifier"), lfw_subset())
+
+
+@pytest.fixture(scope="session")
+def dlib_embedder(tmp_path_factory: pytest.TempPathFactory, lfw_patches: np.ndarray) -> MadeModel:
+    """dlib's network as `edgeface train` (detector none, with strangers) and `edgeface convert` make it, once for
+    the session: its int8 conversion is the longest of the tier. The training photos are in faces/ beside it: each
+    "person" one of lfw_subset's faces in a few photos (helpers.photo). For tests marked `workstation` only."""
+    root = tmp_path_factory.mktemp("dlib_embedder")
+    rng = np.random.default_rng(5)
+    for person in range(PEOPLE):
+        write_photos(root / "faces" / f"person{person}", lfw_patches[person], PHOTOS, rng)
+    for stranger in STRANGERS:  # 120 stranger photos: enough to claim a 1 % false-accept rate
+        write_photos(root / "strangers", lfw_patches[stranger], 2, rng, prefix=f"s{stranger}-")
+    keras_file = root / "faces.h5"
+    train = run_in_process("train", str(root / "faces"), "-o", str(keras_file), "--detector", "none",
+                           "--strangers", str(root / "strangers"))  # fmt: skip
+    assert train.returncode == 0, train.stderr
+    assert "confusion matrix" in train.stdout and "accuracy 1.000" in train.stdout
+    assert "unknown rule: nearest centroid within distance" in train.stderr
+    return convert(keras_file)
 
 
 @pytest.fixture(scope="session")

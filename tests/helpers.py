@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import io
 import os
 import signal
 import socket
@@ -29,6 +30,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edgeface.cli import main as edgeface_main
 from edgeface.store import ResultLog
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,6 +72,16 @@ def run_without_tensorflow(*args: str, timeout: float = 600) -> subprocess.Compl
     return subprocess.run(
         [sys.executable, "-c", RUNTIME_WITHOUT_TENSORFLOW, *args], capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_in_process(*args: str) -> subprocess.CompletedProcess:
+    """Runs `edgeface ARGS` through its command line in this process, with what it prints on stdout and stderr
+    (TensorFlow's own C++ log excepted), as `run_edgeface` would report it: for the workstation's train, convert and
+    demo, where every child would import TensorFlow again, seconds each time, while this process has it loaded."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = edgeface_main(list(args))
+    return subprocess.CompletedProcess(["edgeface", *args], code, out.getvalue(), err.getvalue())
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 60, interval: float = 0.01) -> None:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from helpers import FIXTURES, run_edgeface, write_photos
+from helpers import FIXTURES, run_in_process, write_photos
 
 if TYPE_CHECKING:
     import keras  # imported where a model is made: the tests import this module without TensorFlow
@@ -71,15 +71,15 @@ class MadeModel:
 
 
 def checked(run: subprocess.CompletedProcess) -> str:
-    """The stdout of a finished edgeface command; raises with its stderr if it failed."""
+    """The stdout of a finished edgeface command (`run_in_process`); raises with its stderr if it failed."""
     if run.returncode != 0:
-        raise RuntimeError(f"{' '.join(run.args[3:5])} failed:\n{run.stderr}")
+        raise RuntimeError(f"edgeface {run.args[1]} ended with {run.returncode}:\n{run.stderr}")
     return run.stdout
 
 
 def convert(keras_file: Path) -> MadeModel:
-    """`edgeface convert KERAS_FILE --json`: the int8 .tflite beside it."""
-    report = json.loads(checked(run_edgeface("convert", str(keras_file), "--json")))
+    """`edgeface convert KERAS_FILE --json`, in this process: the int8 .tflite beside it."""
+    report = json.loads(checked(run_in_process("convert", str(keras_file), "--json")))
     return MadeModel(keras_file, keras_file.with_suffix(".tflite"), report)
 
 
@@ -100,11 +100,11 @@ def held_out(folder: Path) -> list[tuple[Path, str]]:
 
 
 def make_classifier(folder: Path, patches: np.ndarray) -> MadeModel:
-    """face / not-face: `edgeface train --arch classic` on 160 patches, then `edgeface convert`; the 40 held-out
-    patches are in folder/held_out/."""
+    """face / not-face: `edgeface train --arch classic` on 160 patches, then `edgeface convert`, both in this
+    process; the 40 held-out patches are in folder/held_out/."""
     faces = write_held_out(folder, patches)
     keras_file = folder / "face_or_not.h5"
-    trained = checked(run_edgeface(
+    trained = checked(run_in_process(
         "train", str(faces), "-o", str(keras_file), "--arch", "classic", "--detector", "none", "--grayscale",
         "--input-size", "32", "--epochs", "20", "--batch-size", "16", "--seed", "3",
     ))  # fmt: skip
@@ -149,8 +149,6 @@ def network_of_embedder_train(make: Callable[[], keras.Model]) -> Iterator[None]
 def make_embedder(folder: Path, patches: np.ndarray) -> MadeModel:
     """`edgeface train` (the embedder, detector none, with strangers) with the stand-in network, in this process,
     then `edgeface convert`."""
-    from edgeface.cli import main
-
     rng = np.random.default_rng(5)
     people = [write_photos(folder / "faces" / f"person{n}", patches[n], PHOTOS, rng) for n in range(PEOPLE)]
     for stranger in STRANGERS:
@@ -160,9 +158,7 @@ def make_embedder(folder: Path, patches: np.ndarray) -> MadeModel:
     args = ["train", str(folder / "faces"), "-o", str(keras_file), "--detector", "none",
             "--strangers", str(folder / "strangers")]  # fmt: skip
     with network_of_embedder_train(lambda: stand_in_network(photos)):
-        code = main(args)
-    if code != 0:
-        raise RuntimeError(f"edgeface train of the stand-in embedder ended with {code}")
+        checked(run_in_process(*args))
     return convert(keras_file)
 
 

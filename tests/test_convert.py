@@ -1,9 +1,12 @@
 """train and convert for people, not just face / not-face: the unknown rule, model inputs made
 elsewhere, Keras' safe mode, the agreement gate, determinism, and eval.
 
-The "people" are four real LFW faces from scikit-image, each varied 30 times (shift, flip,
-light); that tests the mechanics, not recognition quality (the benchmark measures that on real
-identities). The strangers are 96 other real LFW faces and their mirror images.
+The "people" are four real LFW faces from scikit-image, each varied 15 times (shift, flip,
+light), trained for 15 epochs; that tests the mechanics, not recognition quality (the benchmark measures that on
+real identities). The strangers are 96 other real LFW faces and their mirror images.
+
+train and convert run through the command line in this process (`run_in_process`), which has TensorFlow loaded
+already; what a user runs as a process, without TensorFlow, runs as one (`run_edgeface`, `run_without_tensorflow`).
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ import numpy as np
 import pytest
 
 from edgeface import artefact
-from helpers import FIXTURES, run_edgeface, run_without_tensorflow
+from helpers import FIXTURES, run_edgeface, run_in_process, run_without_tensorflow
 
 pytestmark = pytest.mark.workstation
 
 PEOPLE = 4
-VARIANTS = 30
+VARIANTS = 15
 
 
 @dataclass
@@ -65,12 +68,12 @@ def people(tmp_path_factory: pytest.TempPathFactory, lfw_patches: np.ndarray) ->
     write_images(root / "strangers", list(others) + [face[:, ::-1] for face in others])
     write_images(root / "few_strangers", others[:50])
     keras_file = root / "people.h5"
-    train = run_edgeface(
+    train = run_in_process(
         "train", str(root / "faces"), "-o", str(keras_file), "--arch", "classic", "--detector", "none", "--grayscale",
-        "--input-size", "32", "--epochs", "25", "--batch-size", "16", "--strangers", str(root / "strangers"),
+        "--input-size", "32", "--epochs", "15", "--batch-size", "16", "--strangers", str(root / "strangers"),
     )  # fmt: skip
     assert train.returncode == 0, train.stderr
-    convert = run_edgeface("convert", str(keras_file))
+    convert = run_in_process("convert", str(keras_file))
     assert convert.returncode == 0, convert.stderr
     return People(
         root, root / "faces", root / "strangers", root / "few_strangers", keras_file,
@@ -127,7 +130,7 @@ def test_conversion_is_deterministic(people: People, tmp_path: Path):
 
 def test_a_broken_calibration_fails_the_agreement_check(people: People, tmp_path: Path):
     write_images(tmp_path / "black", [np.zeros((25, 25), np.uint8)] * 100)
-    run = run_edgeface("convert", str(people.keras_file), "-o", str(tmp_path / "broken.tflite"), "--calibration", str(tmp_path / "black"))
+    run = run_in_process("convert", str(people.keras_file), "-o", str(tmp_path / "broken.tflite"), "--calibration", str(tmp_path / "black"))
     assert run.returncode == 3, run.stderr
     assert "below --min-agreement 98.0 %" in run.stderr
 
@@ -138,7 +141,7 @@ def test_eval_of_tflite_runs_without_tensorflow_and_matches_the_h5_format(people
     assert run.returncode == 0, run.stderr
     assert "HEAVY []" in run.stderr
     int8 = json.loads(run.stdout)
-    float_run = run_edgeface("eval", str(people.faces), "--model", str(people.keras_file), "--json")
+    float_run = run_in_process("eval", str(people.faces), "--model", str(people.keras_file), "--json")
     assert float_run.returncode == 0, float_run.stderr
     float_report = json.loads(float_run.stdout)
     for report in (int8, float_report):
@@ -214,6 +217,6 @@ def test_a_lambda_layer_is_refused_unless_trusted(people: People, tmp_path: Path
 
 def test_a_foreign_model_without_labels_is_refused(tmp_path: Path):
     small_model().save(tmp_path / "other.keras")
-    run = run_edgeface("convert", str(tmp_path / "other.keras"))
+    run = run_in_process("convert", str(tmp_path / "other.keras"))
     assert run.returncode == 2
     assert "pass --labels FILE" in run.stderr

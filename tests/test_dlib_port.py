@@ -4,7 +4,7 @@ The reader must take the real file whole and refuse damaged copies of it with Dl
 The Keras port must give dlib's own descriptors on real faces (chips cut by dlib from
 scikit-image's astronaut and, when the shared data folder is there, LFW photos), survive an
 `.h5` round trip in safe mode, and quantize to built-in int8 ops that keep the descriptors'
-direction.
+direction (the int8 network `edgeface convert` makes of it, conftest's `dlib_embedder`).
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from edgeface_convert.dlib_format import (
     installed_weights_path,
     read_resnet,
 )
-from helpers import LFW_DEV
+from helpers import LFW_DEV, flatbuffer_of
+from make_fixtures import MadeModel
 
 if TYPE_CHECKING:
     import keras  # imported where a test needs it: the device tier collects this module without Keras
 
 pytestmark = pytest.mark.workstation  # the convert extra: dlib's weights, and TensorFlow for the port
 LFW_PEOPLE = 8
-CALIBRATION_CHIPS = 20
 # Stem, then two convolutions per residual block: 3 blocks of 32 channels, 4 of 64, 3 of 128,
 # 4 of 256, the first block of each wider level growing the channels.
 CONV_SHAPES = (
@@ -167,32 +167,14 @@ def test_model_loads_back_from_h5_in_safe_mode(model: keras.Model, chips: np.nda
     np.testing.assert_allclose(_descriptors(loaded, chips), _descriptors(model, chips), atol=1e-6)
 
 
-def _calibration(chips: np.ndarray) -> np.ndarray:
-    """Mirror images and lighter or darker copies of the chips, not the chips themselves."""
-    variants = [
-        np.clip(flipped * light, 0, 255)
-        for chip in chips.astype(np.float32)
-        for flipped in (chip, chip[:, ::-1])
-        for light in (0.7, 0.85, 1.15, 1.3)
-    ]
-    picks = np.linspace(0, len(variants) - 1, min(CALIBRATION_CHIPS, len(variants))).round().astype(int)
-    return np.stack([variants[i] for i in picks])
-
-
-def test_int8_conversion_keeps_the_descriptors(model: keras.Model, chips: np.ndarray) -> None:
-    import tensorflow as tf
+def test_int8_conversion_keeps_the_descriptors(model: keras.Model, chips: np.ndarray, dlib_embedder: MadeModel) -> None:
+    """The int8 network `edgeface convert` made of the port (conftest's `dlib_embedder`, calibrated on its training
+    photos), on real chips it never saw: converting the 29 convolutions takes long, so it is done once a session."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    calibration = _calibration(chips)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([chip[np.newaxis]] for chip in calibration)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
     # Without the default XNNPACK delegate, so the op list shows TFLite's own kernels.
     interpreter = Interpreter(
-        model_content=converter.convert(),
+        model_content=flatbuffer_of(dlib_embedder.tflite_file),
         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
     )
     interpreter.allocate_tensors()

@@ -1,7 +1,8 @@
-"""train → convert on real face images, through the real CLI, as the committed classifier was made: the model file,
-its metadata and metrics, the conversion report, and int8 on LiteRT against the float model on patches it never
-saw. The faces are scikit-image's lfw_subset (real 25×25 LFW face crops and non-face patches), written as PNG files
-in the `DIR/<label>/` layout a user would make (tests/make_fixtures.py). Training takes about half a minute.
+"""train → convert on real face images, through the real command line (in this process, by make_fixtures.py's
+recipe), as the committed classifier was made: the model file, its metadata and metrics, the conversion report, and
+int8 on LiteRT against the float model on patches it never saw. The faces are scikit-image's lfw_subset (real 25×25
+LFW face crops and non-face patches), written as PNG files in the `DIR/<label>/` layout a user would make
+(tests/make_fixtures.py). Training takes about half a minute.
 """
 
 from __future__ import annotations
