@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import io
 import os
 import signal
 import socket
@@ -21,7 +22,8 @@ import sys
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edgeface.cli import main
 from edgeface.store import ResultLog
 
 REPO = Path(__file__).resolve().parent.parent
@@ -390,3 +393,29 @@ def flatbuffer_of(model: Path) -> bytes:
 def lfw_face(number: int) -> np.ndarray:
     """lfw_subset's face `number` (0-19: those committed as held-out patches), 25×25 grey uint8."""
     return cv2.imread(str(FIXTURES / "held_out" / "face" / f"{number:03d}.png"), cv2.IMREAD_GRAYSCALE)
+
+
+# -- edgeface's commands several at once, or in this process ---------------------------------------------------
+
+
+def run_edgeface_together(*commands: Sequence[str]) -> list[subprocess.CompletedProcess]:
+    """`run_edgeface(*command)` for each of `commands` at the same time, for checks that do not depend on each other;
+    the results in the order of `commands`. Each process spends about half a second importing the runtime, time
+    the cores can share."""
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda command: run_edgeface(*command), commands))
+
+
+def run_in_process(*args: str) -> subprocess.CompletedProcess:
+    """`edgeface ARGS` run by `edgeface.cli.main` in this process, its stdout and stderr caught, as `run_edgeface`
+    returns them: for the checks of a command's arguments and of its output, without the half second a process
+    spends importing the runtime. Only for commands that neither classify nor spawn (a usage error, a refused model,
+    `log`); tests that run the command as a process keep the way from `python -m edgeface` to its exit code
+    checked."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as stop:  # argparse's usage errors and --help
+            code = stop.code
+    return subprocess.CompletedProcess(["edgeface", *args], code, out.getvalue(), err.getvalue())
