@@ -36,8 +36,10 @@ def parse_time(text: str, now: datetime | None = None) -> str:
     return log_time(when)
 
 
-def write_rows(rows: list[dict], style: str, stream: TextIO = sys.stdout) -> None:
-    """`rows` as "json" (one object a line), "csv" (with a header) or "table" (aligned columns)."""
+def write_rows(rows: list[dict], style: str, stream: TextIO | None = None) -> None:
+    """`rows` as "json" (one object a line), "csv" (with a header) or "table" (aligned columns), to `stream`, by
+    default the sys.stdout of the moment: one bound when this module was imported would miss a redirection."""
+    stream = stream or sys.stdout
     if style == "json":
         for row in rows:
             stream.write(json.dumps(row) + "\n")
