@@ -117,8 +117,8 @@ def finish(tmp_path: Path, args: list[str], folders: dict[str, Path], db: Path, 
 
 
 @pytest.mark.parametrize(
-    "workers, kills",
-    [(1, 3), (2, 3), pytest.param(1, 40, marks=pytest.mark.slow), pytest.param(2, 40, marks=pytest.mark.slow)],
+    "workers, kills",  # two kills by default (each a scan start: about a second with workers); the slow run's 40
+    [(1, 2), (2, 2), pytest.param(1, 40, marks=pytest.mark.slow), pytest.param(2, 40, marks=pytest.mark.slow)],
 )
 def test_a_scan_killed_at_random_moments_ends_with_one_outcome_per_file(
     classifier: Classifier, photos: list[bytes], tmp_path: Path, workers: int, kills: int
@@ -150,7 +150,9 @@ def test_a_scan_killed_at_random_moments_ends_with_one_outcome_per_file(
     assert check_log(db) == {str(folder / name): expected_status(name) for name in names}
 
 
-@pytest.mark.parametrize("rounds", [6, pytest.param(60, marks=pytest.mark.slow)])
+# Four rounds by default (each a daemon start): two kills after a random time, two after a random number of moves;
+# the slow run's 60 fall everywhere.
+@pytest.mark.parametrize("rounds", [4, pytest.param(60, marks=pytest.mark.slow)])
 def test_the_daemon_killed_at_random_moments_logs_and_moves_every_file_once(
     classifier: Classifier, photos: list[bytes], tmp_path: Path, rounds: int
 ):
@@ -175,7 +177,8 @@ def test_the_daemon_killed_at_random_moments_logs_and_moves_every_file_once(
     finish(tmp_path, args, folders, db, names)
 
 
-@pytest.mark.parametrize("power_cuts", [2, pytest.param(8, marks=pytest.mark.slow)])
+# One cut by default (each costs a restart to complete it); the slow run's 8 fall at other moments.
+@pytest.mark.parametrize("power_cuts", [1, pytest.param(8, marks=pytest.mark.slow)])
 def test_a_power_cut_leaves_files_that_edgeface_opens_and_a_restart_completes(
     classifier: Classifier, photos: list[bytes], tmp_path: Path, power_cuts: int
 ):
