@@ -398,12 +398,14 @@ def lfw_face(number: int) -> np.ndarray:
 # -- edgeface's commands several at once, or in this process ---------------------------------------------------
 
 
-def run_edgeface_together(*commands: Sequence[str]) -> list[subprocess.CompletedProcess]:
-    """`run_edgeface(*command)` for each of `commands` at the same time, for checks that do not depend on each other;
-    the results in the order of `commands`. Each process spends about half a second importing the runtime, time
-    the cores can share."""
+def run_edgeface_together(
+    *commands: Sequence[str], runner: Callable[..., subprocess.CompletedProcess] = run_edgeface
+) -> list[subprocess.CompletedProcess]:
+    """`runner(*command)` (`run_edgeface`, or `run_without_tensorflow`) for each of `commands` at the same time, for
+    checks that do not depend on each other; the results in the order of `commands`. Each process spends about half
+    a second importing the runtime, time the cores can share."""
     with ThreadPoolExecutor(len(commands)) as pool:
-        return list(pool.map(lambda command: run_edgeface(*command), commands))
+        return list(pool.map(lambda command: runner(*command), commands))
 
 
 def run_in_process(*args: str) -> subprocess.CompletedProcess:
