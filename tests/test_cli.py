@@ -34,7 +34,8 @@ def test_scan_without_a_model_says_how_to_give_one(tmp_path: Path, monkeypatch):
 
 
 def test_a_missing_model_file_is_a_clear_error(tmp_path: Path):
-    run = run_in_process("scan", str(tmp_path), "--model", str(tmp_path / "nope.tflite"), "--db", str(tmp_path / "l.db"))
+    missing = tmp_path / "nope.tflite"
+    run = run_in_process("scan", str(tmp_path), "--model", str(missing), "--db", str(tmp_path / "l.db"))
     assert run.returncode == 2
     assert "cannot read model" in run.stderr and "nope.tflite" in run.stderr
 
