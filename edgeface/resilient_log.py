@@ -4,10 +4,8 @@ A log that fails while the daemon runs (locked by another writer, read-only, on 
 deleted) is a fault to wait out, not a reason to exit: it is said once (and again when the reason
 changes), the log is closed, and it is opened again after a wait that grows from FIRST_RETRY to
 LAST_RETRY seconds. What could not be recorded meanwhile waits where the intake keeps it (`waiting`
-says where). A log deleted or replaced under the daemon is noticed by `check()` and opened again at
-once, without the first wait: no wait mends that, and the file now at the path (a new, empty one
-where there is none) may well work. A log that no wait can mend (`LogError.lasting`) stops the start
-instead.
+says where). A log deleted or replaced under the daemon is noticed by `check()`, and a new one is
+started in its place. A log that no wait can mend (`LogError.lasting`) stops the start instead.
 
 Commits go through a `Recording`, so every sink is fed after the durable commit.
 """
@@ -97,15 +95,13 @@ class ResilientLog:
 
     def failed(self, error: LogError) -> None:
         """Starts (or continues) a fault: says so once, or again when the reason changes, closes the log, and
-        plans the next try after the fault's current wait (none for a fault that begins with the log replaced)."""
-        changed = self.fault is None or self.fault.reason != error.reason
-        if self.fault is None:
-            replaced = self.recording is not None and self.recording.log.replaced()
-            self.fault = LogFault(error.reason, time.monotonic(), 0.0 if replaced else FIRST_RETRY)
-        if changed:
-            logger.error("the log %s is failing: %s; %s, and the log is opened again %s, then less often "
+        plans the next try after the fault's current wait."""
+        if self.fault is None or self.fault.reason != error.reason:
+            logger.error("the log %s is failing: %s; %s, and the log is opened again in %.0f s, then less often "
                          "(every %.0f s at most)", self.db, error.reason, self._waiting,
-                         f"in {self.fault.wait:.0f} s" if self.fault.wait else "at once", LAST_RETRY)  # fmt: skip
+                         self.fault.wait if self.fault else FIRST_RETRY, LAST_RETRY)  # fmt: skip
+        if self.fault is None:
+            self.fault = LogFault(error.reason, time.monotonic())
         self.fault.reason = error.reason
         self.fault.retry_at = time.monotonic() + self.fault.wait
         self.close()
@@ -118,7 +114,7 @@ class ResilientLog:
     def reopen(self, then: str) -> bool:
         """Opens the failing log again now (a new, empty log when the old one is gone) and ends the fault,
         saying `then` (what happens next); else the next try waits twice as long. Returns whether it works."""
-        self.fault.wait = min(max(2 * self.fault.wait, FIRST_RETRY), LAST_RETRY)
+        self.fault.wait = min(2 * self.fault.wait, LAST_RETRY)
         existed = self.db.exists()
         try:
             self._open()
