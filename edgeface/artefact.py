@@ -243,9 +243,22 @@ def read(model: bytes, name: str = "model") -> ModelMetadata:
     """The metadata inside a model file's bytes; MetadataError says what is wrong, naming `name`."""
     if model[4:8] != TFLITE_IDENTIFIER:
         raise MetadataError(f"{name} is not a TFLite model")
+    text = _member(model, name)
     try:
-        with zipfile.ZipFile(io.BytesIO(model)) as bundle, bundle.open(MEMBER) as member:
-            text = member.read(MAX_METADATA_BYTES + 1)  # however large the archive says it is, or is made to inflate
+        return ModelMetadata.from_json(text)
+    except MetadataError as bad:
+        raise MetadataError(f"{name}: {bad}") from None
+
+
+def _member(model: bytes, name: str) -> bytes:
+    """The metadata document's bytes. A member declaring more than MAX_METADATA_BYTES is refused before any of it
+    is inflated, and zipfile inflates no more than a member declares (one that inflates further fails its check):
+    a small hostile file cannot make the runtime inflate and hold more."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(model)) as bundle:
+            info = bundle.getinfo(MEMBER)
+            if info.file_size <= MAX_METADATA_BYTES:
+                return bundle.read(info)
     # A damaged or hostile archive can fail in many ways (encrypted or unknown compression, bad
     # offsets, names that are not UTF-8); each means the same thing here.
     except (zipfile.BadZipFile, KeyError, zlib.error, lzma.LZMAError, EOFError, OSError, RuntimeError, ValueError,
@@ -254,12 +267,7 @@ def read(model: bytes, name: str = "model") -> ModelMetadata:
             f"{name} carries no edgeface metadata (labels, preprocessing); "
             "make the model with `edgeface convert`"
         ) from None
-    if len(text) > MAX_METADATA_BYTES:
-        raise MetadataError(f"{name}: its metadata is larger than {MAX_METADATA_BYTES >> 20} MiB")
-    try:
-        return ModelMetadata.from_json(text)
-    except MetadataError as bad:
-        raise MetadataError(f"{name}: {bad}") from None
+    raise MetadataError(f"{name}: its metadata is larger than {MAX_METADATA_BYTES >> 20} MiB")
 
 
 def read_file(path: str | Path) -> ModelMetadata:

@@ -37,8 +37,8 @@ def parse_time(text: str, now: datetime | None = None) -> str:
 
 
 def write_rows(rows: list[dict], style: str, stream: TextIO | None = None) -> None:
-    """`rows` as "json" (one object a line), "csv" (with a header) or "table" (aligned columns), to `stream`
-    (default: sys.stdout as it is at the call, so a redirection made after import applies)."""
+    """`rows` as "json" (one object a line), "csv" (with a header) or "table" (aligned columns), to `stream`, by
+    default the sys.stdout of the moment: one bound when this module was imported would miss a redirection."""
     stream = stream or sys.stdout
     if style == "json":
         for row in rows:

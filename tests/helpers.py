@@ -22,7 +22,8 @@ import sys
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,10 +78,16 @@ def run_without_tensorflow(*args: str, timeout: float = 600) -> subprocess.Compl
 def run_in_process(*args: str) -> subprocess.CompletedProcess:
     """Runs `edgeface ARGS` through its command line in this process, with what it prints on stdout and stderr
     (TensorFlow's own C++ log excepted), as `run_edgeface` would report it: for the workstation's train, convert and
-    demo, where every child would import TensorFlow again, seconds each time, while this process has it loaded."""
+    demo, where every child would import TensorFlow again, seconds each time, while this process has it loaded; and
+    for commands that neither classify nor spawn (a usage error, a refused model, `log`), without the half second a
+    process spends importing the runtime. Tests that run the command as a process keep the way from
+    `python -m edgeface` to its exit code checked."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = edgeface_main(list(args))
+        try:
+            code = edgeface_main(list(args))
+        except SystemExit as stop:  # argparse's usage errors and --help
+            code = stop.code
     return subprocess.CompletedProcess(["edgeface", *args], code, out.getvalue(), err.getvalue())
 
 
@@ -404,13 +411,14 @@ def lfw_face(number: int) -> np.ndarray:
     return cv2.imread(str(FIXTURES / "held_out" / "face" / f"{number:03d}.png"), cv2.IMREAD_GRAYSCALE)
 
 
-def run_edgeface_at_once(*commands: list[str], timeout: float = 600) -> list[subprocess.CompletedProcess]:
-    """`run_edgeface` of each of `commands` (argument lists), all started together: independent runs take the time
-    of the slowest, not of all of them. The results are in the order of `commands`."""
-    started = [subprocess.Popen([sys.executable, "-m", "edgeface", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for args in commands]  # fmt: skip
-    results = []
-    for process in started:
-        stdout, stderr = process.communicate(timeout=timeout)
-        results.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
-    return results
+# -- edgeface's commands several at once ----------------------------------------------------------------------
+
+
+def run_edgeface_together(
+    *commands: Sequence[str], runner: Callable[..., subprocess.CompletedProcess] = run_edgeface
+) -> list[subprocess.CompletedProcess]:
+    """`runner(*command)` (`run_edgeface`, or `run_without_tensorflow`) for each of `commands` at the same time, for
+    checks that do not depend on each other; the results in the order of `commands`. Each process spends about half
+    a second importing the runtime, time the cores can share."""
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda command: runner(*command), commands))

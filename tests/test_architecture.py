@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import tomllib
 from pathlib import Path
 
@@ -15,8 +16,9 @@ OPTIONAL = {"ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorf
             "edgeface_convert.commands", "edgeface_convert.demo"}
 
 
+@functools.cache  # `imports` asks for every function of every module; the tree does not change during a run
 def modules() -> dict[str, Path]:
-    """Every module of both packages by dotted name."""
+    """Every module of both packages by dotted name (not to be changed: the one dict is shared)."""
     found = {}
     for package, root in PACKAGES.items():
         for path in root.rglob("*.py"):
@@ -24,6 +26,12 @@ def modules() -> dict[str, Path]:
             name = ".".join((package, *parts[:-1])) if parts[-1] == "__init__" else ".".join((package, *parts))
             found[name] = path
     return found
+
+
+@functools.cache  # each test walks every module's tree: parsed once per run
+def parsed(path: Path) -> ast.Module:
+    """The syntax tree of the module at `path` (not to be changed: the one tree is shared)."""
+    return ast.parse(path.read_text())
 
 
 def imports(tree: ast.Module) -> list[tuple[str, ast.AST]]:
@@ -42,7 +50,7 @@ def imports(tree: ast.Module) -> list[tuple[str, ast.AST]]:
 def graph() -> dict[str, set[str]]:
     known = modules()
     return {
-        name: {imported for imported, _ in imports(ast.parse(path.read_text())) if imported in known and imported != name}
+        name: {imported for imported, _ in imports(parsed(path)) if imported in known and imported != name}
         for name, path in known.items()
     }
 
@@ -70,7 +78,7 @@ def test_no_import_cycle():
 def test_imports_sit_at_the_top_of_a_module_but_for_optional_dependencies():
     inside_functions = []
     for name, path in modules().items():
-        tree = ast.parse(path.read_text())
+        tree = parsed(path)
         for function in [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]:
             for imported, node in imports(ast.Module(body=function.body, type_ignores=[])):
                 if not any(imported == optional or imported.startswith(optional + ".") for optional in OPTIONAL):
@@ -80,7 +88,7 @@ def test_imports_sit_at_the_top_of_a_module_but_for_optional_dependencies():
 
 def test_sqlite_only_in_the_store_and_tensorflow_only_on_the_workstation_side():
     for name, path in modules().items():
-        imported = {module.split(".")[0] for module, _ in imports(ast.parse(path.read_text()))}
+        imported = {module.split(".")[0] for module, _ in imports(parsed(path))}
         if not name.startswith("edgeface.store"):
             assert "sqlite3" not in imported, name
         if name.startswith("edgeface."):

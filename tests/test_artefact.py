@@ -6,7 +6,7 @@ from io import BytesIO
 
 import pytest
 
-from helpers import Classifier, run_edgeface
+from helpers import Classifier, run_edgeface_together
 from edgeface import artefact
 from edgeface.artefact import MetadataError, ModelMetadata
 from edgeface.detect import HaarSettings
@@ -131,6 +131,17 @@ def test_metadata_that_inflates_past_the_bound_is_refused_without_inflating_it_a
         artefact.read(bomb, name="bomb.tflite")
 
 
+def test_a_member_that_inflates_past_its_declared_size_is_refused():
+    """The size the archive declares bounds what is inflated: zipfile stops there, and the member then fails its
+    check."""
+    archive = bytearray(_zipped(b" " * 100_000))
+    directory = archive.rindex(b"PK\x01\x02")
+    for size_field in (22, directory + 24):  # the uncompressed size, in the local header and in the directory
+        archive[size_field : size_field + 4] = (1000).to_bytes(4, "little")
+    with pytest.raises(MetadataError, match="carries no edgeface metadata"):
+        artefact.read(FLATBUFFER + bytes(archive), name="liar.tflite")
+
+
 def test_a_crafted_model_stops_every_command_with_one_line_and_exit_2_never_a_restart_loop(classifier: Classifier, tmp_path):
     """A real network with crafted metadata. Exit 2 is what the units' RestartPreventExitStatus=2 keeps from
     restarting; any other code would loop."""
@@ -140,9 +151,11 @@ def test_a_crafted_model_stops_every_command_with_one_line_and_exit_2_never_a_re
         document = json.loads(bundle.read(artefact.MEMBER))
     model = tmp_path / "crafted.tflite"
     model.write_bytes(network + _zipped(json.dumps({**document, "labels": ["face", {"not": "a name"}]}).encode()))
-    for argv in (["info", str(model)], ["watch", str(tmp_path), "--model", str(model), "--db", str(tmp_path / "l.db")],
-                 ["scan", str(tmp_path), "--model", str(model), "--db", str(tmp_path / "l.db")]):  # fmt: skip
-        run = run_edgeface(*argv)
+    runs = run_edgeface_together(
+        ["info", str(model)], ["watch", str(tmp_path), "--model", str(model), "--db", str(tmp_path / "l.db")],
+        ["scan", str(tmp_path), "--model", str(model), "--db", str(tmp_path / "l.db")],
+    )  # fmt: skip
+    for run in runs:
         errors = [line for line in run.stderr.splitlines() if line.startswith("edgeface: error:")]
         assert run.returncode == 2 and len(errors) == 1 and "not a usable name" in errors[0], run.stderr
         assert "Traceback" not in run.stderr

@@ -14,7 +14,14 @@ import pytest
 
 from edgeface import artefact
 from edgeface.model import FaceClassifier, ModelError
-from helpers import Classifier, flatbuffer_of, run_edgeface, run_without_tensorflow
+from helpers import (
+    Classifier,
+    flatbuffer_of,
+    run_edgeface,
+    run_edgeface_together,
+    run_in_process,
+    run_without_tensorflow,
+)
 from make_fixtures import HELD_OUT_PER_LABEL
 
 
@@ -84,8 +91,9 @@ def test_the_runtime_runs_where_tensorflow_cannot_be_imported(classifier: Classi
 
 def test_train_and_convert_without_tensorflow_name_the_install_command(tmp_path: Path):
     (tmp_path / "m.h5").write_bytes(b"")
-    for args in (["train", str(tmp_path), "-o", "m.h5"], ["convert", str(tmp_path / "m.h5")]):
-        run = run_without_tensorflow(*args)
+    runs = run_edgeface_together(["train", str(tmp_path), "-o", "m.h5"], ["convert", str(tmp_path / "m.h5")],
+                                 runner=run_without_tensorflow)  # fmt: skip
+    for run in runs:
         assert run.returncode == 2
         message = [line for line in run.stderr.splitlines() if not line.startswith("HEAVY")]
         assert len(message) == 1
@@ -95,7 +103,7 @@ def test_train_and_convert_without_tensorflow_name_the_install_command(tmp_path:
 def test_a_tflite_without_edgeface_metadata_is_refused(classifier: Classifier, tmp_path: Path):
     plain = tmp_path / "plain.tflite"
     plain.write_bytes(flatbuffer_of(classifier.tflite_file))
-    scan = run_edgeface("scan", str(classifier.held_out[0][0]), "--model", str(plain), "--db", str(tmp_path / "l.db"))
+    scan = run_in_process("scan", str(classifier.held_out[0][0]), "--model", str(plain), "--db", str(tmp_path / "l.db"))
     assert scan.returncode == 2
     assert "carries no edgeface metadata" in scan.stderr
     assert not (tmp_path / "l.db").exists()
@@ -111,7 +119,8 @@ def test_labels_that_do_not_fit_the_outputs_are_refused(classifier: Classifier, 
 
 
 def test_info_shows_tensors_ops_and_metadata(classifier: Classifier):
-    run = run_edgeface("info", str(classifier.tflite_file), "--json")
+    model = str(classifier.tflite_file)
+    run, text = run_edgeface_together(["info", model, "--json"], ["info", model])
     assert run.returncode == 0, run.stderr
     facts = json.loads(run.stdout)
     assert facts["input"]["dtype"] == "int8" and facts["output"]["dtype"] == "int8"
@@ -119,5 +128,4 @@ def test_info_shows_tensors_ops_and_metadata(classifier: Classifier):
     assert facts["ops"]["CONV_2D"] == 3 and facts["ops"]["FULLY_CONNECTED"] == 2
     assert facts["metadata"]["labels"] == ["face", "not-face"]
     assert facts["sha256"] == hashlib.sha256(classifier.tflite_file.read_bytes()).hexdigest()
-    text = run_edgeface("info", str(classifier.tflite_file))
     assert "labels (sigmoid): face, not-face" in text.stdout and "zero point" in text.stdout

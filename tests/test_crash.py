@@ -117,26 +117,29 @@ def finish(tmp_path: Path, args: list[str], folders: dict[str, Path], db: Path, 
 
 
 @pytest.mark.parametrize(
-    "workers, kills",
-    [(1, 3), (2, 3), pytest.param(1, 40, marks=pytest.mark.slow), pytest.param(2, 40, marks=pytest.mark.slow)],
+    "workers",  # the workers of each killed run; the last run has the first one's
+    [
+        pytest.param((2, 1), id="2-then-1"),  # by default one kill of each kind (a scan start costs about a second)
+        pytest.param((1,) * 40, id="1x40", marks=pytest.mark.slow),
+        pytest.param((2,) * 40, id="2x40", marks=pytest.mark.slow),
+    ],
 )
 def test_a_scan_killed_at_random_moments_ends_with_one_outcome_per_file(
-    classifier: Classifier, photos: list[bytes], tmp_path: Path, workers: int, kills: int
+    classifier: Classifier, photos: list[bytes], tmp_path: Path, workers: tuple[int, ...]
 ):
     """Each run is killed while it starts (the model, the log, the listing, the hashes) or after a random number of
     results: in a batch, between batches, or while it commits one. The log left behind is whole and keeps every
     outcome committed before; a last run completes it: one outcome per file."""
-    rng = random.Random(workers * 1000 + kills)
+    rng = random.Random(workers[0] * 1000 + len(workers))
     folder = tmp_path / "photos"
     folder.mkdir()
     db = tmp_path / "log.db"
-    args = ["scan", str(folder), "--model", str(classifier.tflite_file), "--db", str(db), "--json",
-            "--workers", str(workers)]  # fmt: skip
+    args = ["scan", str(folder), "--model", str(classifier.tflite_file), "--db", str(db), "--json", "--workers"]
     names: list[str] = []
     logged: dict[str, str] = {}
-    for _ in range(kills):
+    for count in workers:
         names += [drop(folder, len(names) + i, photos, rng) for i in range(NEW_PER_RUN)]
-        scan = Child(tmp_path, *args)
+        scan = Child(tmp_path, *args, str(count))
         if rng.random() < 0.2:
             time.sleep(rng.uniform(0, 0.5))
         else:
@@ -145,12 +148,14 @@ def test_a_scan_killed_at_random_moments_ends_with_one_outcome_per_file(
         scan.kill()
         earlier, logged = logged, check_left_behind(db, tmp_path / "left")
         assert earlier.items() <= logged.items(), "a committed outcome was lost or changed"
-    final = run_edgeface(*args)
+    final = run_edgeface(*args, str(workers[0]))
     assert final.returncode in (0, 1), final.stderr  # 1 when it was left broken files to fail
     assert check_log(db) == {str(folder / name): expected_status(name) for name in names}
 
 
-@pytest.mark.parametrize("rounds", [6, pytest.param(60, marks=pytest.mark.slow)])
+# Four rounds by default (each a daemon start): two kills after a random time, two after a random number of moves;
+# the slow run's 60 fall everywhere.
+@pytest.mark.parametrize("rounds", [4, pytest.param(60, marks=pytest.mark.slow)])
 def test_the_daemon_killed_at_random_moments_logs_and_moves_every_file_once(
     classifier: Classifier, photos: list[bytes], tmp_path: Path, rounds: int
 ):
@@ -175,7 +180,8 @@ def test_the_daemon_killed_at_random_moments_logs_and_moves_every_file_once(
     finish(tmp_path, args, folders, db, names)
 
 
-@pytest.mark.parametrize("power_cuts", [2, pytest.param(8, marks=pytest.mark.slow)])
+# One cut by default (each costs a restart to complete it); the slow run's 8 fall at other moments.
+@pytest.mark.parametrize("power_cuts", [1, pytest.param(8, marks=pytest.mark.slow)])
 def test_a_power_cut_leaves_files_that_edgeface_opens_and_a_restart_completes(
     classifier: Classifier, photos: list[bytes], tmp_path: Path, power_cuts: int
 ):

@@ -104,17 +104,17 @@ def test_a_read_only_log_stops_the_start_and_one_made_read_only_later_is_waited_
     """At start, a log the daemon may not write is a mistake to report (exit 2, which the units do not restart), not
     a fault to wait out while systemd shows the service running. A log that becomes read-only later (a read-only
     backup restored under the running daemon) is waited for, as every passing fault of the log is."""
-    db = tmp_path / "log.db"
+    read_only, db = tmp_path / "read-only", tmp_path / "log.db"
+    read_only.mkdir()
+    _, refused_args = watch(read_only, classifier, read_only / "log.db")
+    ResultLog(read_only / "log.db").close()
+    (read_only / "log.db").chmod(0o444)
     inbox, args = watch(tmp_path, classifier, db)
-    ResultLog(db).close()
-    db.chmod(0o444)
-    refused = Child(tmp_path, *args, preexec=as_an_ordinary_user)
+    refused = Child(read_only, *refused_args, preexec=as_an_ordinary_user)  # two starts at once: half the wait
+    daemon = Child(tmp_path, *args, preexec=as_an_ordinary_user).ready()
     assert refused.finish()[0] == 2
     errors = [line for line in refused.stderr().splitlines() if line.startswith("edgeface: error:")]
     assert len(errors) == 1 and "cannot be written here: attempt to write a readonly database" in errors[0], errors
-    for path in tmp_path.glob("log.db*"):  # SQLite gave the -shm it made the log's mode
-        path.chmod(0o644)
-    daemon = Child(tmp_path, *args, preexec=as_an_ordinary_user).ready()
     daemon.signal(signal.SIGSTOP)
     restore_read_only(db)
     daemon.signal(signal.SIGCONT)
@@ -229,20 +229,24 @@ def bad_models(classifier: Classifier, tmp_path: Path) -> dict[str, tuple[Path, 
     return models
 
 
-@pytest.mark.parametrize("kind", ["missing", "truncated", "wrong input size", "labels that do not fit"])
 def test_a_bad_model_stops_the_start_with_one_line_before_ready(
-    classifier: Classifier, tmp_path: Path, bad_models: dict[str, tuple[Path, str]], kind: str
+    classifier: Classifier, tmp_path: Path, bad_models: dict[str, tuple[Path, str]]
 ):
-    model, words = bad_models[kind]
-    db = tmp_path / "log.db"
-    _, args = watch(tmp_path, classifier, db, model=model)
-    daemon = Child(tmp_path, *args)
-    assert daemon.process.wait(timeout=60) == 2
-    daemon.notifications.close()
-    [line] = edgeface_lines(daemon.stderr())
-    assert line.startswith("edgeface: error: ") and str(model) in line and words in line, line
-    assert not any("READY=1" in message for message in daemon.notifications.seen)
-    assert not db.exists()  # the model is checked before the log is touched
+    """Every kind of broken model, each given to a daemon of its own; the daemons start together."""
+    started = {}
+    for kind, (model, _) in bad_models.items():
+        folder = tmp_path / model.stem
+        folder.mkdir()
+        _, args = watch(folder, classifier, folder / "log.db", model=model)
+        started[kind] = Child(folder, *args)
+    for kind, daemon in started.items():
+        model, words = bad_models[kind]
+        assert daemon.process.wait(timeout=60) == 2, kind
+        daemon.notifications.close()
+        [line] = edgeface_lines(daemon.stderr())
+        assert line.startswith("edgeface: error: ") and str(model) in line and words in line, (kind, line)
+        assert not any("READY=1" in message for message in daemon.notifications.seen), kind
+        assert not (tmp_path / model.stem / "log.db").exists(), kind  # the model is checked before the log is touched
 
 
 def test_a_bad_model_on_sighup_leaves_the_running_one_at_work(

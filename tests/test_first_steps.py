@@ -8,13 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import Classifier, run_edgeface
+from helpers import Classifier, run_edgeface, run_in_process
 
 
 def test_a_keras_model_given_to_scan_says_to_convert_it(tmp_path: Path):
+    """Refused before anything is read: checked in this process (test_cli runs the command as a process)."""
     for name in ("faces.h5", "faces.keras"):
         (tmp_path / name).write_bytes(b"HDF")
-        run = run_edgeface("scan", str(tmp_path), "--model", str(tmp_path / name), "--db", str(tmp_path / "log.db"))
+        run = run_in_process("scan", str(tmp_path), "--model", str(tmp_path / name), "--db", str(tmp_path / "log.db"))
         assert run.returncode == 2 and f"`edgeface convert {tmp_path / name}`" in run.stderr, run.stderr
         assert not (tmp_path / "log.db").exists()
 
@@ -37,17 +38,21 @@ def test_a_folder_without_images_gets_a_word_and_is_no_failure(classifier: Class
     assert f"note: no image files in {empty} (1 other file); --recursive also looks in its sub-folders" in run.stderr
 
 
-def test_annotated_copies_never_land_on_the_photos(classifier: Classifier, tmp_path: Path):
+def test_annotated_copies_never_land_on_the_photos(classifier: Classifier, tmp_path: Path, monkeypatch):
+    """The folder of the photos is refused before the scan starts (checked in this process); a copy that would be
+    the photo itself (a hard link) is refused by the scan, run as a process."""
     photos = tmp_path / "photos"
     photos.mkdir()
     photo = photos / "a.png"
     photo.write_bytes(classifier.held_out[0][0].read_bytes())
     before = photo.read_bytes()
-    scan = [sys.executable, "-m", "edgeface", "scan", "photos", "--model", str(classifier.tflite_file), "--db", "log.db"]
-    run = subprocess.run([*scan, "--annotate", "."], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    scan = ["scan", "photos", "--model", str(classifier.tflite_file), "--db", "log.db"]
+    monkeypatch.chdir(tmp_path)
+    run = run_in_process(*scan, "--annotate", ".")
     assert run.returncode == 2 and "would write the copies over the photos themselves" in run.stderr, run.stderr
     (tmp_path / "copies" / "photos").mkdir(parents=True)
     os.link(photo, tmp_path / "copies" / "photos" / "a.png")  # where its copy would go is the photo itself
-    run = subprocess.run([*scan, "--annotate", "copies"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, "-m", "edgeface", *scan, "--annotate", "copies"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
     assert run.returncode == 1 and "would overwrite the photo itself" in run.stderr, run.stderr
     assert photo.read_bytes() == before

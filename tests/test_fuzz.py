@@ -1,7 +1,7 @@
 """Fuzzing the two parsers that read untrusted bytes: the image reader (`image_size`, `decode`) and
 the model's metadata (`artefact.read`). Only ImageError and MetadataError may come out of them.
 
-The default run tries 200 examples of each; the slow run (`pytest -m slow`) 2000. Hypothesis runs
+The default run tries 100 examples of each; the slow run (`pytest -m slow`) 2000. Hypothesis runs
 derandomized (the same examples on every run, so CI never fails on an example it had not seen before; set
 `derandomize=False` locally to explore further) and without an example database (its `.hypothesis/` cache
 git-ignores itself). Its deadline fails an example that takes seconds where milliseconds are normal; but a
@@ -40,7 +40,7 @@ FUZZ = settings(
 )
 
 
-EXAMPLES = pytest.mark.parametrize("examples", [200, pytest.param(2000, marks=pytest.mark.slow)])
+EXAMPLES = pytest.mark.parametrize("examples", [100, pytest.param(2000, marks=pytest.mark.slow)])
 
 
 def fuzz(examples: int, strategy: st.SearchStrategy, check: Callable[[object], None]) -> None:

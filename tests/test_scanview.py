@@ -127,12 +127,12 @@ def test_scan_shows_progress_on_a_terminal_only(classifier: Classifier, tmp_path
     folder = photos(tmp_path / "photos")
     args = [sys.executable, "-m", "edgeface", "scan", str(folder), "-r", "--model", str(classifier.tflite_file),
             "--workers", "1"]  # fmt: skip
+    controller, terminal = pty.openpty()
+    with_terminal = subprocess.Popen([*args, "--db", str(tmp_path / "b.db")], stdout=subprocess.PIPE, stderr=terminal,
+                                     cwd=REPO)  # fmt: skip
     piped = subprocess.run([*args, "--db", str(tmp_path / "a.db")], capture_output=True, text=True, cwd=REPO)
     assert piped.returncode == 0 and "\r" not in piped.stderr and "scanning:" not in piped.stderr
-    controller, terminal = pty.openpty()
-    with_terminal = subprocess.run(
-        [*args, "--db", str(tmp_path / "b.db")], stdout=subprocess.PIPE, stderr=terminal, cwd=REPO, timeout=120
-    )
+    table = with_terminal.communicate(timeout=120)[0]  # the two scans ran at the same time
     os.close(terminal)
     shown = b""
     while chunk := _read_available(controller):
@@ -140,7 +140,7 @@ def test_scan_shows_progress_on_a_terminal_only(classifier: Classifier, tmp_path
     os.close(controller)
     assert with_terminal.returncode == 0
     assert b"scanning: 3/3" in shown
-    assert piped.stdout == with_terminal.stdout.decode()  # the table does not depend on the terminal
+    assert piped.stdout == table.decode()  # the table does not depend on the terminal
 
 
 def _read_available(descriptor: int) -> bytes:

@@ -18,7 +18,7 @@ import pytest
 from edgeface.crops import CropStore
 from edgeface.geometry import Box
 from edgeface.store import ResultLog
-from helpers import Child, Classifier, run_edgeface, run_edgeface_at_once, wait_until
+from helpers import Child, Classifier, run_edgeface, run_edgeface_together, wait_until
 
 INOTIFY_QUEUE = Path("/proc/sys/fs/inotify/max_queued_events")
 
@@ -228,7 +228,7 @@ def test_bad_config_names_the_key_and_the_reason(classifier: Classifier, tmp_pat
     negative.write_text(f'model = "{classifier.tflite_file}"\n[folder]\npath = "{tmp_path}"\npoll_interval = -1\n')
     misspelt.write_text(f'model = "{classifier.tflite_file}"\n[folder]\npth = "{tmp_path}"\n')
     nowhere = ["watch", str(tmp_path / "nowhere"), "--model", str(classifier.tflite_file)]
-    runs = run_edgeface_at_once(["watch", "--config", str(negative)], ["watch", "--config", str(misspelt)], nowhere)
+    runs = run_edgeface_together(["watch", "--config", str(negative)], ["watch", "--config", str(misspelt)], nowhere)
     assert runs[0].returncode == 2 and "folder.poll_interval must be above 0 and at most 3600 seconds" in runs[0].stderr
     assert runs[1].returncode == 2 and "unknown key 'folder.pth'" in runs[1].stderr
     assert runs[2].returncode == 2 and "does not exist" in runs[2].stderr
@@ -490,7 +490,7 @@ def test_moves_never_follow_a_link_and_never_point_back_at_the_watched_folder(
     os.symlink(outside, done / "cam1")  # a link named like the sub-folder a file will be moved into
     daemon = watch(tmp_path, [str(inbox), *model, "--recursive", "--move-done", str(done)])
     # the watched folder itself, and a folder that holds it, refused while the daemon starts
-    for refused in run_edgeface_at_once(*(["watch", str(inbox), *model, "--move-done", str(target)]
+    for refused in run_edgeface_together(*(["watch", str(inbox), *model, "--move-done", str(target)]
                                           for target in (inbox, tmp_path))):  # fmt: skip
         assert refused.returncode == 2 and "is the watched folder or holds it" in refused.stderr, refused.stderr
     daemon.ready()
