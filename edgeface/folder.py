@@ -27,6 +27,7 @@ from watchdog.events import FileClosedEvent, FileMovedEvent, FileSystemEventHand
 from watchdog.observers.inotify import InotifyObserver
 
 from edgeface.paths import absolute, file_identity, folder_files, is_image_name
+from edgeface.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class FolderSource:
         self.recursive, self.poll, self.poll_interval, self.settle = recursive, poll, poll_interval, settle
         self._excluded = tuple(absolute(path) + os.sep for path in excluded)
         self._ready: queue.Queue[str] = queue.Queue(QUEUE_SIZE)
+        self._wakeup = Wakeup()  # an offer, or `wake()`, ends the wait in `take`
         self._rescan = threading.Event()
         self._rescan.set()  # the backlog
         self._second_look_at: float | None = None
@@ -163,14 +165,24 @@ class FolderSource:
             self._ready.put_nowait(path)
         except queue.Full:
             self._rescan.set()  # dropped: the rescan will find it
+        self._wakeup.wake()
 
     def take(self, timeout: float, limit: int = QUEUE_SIZE) -> list[str]:
-        """Paths that became ready, waiting up to `timeout` seconds for the first one."""
+        """Paths that became ready, waiting up to `timeout` seconds for the first one (less after `wake()`)."""
         if self.poll:
             return self._poll(timeout)
+        taken = self._taken_now(limit)
+        if not taken and self._wakeup.wait(timeout):
+            taken = self._taken_now(limit)
+        return taken
+
+    def wake(self) -> None:
+        """Ends the wait in `take` now (safe in a signal handler: SIGTERM is then noticed at once)."""
+        self._wakeup.wake()
+
+    def _taken_now(self, limit: int) -> list[str]:
         taken: list[str] = []
         try:
-            taken.append(self._ready.get(timeout=timeout))
             while len(taken) < limit:
                 taken.append(self._ready.get_nowait())
         except queue.Empty:
@@ -213,9 +225,10 @@ class FolderSource:
         """Poll mode: files whose size and modification time held still since the last look."""
         wait = self._next_poll - time.monotonic()
         if wait > timeout:
-            time.sleep(timeout)
+            self._wakeup.wait(timeout)
             return []
-        time.sleep(max(0.0, wait))
+        if wait > 0 and self._wakeup.wait(wait):
+            return []  # woken: the look keeps its time
         self._next_poll = time.monotonic() + self.poll_interval
         look: dict[str, tuple[int, int]] = {}
         for path in self._listing():

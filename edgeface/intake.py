@@ -76,3 +76,6 @@ class Intake(Protocol):
 
     def run(self, host: Host) -> int:
         """Takes inputs until the host is stopping (or the source ends); returns the exit code."""
+
+    def wake(self) -> None:
+        """Cuts the intake's wait for its source short; called from a signal handler, so it takes no lock."""

@@ -48,6 +48,9 @@ class CameraIntake:
                                    read_timeout=settings.read_timeout, max_backoff=settings.max_backoff)  # fmt: skip
         self.name = f"camera:{self.camera.spec}"
 
+    def wake(self) -> None:
+        """Nothing to cut short: the loop waits at most IDLE_WAIT for a frame, far less while frames come."""
+
     def run(self, host: Host) -> int:
         """Runs the camera loop until SIGTERM, the end of a video file, or a capture that hung."""
         tracker = Tracker(max_missed=TRACK_MISSES, max_gap=TRACK_GAP)

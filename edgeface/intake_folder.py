@@ -75,6 +75,9 @@ class FolderIntake:
             self.source.stop()
         return 0
 
+    def wake(self) -> None:
+        self.source.wake()
+
     def _step(self, host: Host) -> None:
         """One turn of the loop: housekeeping, the backlog when due, a batch of pending files, new arrivals."""
         host.tick()

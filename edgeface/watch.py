@@ -174,6 +174,7 @@ class Daemon:
             self._reload = True
         else:
             self._stop = True
+        self.intake.wake()
 
     def _status(self) -> str:
         """The STATUS= line: the counts, or what is wrong with the log. Never raises."""
