@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import errno
 import io
+import multiprocessing
 import os
 import signal
 import socket
@@ -31,6 +32,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edgeface import hangup
 from edgeface.cli import main as edgeface_main
 from edgeface.store import ResultLog
 
@@ -137,11 +139,65 @@ class Notifications:
         self._socket.close()
 
 
+# Daemons and scans that a test runs as processes are forked from a server that has imported the runtime once (its
+# modules, not its state): the process is as real as `python -m edgeface`'s, and starts without the half second of
+# imports. `run_edgeface` and the CLI tests keep the way through `python -m edgeface` checked.
+FORKSERVER = multiprocessing.get_context("forkserver")
+FORKSERVER.set_forkserver_preload(["edgeface.cli", "edgeface.hangup"])
+
+
+def edgeface_in_this_process(args: Sequence[str], out: Path, err: Path, env: dict, cwd: Path) -> None:
+    """What `python -m edgeface ARGS` does, in a process forked for it: a session of its own, stdout and stderr to
+    the files, the environment, the folder, then SIGHUP held and the command run."""
+    os.setsid()
+    for path, descriptor in ((out, 1), (err, 2)):
+        opened = os.open(path, os.O_WRONLY | os.O_APPEND)
+        os.dup2(opened, descriptor)
+        os.close(opened)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    hangup.hold()
+    raise SystemExit(edgeface_main(list(args)))
+
+
+class ForkedProcess:
+    """A process of FORKSERVER with what tests use of a `subprocess.Popen`: pid, signals, poll and wait."""
+
+    def __init__(self, process: multiprocessing.Process) -> None:
+        self._process = process
+        self.pid = process.pid
+        wait_until(self._in_its_own_session)
+
+    def _in_its_own_session(self) -> bool:
+        """Whether the child has made its session (so signals to its group reach it), or has ended already."""
+        try:
+            return os.getpgid(self.pid) == self.pid or self._process.exitcode is not None
+        except ProcessLookupError:
+            return True
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode  # as Popen's: -N when signal N ended it
+
+    def send_signal(self, number: int) -> None:
+        os.kill(self.pid, number)
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired(["edgeface"], timeout)
+        return self.returncode
+
+
 class Child:
-    """`python -m edgeface ARGS` in a session of its own, so that a signal reaches its workers too, with stdout and
-    stderr in files that can be read while it runs, and its own notify socket, as systemd would run it. `preexec`
-    runs in the child first. One that a test leaves running is killed by conftest's leak check, which fails the
-    test."""
+    """An edgeface command as a process (forked by FORKSERVER; with `preexec`, which may act only when a program is
+    executed, `python -m edgeface` run anew) in a session of its own, so that a signal reaches its workers too,
+    with stdout and stderr in files that can be read while it runs, and its own notify socket, as systemd would run
+    it. One that a test leaves running is killed by conftest's leak check, which fails the test."""
 
     def __init__(
         self, folder: Path, *args: str, env: dict | None = None, preexec: Callable[[], None] | None = None
@@ -149,8 +205,17 @@ class Child:
         stamp = time.monotonic_ns()
         self.notifications = Notifications(folder / f"notify-{stamp}")
         self.out, self.err = folder / f"stdout-{stamp}", folder / f"stderr-{stamp}"
+        self.out.touch()
+        self.err.touch()
         environment = {**os.environ, "NOTIFY_SOCKET": str(self.notifications.path), **(env or {})}
-        with open(self.out, "w") as out, open(self.err, "w") as err:
+        self.process: ForkedProcess | subprocess.Popen
+        if preexec is None:
+            process = FORKSERVER.Process(target=edgeface_in_this_process,
+                                         args=(args, self.out, self.err, environment, REPO))  # fmt: skip
+            process.start()
+            self.process = ForkedProcess(process)
+            return
+        with open(self.out, "w") as out, open(self.err, "w") as err:  # `preexec` may act only at exec (capabilities)
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "edgeface", *args], stdout=out, stderr=err, env=environment, cwd=REPO,
                 start_new_session=True, preexec_fn=preexec,
