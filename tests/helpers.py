@@ -20,6 +20,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zipfile
@@ -46,35 +47,20 @@ needs_yunet = pytest.mark.skipif(not YUNET.is_file(), reason=f"YuNet's ONNX file
 
 # -- edgeface as a process ------------------------------------------------------------------------------------
 
-RUNTIME_WITHOUT_TENSORFLOW = """
-import sys
-sys.modules["tensorflow"] = None  # any import of it now fails, as on a device
-sys.modules["keras"] = None
-from edgeface.cli import main
-code = main(sys.argv[1:])
-heavy = sorted(name for name in sys.modules if name.split(".")[0] in ("tensorflow", "keras", "h5py") and sys.modules[name])
-print("HEAVY", heavy, file=sys.stderr)
-sys.exit(code)
-"""
-
-
 def run_edgeface(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Runs `python -m edgeface ARGS` as a separate process, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "edgeface", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+    """Runs the edgeface command ARGS as a separate process (forked by FORKSERVER), with its output."""
+    return run_forked(args, {**os.environ, **(env or {})}, timeout)
 
 
 def run_without_tensorflow(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Runs the edgeface command where TensorFlow and Keras cannot be imported, as on a device; its stderr
-    ends with the line `HEAVY [...]`, the workstation modules that were loaded all the same."""
-    return subprocess.run(
-        [sys.executable, "-c", RUNTIME_WITHOUT_TENSORFLOW, *args], capture_output=True, text=True, timeout=timeout
-    )
+    """Runs the edgeface command as a separate process where TensorFlow and Keras cannot be imported, as on a
+    device; its stderr ends with the line `HEAVY [...]`, the workstation modules that were loaded all the same."""
+    return run_forked(args, dict(os.environ), timeout, without_tensorflow=True)
+
+
+def run_as_a_user_would(*args: str) -> subprocess.CompletedProcess:
+    """`python -m edgeface ARGS`, a new interpreter from its first line: for the checks of the entry point itself."""
+    return subprocess.run([sys.executable, "-m", "edgeface", *args], capture_output=True, text=True, timeout=600)
 
 
 def run_in_process(*args: str) -> subprocess.CompletedProcess:
@@ -143,12 +129,17 @@ class Notifications:
 # modules, not its state): the process is as real as `python -m edgeface`'s, and starts without the half second of
 # imports. `run_edgeface` and the CLI tests keep the way through `python -m edgeface` checked.
 FORKSERVER = multiprocessing.get_context("forkserver")
-FORKSERVER.set_forkserver_preload(["edgeface.cli", "edgeface.hangup"])
+FORKSERVER.set_forkserver_preload(["edgeface.__main__"])
+WORKSTATION_MODULES = ("tensorflow", "keras", "h5py")
 
 
-def edgeface_in_this_process(args: Sequence[str], out: Path, err: Path, env: dict, cwd: Path) -> None:
+def edgeface_in_this_process(
+    args: Sequence[str], out: Path, err: Path, env: dict, cwd: Path, without_tensorflow: bool = False
+) -> None:
     """What `python -m edgeface ARGS` does, in a process forked for it: a session of its own, stdout and stderr to
-    the files, the environment, the folder, then SIGHUP held and the command run."""
+    the files, the environment, the folder, then SIGHUP held and the command run (its worker processes start from
+    edgeface's __main__, as they would). `without_tensorflow`: as on a device, TensorFlow and Keras cannot be
+    imported, and the last line of stderr says which workstation modules were loaded all the same."""
     os.setsid()
     for path, descriptor in ((out, 1), (err, 2)):
         opened = os.open(path, os.O_WRONLY | os.O_APPEND)
@@ -157,8 +148,29 @@ def edgeface_in_this_process(args: Sequence[str], out: Path, err: Path, env: dic
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
+    sys.modules["__main__"] = sys.modules["edgeface.__main__"]
+    if without_tensorflow:
+        sys.modules["tensorflow"] = sys.modules["keras"] = None
     hangup.hold()
-    raise SystemExit(edgeface_main(list(args)))
+    code = edgeface_main(list(args))
+    if without_tensorflow:
+        heavy = sorted(name for name, module in sys.modules.items() if module and name.split(".")[0] in WORKSTATION_MODULES)
+        print("HEAVY", heavy, file=sys.stderr)
+    raise SystemExit(code)
+
+
+def run_forked(
+    args: Sequence[str], env: dict, timeout: float, without_tensorflow: bool = False
+) -> subprocess.CompletedProcess:
+    """The edgeface command ARGS in a process forked by FORKSERVER, in this process's working folder, waited for;
+    its code, stdout and stderr."""
+    with tempfile.TemporaryDirectory() as folder:
+        out, err = Path(folder) / "stdout", Path(folder) / "stderr"
+        out.touch()
+        err.touch()
+        process = ForkedProcess.started(args, out, err, env, Path.cwd(), without_tensorflow)
+        code = process.wait(timeout)
+        return subprocess.CompletedProcess(["edgeface", *args], code, out.read_text(), err.read_text())
 
 
 class ForkedProcess:
@@ -168,6 +180,15 @@ class ForkedProcess:
         self._process = process
         self.pid = process.pid
         wait_until(self._in_its_own_session)
+
+    @classmethod
+    def started(
+        cls, args: Sequence[str], out: Path, err: Path, env: dict, cwd: Path, without_tensorflow: bool = False
+    ) -> ForkedProcess:
+        """`edgeface_in_this_process` of these, started (in its own session once this returns)."""
+        process = FORKSERVER.Process(target=edgeface_in_this_process, args=(args, out, err, env, cwd, without_tensorflow))
+        process.start()
+        return cls(process)
 
     def _in_its_own_session(self) -> bool:
         """Whether the child has made its session (so signals to its group reach it), or has ended already."""
@@ -210,10 +231,7 @@ class Child:
         environment = {**os.environ, "NOTIFY_SOCKET": str(self.notifications.path), **(env or {})}
         self.process: ForkedProcess | subprocess.Popen
         if preexec is None:
-            process = FORKSERVER.Process(target=edgeface_in_this_process,
-                                         args=(args, self.out, self.err, environment, REPO))  # fmt: skip
-            process.start()
-            self.process = ForkedProcess(process)
+            self.process = ForkedProcess.started(args, self.out, self.err, environment, REPO)
             return
         with open(self.out, "w") as out, open(self.err, "w") as err:  # `preexec` may act only at exec (capabilities)
             self.process = subprocess.Popen(

@@ -393,8 +393,8 @@ def test_the_daemon_gives_each_bad_input_one_outcome_and_goes_on(
     inbox, staging, db = tmp_path / "inbox", tmp_path / "staging", tmp_path / "log.db"
     inbox.mkdir()
     staging.mkdir()
-    args = [str(inbox), "--model", str(classifier.tflite_file), "--db", str(db),
-            "--move-done", str(tmp_path / "done"), "--move-failed", str(tmp_path / "failed")]  # fmt: skip
+    args = [str(inbox), "--model", str(classifier.tflite_file), "--db", str(db), "--move-done", str(tmp_path / "done"),
+            "--move-failed", str(tmp_path / "failed"), "--settle", "0.3"]  # fmt: skip  (a bad file waits to settle)
     good = classifier.held_out[1][0].read_bytes()
     daemon = Child(tmp_path, "watch", *args).ready()
     for case in corpus:  # moved in, as uploaders do, so that the pipe and the sparse file arrive too

@@ -1,6 +1,7 @@
 """The command line as a user meets it: help, version, exit codes and one-line errors.
 
-The version and the usage errors run `python -m edgeface` as a process, the way from the command to its exit code;
+The version runs `python -m edgeface` as a new interpreter and the usage errors run as processes, the way from the
+command to its exit code;
 the other refusals run the same `main` in this process (`run_in_process`), without the half second of imports a
 process costs each."""
 
@@ -10,11 +11,11 @@ import pytest
 
 import edgeface
 from edgeface.cli import COMMANDS, build_parser
-from helpers import run_edgeface, run_edgeface_together, run_in_process
+from helpers import run_as_a_user_would, run_edgeface_together, run_in_process
 
 
 def test_version():
-    run = run_edgeface("--version")
+    run = run_as_a_user_would("--version")
     assert run.returncode == 0 and run.stdout.strip() == f"edgeface {edgeface.__version__}"
 
 

@@ -99,8 +99,10 @@ def watch_args(classifier: Classifier, tmp_path: Path) -> tuple[dict[str, Path],
     folders = {name: tmp_path / name for name in ("inbox", "done", "failed")}
     folders["inbox"].mkdir()
     db = tmp_path / "log.db"
+    # A restart lists the inbox and leaves files younger than --settle for a second look (they may be half written):
+    # 0.3 s instead of 2 lets each restart take what the last run left sooner.
     args = ["watch", str(folders["inbox"]), "--model", str(classifier.tflite_file), "--db", str(db),
-            "--move-done", str(folders["done"]), "--move-failed", str(folders["failed"])]  # fmt: skip
+            "--move-done", str(folders["done"]), "--move-failed", str(folders["failed"]), "--settle", "0.3"]  # fmt: skip
     return folders, db, args
 
 

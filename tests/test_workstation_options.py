@@ -2,8 +2,6 @@
 flags that do not fit are refused before TensorFlow loads."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ from edgeface.cli import build_parser
 from edgeface_convert.arguments import options_from
 from edgeface_convert.common import CommandError
 from edgeface_convert.options import ClassicOptions, ConvertOptions, DemoOptions, TrainOptions
-from helpers import RUNTIME_WITHOUT_TENSORFLOW
+from helpers import run_without_tensorflow
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +64,7 @@ def test_flags_that_do_not_fit_are_refused(flags: list, message: str):
 
 def test_the_refusal_comes_before_tensorflow_is_looked_for():
     argv = ["train", "faces", "-o", "m.h5", "--epochs", "5"]
-    run = subprocess.run([sys.executable, "-c", RUNTIME_WITHOUT_TENSORFLOW, *argv], capture_output=True, text=True)
+    run = run_without_tensorflow(*argv)
     assert run.returncode == 2
     assert run.stderr.splitlines() == [
         "edgeface: error: --epochs: only for --arch classic (the embedder is pretrained)",
