@@ -22,6 +22,7 @@ from helpers import (
     command_line,
     kill_processes,
     live_descendants,
+    session_helper,
     run_in_process,
     threads_left,
     write_photos,
@@ -29,9 +30,6 @@ from helpers import (
 from make_fixtures import PEOPLE, PHOTOS, STRANGERS, MadeModel, convert, held_out, lfw_subset, make_classifier
 
 THREAD_GRACE = 2.0  # seconds a thread a test started may take to end after it
-# The one process a test may start and leave: multiprocessing starts its resource tracker with the first worker
-# pool in this interpreter and keeps it for the interpreter's life, on purpose (it cleans up after every pool).
-SESSION_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -55,7 +53,7 @@ def nothing_left_running() -> Iterator[None]:
     threads, processes = set(threading.enumerate()), set(live_descendants(os.getpid()))
     yield
     left = [pid for pid in live_descendants(os.getpid()) if pid not in processes]
-    left = [pid for pid in left if not any(helper in command_line(pid) for helper in SESSION_HELPERS)]
+    left = [pid for pid in left if not session_helper(pid)]
     commands = [command_line(pid) for pid in left]
     kill_processes(left)
     running = threads_left(threads, THREAD_GRACE)

@@ -304,6 +304,27 @@ def live_descendants(pid: int) -> list[int]:
     return found
 
 
+# The processes a test may start and leave, children of pytest's own process: multiprocessing's resource tracker
+# (started with the first worker pool, kept for the interpreter's life on purpose: it cleans up after every pool),
+# and the forkserver that helpers.Child forks edgeface from. What the forkserver forks shows the same command line,
+# but is its child, not pytest's, and counts.
+SESSION_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
+def session_helper(pid: int) -> bool:
+    """Whether `pid` is one of SESSION_HELPERS: started by pytest's process itself, with such a command line."""
+    return parent_of(pid) == os.getpid() and any(helper in command_line(pid) for helper in SESSION_HELPERS)
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent process of `pid`, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
 def command_line(pid: int) -> str:
     """The command line of process `pid`, or "" once it is gone."""
     try:

@@ -87,8 +87,7 @@ def test_a_long_reader_does_not_hold_the_daemon_up_and_a_writer_lock_is_waited_o
             locked = [f"locked-{number}.png" for number in range(4)]
             put(inbox, locked, classifier)
             wait_until(lambda: "is failing: database is locked" in daemon.stderr())
-            daemon.notifications.drain()
-            assert any("STATUS=the log is failing (database is locked)" in seen for seen in daemon.notifications.seen)
+            daemon.notifications.wait_for("STATUS=the log is failing (database is locked)")  # within a second
             for _ in range(2):  # the watchdog is fed while the daemon waits
                 daemon.notifications.wait_for("WATCHDOG=1", timeout=10)
             assert sorted(path.name for path in inbox.iterdir()) == locked  # not moved without an outcome
