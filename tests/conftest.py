@@ -7,6 +7,7 @@ Helpers that are not fixtures are in helpers.py; test modules import them from t
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from helpers import (
     threads_left,
     write_photos,
 )
+from mqtt_broker import MOSQUITTO_PASSWD, PASSWORD, USER, Broker, free_port, make_ca, missing
 from make_fixtures import PEOPLE, PHOTOS, STRANGERS, MadeModel, convert, held_out, lfw_subset, make_classifier
 
 THREAD_GRACE = 2.0  # seconds a thread a test started may take to end after it
@@ -115,3 +117,29 @@ def astronaut_file(tmp_path: Path) -> Path:
     path = tmp_path / "astronaut.png"
     cv2.imwrite(str(path), astronaut())
     return path
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """mosquitto for the module, open to anonymous clients; skips where it or paho-mqtt is absent."""
+    if missing():
+        pytest.skip(missing())
+    running = Broker(tmp_path_factory.mktemp("broker")).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, int, Path]]:
+    """mosquitto wanting USER and PASSWORD, on a plain listener and on a TLS one with a CA made here; the broker, the
+    TLS port and the CA file."""
+    if missing():
+        pytest.skip(missing())
+    folder = tmp_path_factory.mktemp("secured")
+    subprocess.run([MOSQUITTO_PASSWD, "-c", "-b", str(folder / "passwords"), USER, PASSWORD], check=True,
+                   capture_output=True)  # fmt: skip
+    ca, tls_port = make_ca(folder), free_port()
+    running = Broker(folder, f"allow_anonymous false\npassword_file {folder}/passwords\nlistener {tls_port} 127.0.0.1\n"
+                             f"cafile {ca['ca']}\ncertfile {ca['server']}\nkeyfile {ca['server-key']}").start()  # fmt: skip
+    yield running, tls_port, ca["ca"]
+    running.stop()

@@ -9,142 +9,20 @@ logged; TLS with a CA made here. Skipped where mosquitto or paho-mqtt is absent 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
 import signal
-import socket
 import sqlite3
-import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from helpers import Child, Classifier, wait_until
+from mqtt_broker import PASSWORD, USER, Broker, Subscriber, missing
 
-mqtt = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (the mqtt extra)")
-MOSQUITTO = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-pytestmark = pytest.mark.skipif(not MOSQUITTO, reason="the mosquitto broker is not installed (apt-get install mosquitto)")
+pytestmark = pytest.mark.skipif(bool(missing()), reason=missing() or "")
 
-USER, PASSWORD = "box", "s3cret pass"
 DEVICE = "box1"
-EVENTS, AVAILABILITY = f"edgeface/{DEVICE}/events", f"edgeface/{DEVICE}/availability"
-
-
-def free_port() -> int:
-    with contextlib.closing(socket.socket()) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Broker:
-    """mosquitto on loopback, with its config, persistence and log in `folder`; `settings` are extra config lines
-    (`{folder}` in them is replaced). Its plain listener is `port`."""
-
-    def __init__(self, folder: Path, settings: str = "allow_anonymous true") -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder, self.port, self.log = folder, free_port(), folder / "mosquitto.log"
-        self.config = folder / "mosquitto.conf"
-        root = "user root\n" if os.geteuid() == 0 else ""  # as root it would switch to user mosquitto
-        self.config.write_text(f"{root}per_listener_settings false\npersistence true\npersistence_location {folder}/\n"
-                               f"log_dest stderr\nlog_type all\nlistener {self.port} 127.0.0.1\n"
-                               + settings.replace("{folder}", str(folder)) + "\n")  # fmt: skip
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> Broker:
-        with open(self.log, "a") as log:
-            self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=log, stderr=log)
-        wait_until(lambda: self.process.poll() is not None or self._listening(), timeout=10)
-        assert self.process.poll() is None, self.log.read_text()
-        return self
-
-    def stop(self) -> None:
-        """SIGTERM: mosquitto saves its persistent sessions and exits."""
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-    def _listening(self) -> bool:
-        with contextlib.closing(socket.socket()) as probe:
-            return probe.connect_ex(("127.0.0.1", self.port)) == 0
-
-
-class Subscriber:
-    """A paho client that keeps every message under edgeface/ in arrival order, with a session the broker keeps
-    (QoS 1), as a hub would subscribe."""
-
-    def __init__(self, port: int, username: str | None = None) -> None:
-        self.messages: list[tuple[str, str]] = []
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-hub", clean_session=False)
-        if username:
-            self.client.username_pw_set(username, PASSWORD)
-        self.client.on_connect = lambda client, userdata, flags, reason, properties: client.subscribe("edgeface/#", 1)
-        self.client.on_subscribe = lambda *args: self._subscribed.set()
-        self.client.on_message = lambda client, userdata, message: self.messages.append(
-            (message.topic, message.payload.decode()))
-        self.client.reconnect_delay_set(1, 1)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        assert self._subscribed.wait(10), "no subscription"
-
-    def events(self) -> list[dict]:
-        """Each event once (the first copy), in the order they came."""
-        unique: dict[str, dict] = {}
-        for topic, payload in list(self.messages):
-            if topic == EVENTS:
-                event = json.loads(payload)
-                unique.setdefault(event["event_id"], event)
-        return list(unique.values())
-
-    def availability(self) -> list[str]:
-        return [payload for topic, payload in list(self.messages) if topic == AVAILABILITY]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def make_ca(folder: Path) -> dict[str, Path]:
-    """A CA and a certificate for 127.0.0.1 signed by it (openssl's command line), as PEM files."""
-    files = {name: folder / f"{name}.pem" for name in ("ca", "ca-key", "server", "server-key", "server-csr")}
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    subprocess.run(["openssl", "req", "-x509", *ec, "-keyout", files["ca-key"], "-out", files["ca"], "-days", "2",
-                    "-subj", "/CN=edgeface test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"], check=True, capture_output=True)  # fmt: skip
-    subprocess.run(["openssl", "req", *ec, "-keyout", files["server-key"], "-out", files["server-csr"],
-                    "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)  # fmt: skip
-    extensions = folder / "server.ext"
-    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-                          "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
-                          "authorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\n")  # fmt: skip
-    subprocess.run(["openssl", "x509", "-req", "-in", files["server-csr"], "-CA", files["ca"], "-CAkey",
-                    files["ca-key"], "-CAcreateserial", "-out", files["server"], "-days", "2", "-extfile",
-                    extensions], check=True, capture_output=True)  # fmt: skip
-    return files
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    """An open broker for the module (anonymous clients welcome)."""
-    running = Broker(tmp_path_factory.mktemp("broker")).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, int, Path]]:
-    """A broker that wants a user and password, on a plain listener and on a TLS one with a CA made here; the TLS
-    port and the CA file."""
-    folder = tmp_path_factory.mktemp("secured")
-    subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-c", "-b",
-                    str(folder / "passwords"), USER, PASSWORD], check=True, capture_output=True)  # fmt: skip
-    ca, tls_port = make_ca(folder), free_port()
-    running = Broker(folder, f"allow_anonymous false\npassword_file {folder}/passwords\nlistener {tls_port} 127.0.0.1\n"
-                             f"cafile {ca['ca']}\ncertfile {ca['server']}\nkeyfile {ca['server-key']}").start()  # fmt: skip
-    yield running, tls_port, ca["ca"]
-    running.stop()
 
 
 @pytest.fixture()
