@@ -72,12 +72,11 @@ def test_scan_publish_with_the_broker_away_keeps_the_events_and_says_so(classifi
 
 
 def test_publish_without_a_broker_is_a_usage_error(classifier: Classifier, tmp_path: Path):
-    done = run_in_process("scan", *images(classifier, 1), "--model", str(classifier.tflite_file),
-                          "--db", str(tmp_path / "log.db"), "--publish", "--config", str(tmp_path / "none.toml"))  # fmt: skip
+    scan = ("scan", *images(classifier, 1), "--model", str(classifier.tflite_file), "--db", str(tmp_path / "log.db"))
+    done = run_in_process(*scan, "--publish", "--config", str(tmp_path / "none.toml"))
     assert done.returncode == 2 and "cannot read the config" in done.stderr
     (tmp_path / "empty.toml").write_text("[mqtt]\n")
-    done = run_in_process("scan", *images(classifier, 1), "--model", str(classifier.tflite_file),
-                          "--db", str(tmp_path / "log.db"), "--publish", "--config", str(tmp_path / "empty.toml"))  # fmt: skip
+    done = run_in_process(*scan, "--publish", "--config", str(tmp_path / "empty.toml"))
     assert done.returncode == 2, done.stderr
     assert "edgeface: error: --publish needs a broker: [mqtt] host in the config" in done.stderr
     assert not (tmp_path / "log.db").exists()  # refused before anything was scanned
