@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgeface.paths import FileRefused, read_regular_file
-from edgeface.settings import ConfigError, MqttSettings
+from edgeface.settings import ConfigError, MqttSettings, publishable
 
 try:
     import paho.mqtt.client as mqtt
@@ -42,16 +42,18 @@ class Topics:
     client_id: str
     events: str
     availability: str
+    prefix: str  # the topics above and any other of the box's own lie under it
 
 
 def topics_of(settings: MqttSettings) -> Topics:
     """The names `settings` give, with their defaults; ConfigError for a topic prefix MQTT cannot publish to."""
     device = settings.device or socket.gethostname()
     prefix = settings.topic_prefix or f"edgeface/{device}"
-    if any(mark in prefix for mark in "+#\0") or not prefix.strip("/") or len(prefix.encode()) > 1000:
+    if not publishable(prefix):
         raise ConfigError(f"mqtt.topic_prefix {prefix!r} is not a topic to publish to: no + # or NUL, not empty, "
                           "at most 1000 bytes")  # fmt: skip
-    return Topics(device, settings.client_id or f"edgeface-{device}", f"{prefix}/events", f"{prefix}/availability")
+    return Topics(device, settings.client_id or f"edgeface-{device}", f"{prefix}/events", f"{prefix}/availability",
+                  prefix)  # fmt: skip
 
 
 def _password(path: str) -> str:
@@ -81,15 +83,21 @@ def _tls(settings: MqttSettings) -> ssl.SSLContext:
 class BrokerLink:
     """paho's client for one box: `start`, `publish` (QoS 1) while `connected`, `stop`.
 
-    on_acked(mid) and on_connected() run on paho's thread: they must only note and wake, never block.
+    on_acked(mid) and on_connected() run on paho's thread: they must only note and wake, never block. Without
+    `availability` (a one-off `scan --publish` beside the daemon) the link leaves the box's availability topic and
+    last will to the daemon.
     """
 
-    def __init__(self, settings: MqttSettings, on_acked: Callable[[int], None], on_connected: Callable[[], None]) -> None:
+    def __init__(
+        self, settings: MqttSettings, on_acked: Callable[[int], None], on_connected: Callable[[], None],
+        availability: bool = True,
+    ) -> None:  # fmt: skip
         if mqtt is None:
             raise ConfigError(f"[mqtt] needs paho-mqtt, which is not installed: {INSTALL_HINT}")
         self.topics = topics_of(settings)
         self._where = f"{settings.host}:{settings.port}"
         self._settings, self._on_acked, self._on_connected = settings, on_acked, on_connected
+        self._availability = availability
         self.connected = threading.Event()
         self._said: str | None = None  # the trouble last said in the journal, until the link works again
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.topics.client_id)
@@ -100,7 +108,8 @@ class BrokerLink:
             self._client.username_pw_set(settings.username, password)
         if settings.tls_ca_file:
             self._client.tls_set_context(_tls(settings))
-        self._client.will_set(self.topics.availability, "offline", qos=QOS, retain=True)
+        if availability:
+            self._client.will_set(self.topics.availability, "offline", qos=QOS, retain=True)
         self._client.on_connect = self._connected
         self._client.on_connect_fail = self._unreachable
         self._client.on_disconnect = self._disconnected
@@ -115,10 +124,15 @@ class BrokerLink:
         """Sends one event (QoS 1); its message id, which `on_acked` names once the broker has it."""
         return self._client.publish(self.topics.events, payload, qos=QOS).mid
 
+    def publish_retained(self, topic: str, payload: str) -> None:
+        """Sets what `topic` holds for every subscriber, now and later (QoS 1, not tracked: the next one replaces
+        it). Does not block: paho queues it while the link is down."""
+        self._client.publish(topic, payload, qos=QOS, retain=True)
+
     def stop(self) -> None:
         """Says "offline" (waiting STOP_SECONDS at most), disconnects and ends paho's thread: a broker that does
         not answer delays a stop by seconds, never more."""
-        if self.connected.is_set():
+        if self.connected.is_set() and self._availability:
             offline = self._client.publish(self.topics.availability, "offline", qos=QOS, retain=True)
             offline.wait_for_publish(STOP_SECONDS)
         self.connected.clear()  # a disconnect asked for is no trouble to say
@@ -132,7 +146,8 @@ class BrokerLink:
             self._say(f"the MQTT broker {self._where} refused the connection: {reason} (see mqtt.username and "
                       "mqtt.password_file, or the broker's log)")  # fmt: skip
             return
-        self._client.publish(self.topics.availability, "online", qos=QOS, retain=True)
+        if self._availability:
+            self._client.publish(self.topics.availability, "online", qos=QOS, retain=True)
         self.connected.set()
         logger.info("connected to the MQTT broker %s%s; events go to %s", self._where,
                     " again" if self._said else "", self.topics.events)  # fmt: skip

@@ -38,11 +38,12 @@ from edgeface.results import ImageResult
 from edgeface.preprocess import PreprocessingError
 from edgeface.progress import Progress
 from edgeface.publisher import Publisher
-from edgeface.scan import ScanSummary, image_paths, scan
+from edgeface.scan import PUBLISH_WAIT_SECONDS, ScanSummary, image_paths, publisher, scan
 from edgeface.escape import OneLinePerRecord, printable
 from edgeface.scanview import ScanTable
 from edgeface.sinks import JsonLinesSink, Recording, Sink
-from edgeface.settings import DEFAULT_CONFIG, ConfigError, DetectorOverrides, WatchSettings, from_flags, load_settings
+from edgeface.settings import (DEFAULT_CONFIG, ConfigError, DetectorOverrides, MqttSettings, WatchSettings, from_flags,
+                               load_settings, mqtt_settings)  # fmt: skip
 from edgeface.logview import parse_time, write_rows
 from edgeface.store import LogError, LogQuery, ResultLog, default_path
 from edgeface.verify import UnknownPerson, verify_person, verify_photos
@@ -117,7 +118,8 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
         "and record every image and face in the SQLite log. An image already in the log with the "
         "same content is not scanned again.",
         epilog="examples:\n  edgeface scan photos/ --model faces.tflite\n"
-        "  edgeface scan a.jpg b.png --model faces.tflite --json > results.jsonl",
+        "  edgeface scan a.jpg b.png --model faces.tflite --json > results.jsonl\n"
+        "  edgeface scan photos/ --model faces.tflite --publish --config /etc/edgeface/edgeface.toml",
     )
     scan.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders of them")
     scan.add_argument("-r", "--recursive", action="store_true", help="also scan the sub-folders of folders")
@@ -135,6 +137,19 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     scan.add_argument("--threads", type=int, default=None, help="LiteRT threads per worker (default: 1 with several workers)")
     add_flags(scan, DetectorOverrides)
+    publishing = scan.add_argument_group(
+        "publishing", "With --publish each image's result is also an event on the MQTT broker, as `watch` sends it: "
+        "[mqtt] of the config file, then the --mqtt-* flags.",
+    )  # fmt: skip
+    publishing.add_argument("--publish", action="store_true", help="also publish each result to the MQTT broker, "
+                            "through the log's outbox")  # fmt: skip
+    publishing.add_argument(
+        "--publish-wait", type=_wait_seconds, default=PUBLISH_WAIT_SECONDS, metavar="SECONDS",
+        help="at the end, how long to wait for the broker to take the events; the rest wait in the log's outbox",
+    )  # fmt: skip
+    publishing.add_argument("--config", type=Path, metavar="FILE", help=f"TOML settings whose [mqtt] table --publish "
+                            f"uses (default: {DEFAULT_CONFIG}, if it exists)")  # fmt: skip
+    add_flags(publishing, MqttSettings)
 
 
 def _add_watch(commands: argparse._SubParsersAction) -> None:
@@ -379,8 +394,10 @@ def run_scan(args: argparse.Namespace) -> int:
         return _fail(f"--annotate {args.annotate} would write the copies over the photos themselves; "
                      "give a folder of its own, such as --annotate annotated/")  # fmt: skip
     threads = args.threads or (1 if args.workers > 1 else None)  # workers, not threads, share the cores
+    db = args.db or default_path()
     try:
         recipe = PipelineRecipe(model=args.model, threads=threads, detector=_detector_overrides(args))
+        sink = _scan_publisher(args, db)
     except ConfigError as error:
         return _fail(str(error))
     pipeline = recipe.build()  # a bad model stops here, before the log is created
@@ -402,15 +419,21 @@ def run_scan(args: argparse.Namespace) -> int:
             except AnnotationError as error:
                 annotation_problems.append(str(error))
 
-    db = args.db or default_path()
-    with ResultLog(db, busy_seconds=args.wait) as log:
-        summary = scan(args.paths, pipeline, recipe, Recording(log), show, args.rescan, args.recursive, args.workers, progress)
+    with contextlib.ExitStack() as opened:
+        log = opened.enter_context(ResultLog(db, busy_seconds=args.wait))
+        sinks = [opened.enter_context(sink)] if sink else []  # publishes while the scan runs
+        summary = scan(args.paths, pipeline, recipe, Recording(log, sinks), show, args.rescan, args.recursive,
+                       args.workers, progress)  # fmt: skip
+        waiting = sink.wait_sent(log, args.publish_wait) if sink else 0
     summary.problems.extend(annotation_problems)
     print(
         f"{summary.images} images, {summary.faces} faces, {len(summary.failed)} failed, "
         f"{summary.already} already in the log, {len(summary.skipped)} other files skipped; log: {db}",
         file=sys.stderr,
     )
+    if waiting:  # not a failed input: the events are safe in the log, so the exit code does not change
+        print(f"{waiting} events wait in the outbox of {db}; `edgeface watch` with the same [mqtt] sends them (or "
+              "scan --publish again)", file=sys.stderr)  # fmt: skip
     for result in summary.failed:
         print(f"failed: {printable(result.path)}: {result.error}", file=sys.stderr)
     for problem in summary.problems:
@@ -418,6 +441,17 @@ def run_scan(args: argparse.Namespace) -> int:
     for note in summary.notes:
         print(f"note: {printable(note)}", file=sys.stderr)
     return EXIT_INPUTS_FAILED if summary.failed or summary.problems else EXIT_OK
+
+
+def _scan_publisher(args: argparse.Namespace, db: Path) -> Publisher | None:
+    """--publish: the sink that publishes the log's outbox, with [mqtt] from --config and the --mqtt-* flags; None
+    without --publish. ConfigError without a broker, or without paho-mqtt."""
+    if not args.publish:
+        return None
+    settings = mqtt_settings(args.config, given(args, MqttSettings))
+    if not settings.host:
+        raise ConfigError("--publish needs a broker: [mqtt] host in the config (--config FILE), or --mqtt-host HOST")
+    return publisher(settings, db)
 
 
 def run_watch_command(args: argparse.Namespace) -> int:

@@ -14,12 +14,14 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from edgeface.broker import BrokerLink
 from edgeface.clock import Moment
 from edgeface.events import batch_events
+from edgeface.home_assistant import HomeAssistant
 from edgeface.results import Appearance, ImageResult
 from edgeface.settings import MqttSettings
 from edgeface.sinks import Committed
@@ -30,13 +32,15 @@ logger = logging.getLogger("edgeface.mqtt")
 WINDOW = 20  # events handed to paho and not yet acknowledged, at most
 PUMP_SECONDS = 1.0  # the thread looks at the outbox this often even when nothing wakes it
 BUSY_SECONDS = 2.0  # the daemon's transaction is waited for this long, so a stop never waits longer
+SENT_LOOK = 0.05  # seconds between looks at the outbox while `wait_sent` waits for it to empty
 
 
 class Publisher:
     """An `Outboxed` sink that publishes the outbox of the log at `db`. Use as a context manager: paho's thread and
-    the sink's run inside it."""
+    the sink's run inside it. `availability`: see `BrokerLink`. With `home_assistant`, the thread also keeps Home
+    Assistant's view of the box up to date."""
 
-    def __init__(self, settings: MqttSettings, db: Path) -> None:
+    def __init__(self, settings: MqttSettings, db: Path, availability: bool = True) -> None:
         self._settings, self._db = settings, db
         self._wake, self._stopping = threading.Event(), threading.Event()
         self._acked: collections.deque[int] = collections.deque()  # message ids paho reported acknowledged
@@ -45,7 +49,9 @@ class Publisher:
         self._dropped = 0
         self._log: ResultLog | None = None
         self._log_trouble: str | None = None
-        self.link = BrokerLink(settings, self._ack, self._wake.set)
+        self.link = BrokerLink(settings, self._ack, self._connected, availability)
+        wanted = settings.home_assistant
+        self._home = HomeAssistant(self.link.topics, settings.home_assistant_prefix) if wanted else None
         self._thread = threading.Thread(target=self._run, name="mqtt-outbox", daemon=True)
 
     def __enter__(self) -> Publisher:
@@ -68,9 +74,25 @@ class Publisher:
         return batch_events(self.link.topics.device, source, model_sha256, moment, images, appearances)
 
     def committed(self, batch: Committed) -> None:
+        if self._home:
+            self._home.committed()
         self._wake.set()
 
+    def wait_sent(self, log: ResultLog, seconds: float) -> int:
+        """Waits up to `seconds` for the broker to take every event in the outbox (read through `log`, the
+        caller's connection); how many still wait."""
+        deadline = time.monotonic() + seconds
+        while (waiting := log.outbox_count()) and time.monotonic() < deadline:
+            time.sleep(SENT_LOOK)
+        return waiting
+
     # -- the outbox, on the sink's thread --------------------------------------------------------
+
+    def _connected(self) -> None:
+        """paho's thread: the link is up."""
+        if self._home:
+            self._home.connected()
+        self._wake.set()
 
     def _ack(self, mid: int) -> None:
         """paho's thread: the broker has message `mid`."""
@@ -111,6 +133,8 @@ class Publisher:
             for outbox_id, payload in log.outbox_after(self._last, WINDOW - len(self._in_flight)):
                 self._in_flight[self.link.publish(payload)] = outbox_id
                 self._last = outbox_id
+            if self._home:
+                self._home.pump(log, self.link)
 
     def _open_log(self) -> ResultLog | None:
         """The thread's own connection to the log; None before the daemon has made the file. A log replaced under

@@ -1,4 +1,5 @@
-"""`edgeface scan`: classify the faces in image files and folders once, into the log."""
+"""`edgeface scan`: classify the faces in image files and folders once, into the log (and, with `--publish`, its
+outbox for the broker)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,23 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
+from edgeface.broker import topics_of
 from edgeface.images import ImageError, InputFile, read_input
 from edgeface.paths import folder_files, is_image_name
 from edgeface.pipeline import Pipeline
 from edgeface.results import ImageResult
 from edgeface.progress import Progress
+from edgeface.publisher import Publisher
+from edgeface.settings import MqttSettings
 from edgeface.sinks import Recording
 from edgeface.workers import PipelineRecipe, process_all
 
 SOURCE = "scan"
 BATCH_SIZE = 32  # outcomes per transaction: fewer fsyncs, and little to redo after a crash
 BATCH_SECONDS = 1.0  # ...but never hold an outcome back longer than this
+PUBLISH_WAIT_SECONDS = 10.0  # how long `scan --publish` waits at the end for the broker to take its events
 
 
 @dataclass
@@ -127,3 +133,12 @@ def scan(
             recording.images(pending, SOURCE, model)
         progress.done()
     return summary
+
+
+def publisher(settings: MqttSettings, db: Path) -> Publisher:
+    """`scan --publish`'s sink: the outbox of the log at `db` published as `watch` publishes it, but with a client id
+    of its own (the daemon's with `-scan`: one id would throw the other off the broker), and leaving the box's
+    availability topic to the daemon, so a scan that ends does not mark the box offline."""
+    own = replace(settings, client_id=f"{topics_of(settings).client_id}-scan")
+    return Publisher(own, db, availability=False)
+

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from edgeface.declared import Checked, Invalid, Key, built, dotted, keys_of, one_of, section, setting, within
+from edgeface.declared import Check, Checked, Invalid, Key, built, dotted, keys_of, one_of, section, setting, within
 from edgeface.detect import DETECTOR_NAMES, YUNET_MODEL_VARIABLE
 from edgeface.paths import FileRefused, read_regular_file
 from edgeface.preprocess import Preprocessing
@@ -28,6 +28,14 @@ SECONDS = within(0, HOUR, "must be above 0 and at most 3600 seconds", low_open=T
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few kB; a special file or a huge one is not read
 
 T = TypeVar("T")
+
+
+def publishable(topic: str) -> bool:
+    """Whether MQTT can publish under `topic`: no wildcard (+ #) or NUL, not empty, at most 1000 bytes."""
+    return not any(mark in topic for mark in "+#\0") and bool(topic.strip("/")) and len(topic.encode()) <= 1000
+
+
+TOPIC = Check(publishable, "must be a topic to publish to: no + # or NUL, not empty, at most 1000 bytes")
 
 
 class ConfigError(ValueError):
@@ -122,6 +130,11 @@ class MqttSettings(Checked):
     outbox_max_events: int = setting(100_000, "events kept while the broker is away; beyond it the oldest are "
                                      "dropped, counted in the journal", within(1, 10_000_000, "must be 1 to 10000000"),
                                      flags=("--mqtt-outbox-max-events",), metavar="N")  # fmt: skip
+    home_assistant: bool = setting(False, "announce the box to Home Assistant (MQTT discovery): the last person "
+                                   "recognised and the unknown faces today",
+                                   flags=("--mqtt-home-assistant",))  # fmt: skip
+    home_assistant_prefix: str = setting("homeassistant", "Home Assistant's discovery prefix", TOPIC,
+                                         flags=("--mqtt-home-assistant-prefix",), metavar="PREFIX")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -186,6 +199,14 @@ def _flag_values(keys: Mapping[str, Key], flags: Mapping[str, object]) -> dict[s
 def from_flags(kind: type[T], flags: Mapping[str, object]) -> T:
     """`kind` (the tree, or one of its sections) with the flags given over its defaults."""
     return built(kind, _flag_values(keys_of(kind), flags))
+
+
+def mqtt_settings(config_file: Path | None, flags: Mapping[str, object]) -> MqttSettings:
+    """The `[mqtt]` table of `config_file` (every key of the file checked; the default file when it exists and
+    none is named, as for `watch`), with the flags given (by key within the table) over it: `scan --publish`."""
+    values = read_file(config_file or DEFAULT_CONFIG) if config_file or DEFAULT_CONFIG.is_file() else {}
+    table = {key.removeprefix("mqtt."): value for key, value in values.items() if key.startswith("mqtt.")}
+    return built(MqttSettings, {**table, **_flag_values(keys_of(MqttSettings), flags)})
 
 
 def load_settings(config_file: Path | None, flags: Mapping[str, object]) -> WatchSettings:

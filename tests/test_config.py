@@ -126,6 +126,8 @@ def bad_values(name: str) -> list[object]:
     key = KEYS[name]
     if key.check.choices:
         return ["loud", "Haar"]
+    if key.kind is str:  # a topic: a wildcard, or nothing, cannot be published to
+        return ["house/#", ""]
     return [-1, 10**9] if key.kind is int else [math.inf, math.nan, -1.0, 1e12]
 
 

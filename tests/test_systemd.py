@@ -96,13 +96,14 @@ def installed_copy(unit: Path, directory: Path, text: str | None = None) -> Path
 
 
 def verify(path: Path) -> tuple[int, list[str], str]:
-    """Exit code of `systemd-analyze verify`, the output lines naming `path`, and the whole output."""
+    """Exit code of `systemd-analyze verify`, the output lines naming `path` or a drop-in of it, and the whole
+    output."""
     done = subprocess.run(
         [ANALYZE, "verify", "--recursive-errors=no", "--man=no", str(path)],
         capture_output=True, text=True, timeout=120, env=ANALYZE_ENV,
     )
     output = done.stdout + done.stderr
-    ours = [line for line in output.splitlines() if path.name in line]
+    ours = [line for line in output.splitlines() if path.name in line or ".service.d/" in line]  # or its drop-ins
     return done.returncode, ours, output
 
 
@@ -208,6 +209,59 @@ def test_network_camera_unit_differs_only_in_network_and_devices():
     assert values(local, "PrivateNetwork") == ["yes"] and values(network, "PrivateNetwork") == []
     assert values(network, "RestrictAddressFamilies") == ["AF_UNIX AF_INET AF_INET6"]
     assert values(local, "RestrictAddressFamilies") == ["AF_UNIX"]
+
+
+# -- the MQTT drop-in: the local units with the network a broker needs -----------------------------------------
+
+
+DROP_IN = SYSTEMD / "edgeface-mqtt.conf"
+LOCAL_UNITS = [SYSTEMD / "edgeface.service", SYSTEMD / "edgeface@.service"]
+
+
+def with_drop_in(unit: Path, directory: Path, text: str | None = None) -> Path:
+    """`installed_copy` of `unit` with the MQTT drop-in (or `text`) as `UNIT.d/mqtt.conf` beside it, where systemd
+    finds it as in /etc/systemd/system (a template's `name@.service.d/` applies to every instance); the copy."""
+    copy = installed_copy(unit, directory)
+    folder = directory / f"{unit.name}.d"
+    folder.mkdir()
+    (folder / "mqtt.conf").write_text(DROP_IN.read_text() if text is None else text)
+    return copy
+
+
+def test_mqtt_drop_in_changes_only_the_network():
+    """It opens IPv4/IPv6 to the LAN ranges of the network camera's unit, and no more: the rest of the sandbox
+    (devices, files, system calls) is the local unit's."""
+    assert {key for _, key, _ in directives(DROP_IN)} == {
+        "PrivateNetwork", "RestrictAddressFamilies", "IPAddressAllow", "SocketBindDeny"
+    }  # fmt: skip
+    assert values(DROP_IN, "PrivateNetwork") == ["no"] and values(DROP_IN, "SocketBindDeny") == ["any"]
+    assert values(DROP_IN, "RestrictAddressFamilies") == ["", "AF_UNIX AF_INET AF_INET6"]  # replaced, not added to
+    assert values(DROP_IN, "IPAddressAllow") == values(SYSTEMD / "edgeface-netcam@.service", "IPAddressAllow")
+    for unit in LOCAL_UNITS:
+        assert values(unit, "IPAddressDeny") == ["any"]  # kept: only what IPAddressAllow= names gets through
+
+
+@needs_analyze
+@pytest.mark.parametrize("unit", LOCAL_UNITS, ids=lambda unit: unit.name)
+def test_unit_with_the_mqtt_drop_in_passes_verify(unit, tmp_path):
+    code, ours, output = verify(with_drop_in(unit, tmp_path))
+    assert code == 0 and not ours, f"systemd-analyze verify (exit {code}) said:\n{output}"
+
+
+@needs_analyze
+def test_verify_reads_the_drop_in(tmp_path):
+    """A misspelt directive in the drop-in is noticed, so the check above looks at the drop-in too."""
+    broken = DROP_IN.read_text().replace("SocketBindDeny=", "SocketBindDenny=")
+    code, ours, output = verify(with_drop_in(SYSTEMD / "edgeface@.service", tmp_path, broken))
+    assert any("mqtt.conf" in line and "Unknown key" in line for line in ours), output
+
+
+@needs_analyze
+@pytest.mark.parametrize("unit", LOCAL_UNITS, ids=lambda unit: unit.name)
+def test_unit_with_the_mqtt_drop_in_has_low_exposure(unit, tmp_path):
+    (tmp_path / "alone").mkdir()
+    alone, score = exposure(installed_copy(unit, tmp_path / "alone")), exposure(with_drop_in(unit, tmp_path))
+    assert alone < score <= MAX_EXPOSURE, f"{unit.name} + mqtt.conf: exposure {score} (alone {alone})"
 
 
 # -- the sysusers file ----------------------------------------------------------------------------

@@ -436,6 +436,30 @@ class ResultLog:
         rows = self._db.execute("SELECT status, count(*) FROM inputs GROUP BY status ORDER BY status")
         return dict(rows.fetchall())
 
+    # A camera's per-frame rows (`per_frame`) are not counted: its appearances are what it saw, as in its events.
+    _FILE_FACES = "inputs i CROSS JOIN faces f ON f.input_id = i.id WHERE substr(i.source, 1, 7) != 'camera:'"
+
+    def last_recognised(self) -> dict | None:
+        """The newest face accepted as someone, in a file or as a camera appearance: {"person", "time", "source"}
+        (time: when it was logged, or last seen); None before anyone was recognised. Each side walks its time
+        index from the newest row, so the answer stays quick on a long log."""
+        row = self._db.execute(
+            "SELECT person, time, source FROM ("
+            f"SELECT * FROM (SELECT f.label AS person, i.processed_at AS time, i.source FROM {self._FILE_FACES} "
+            "AND +f.unknown = 0 ORDER BY i.processed_at DESC, i.id DESC, f.id DESC LIMIT 1) UNION ALL "
+            "SELECT * FROM (SELECT label, last_seen, source FROM appearances WHERE +unknown = 0 "
+            "ORDER BY last_seen DESC LIMIT 1)) ORDER BY time DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else dict(zip(("person", "time", "source"), row))
+
+    def unknown_since(self, since: str) -> int:
+        """Faces the unknown rule rejected since `since` (a time as the log writes them): in files, and camera
+        appearances that ended since then."""
+        files = self._db.execute(f"SELECT count(*) FROM {self._FILE_FACES} AND i.processed_at >= ? AND +f.unknown = 1",
+                                 (since,)).fetchone()[0]  # fmt: skip
+        seen = self._db.execute("SELECT count(*) FROM appearances WHERE last_seen >= ? AND unknown = 1", (since,))
+        return files + seen.fetchone()[0]
+
     # -- enrolled people: `edgeface enroll`, `people`, `forget --person` ------------------------
 
     def enrol(self, person: str, network: str, embeddings: np.ndarray, photos: list[str | None], origin: str) -> int:
