@@ -5,8 +5,9 @@ Home Assistant makes an entity of each retained config message under `<discovery
 when and where as attributes) and the faces the unknown rule rejected today, local time. Both read one retained JSON
 document on `<topic prefix>/state` and go unavailable with the box's own availability topic (its last will).
 
-The state is read from the log on the publisher's thread, never the daemon's: after each commit, at each connect,
-and at the first look (once a second) after local midnight, so "today" starts again within a second of it. It is
+The state is read from the log on the publisher's thread, never the daemon's: after a commit (at most once every
+STATE_MIN_SECONDS, so a busy folder does not send one per batch), at each connect, and at the first look (once a
+second) after local midnight, so "today" starts again within a second of it. It is
 not kept in the outbox: a state lost with the link is replaced by the next one.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -21,6 +23,8 @@ import edgeface
 from edgeface.broker import BrokerLink, Topics
 from edgeface.clock import log_time
 from edgeface.store import ResultLog
+
+STATE_MIN_SECONDS = 1.0  # a new state after a commit waits this long after the last one
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class HomeAssistant:
         self._state_topic = state_topic(topics)
         self._announce = self._stale = False
         self._day: date | None = None  # the local day of the state last published
+        self._sent_at = -STATE_MIN_SECONDS  # time.monotonic() of the last state published
 
     def connected(self) -> None:
         """The link is (again) up: the configs and the state go out at the next pump."""
@@ -105,7 +110,8 @@ class HomeAssistant:
         if announce:
             for topic, config in self._configs:
                 link.publish_retained(topic, config)
-        if announce or self._stale or today != self._day:
+        due = self._stale and time.monotonic() - self._sent_at >= STATE_MIN_SECONDS
+        if announce or due or today != self._day:
             self._stale = False
             link.publish_retained(self._state_topic, state(log, today))
-            self._day = today
+            self._day, self._sent_at = today, time.monotonic()
