@@ -1,5 +1,6 @@
 """The MQTT sink of `edgeface watch`: events leave the log's outbox for the broker, oldest first, each deleted only
-once the broker has acknowledged it (PUBACK, QoS 1).
+once the broker has acknowledged it (PUBACK, QoS 1). With `share_people`, so do the fleet messages that `enroll` and
+`forget --person` queued in the outbox, and what the fleet shares is taken in (`edgeface.fleet_receiver`).
 
 `Recording` queues each event in the transaction of its log row (`events`), then wakes the sink (`committed`). A
 thread of the sink's own, with its own connection to the log, does the rest: it deletes what the broker has
@@ -20,6 +21,8 @@ from pathlib import Path
 from edgeface.broker import BrokerLink
 from edgeface.clock import Moment
 from edgeface.events import batch_events
+from edgeface.fleet_enrolments import addressed
+from edgeface.fleet_receiver import FleetReceiver, embedder_network
 from edgeface.results import Appearance, ImageResult
 from edgeface.settings import MqttSettings
 from edgeface.sinks import Committed
@@ -34,9 +37,11 @@ BUSY_SECONDS = 2.0  # the daemon's transaction is waited for this long, so a sto
 
 class Publisher:
     """An `Outboxed` sink that publishes the outbox of the log at `db`. Use as a context manager: paho's thread and
-    the sink's run inside it."""
+    the sink's run inside it. `model`: the daemon's model file, whose embedder network decides the shared people
+    taken in (with `share_people`; the model the daemon starts with: a reload to another network needs a restart,
+    like every `[mqtt]` key)."""
 
-    def __init__(self, settings: MqttSettings, db: Path) -> None:
+    def __init__(self, settings: MqttSettings, db: Path, model: str | None = None) -> None:
         self._settings, self._db = settings, db
         self._wake, self._stopping = threading.Event(), threading.Event()
         self._acked: collections.deque[int] = collections.deque()  # message ids paho reported acknowledged
@@ -45,7 +50,10 @@ class Publisher:
         self._dropped = 0
         self._log: ResultLog | None = None
         self._log_trouble: str | None = None
-        self.link = BrokerLink(settings, self._ack, self._wake.set)
+        network = embedder_network(model) if settings.share_people and model else None
+        self._receiver = FleetReceiver(settings.fleet_prefix, *network, self._wake.set) if network else None
+        receiving = (self._receiver.subscriptions, self._receiver.heard) if self._receiver else ((), None)
+        self.link = BrokerLink(settings, self._ack, self._wake.set, *receiving)
         self._thread = threading.Thread(target=self._run, name="mqtt-outbox", daemon=True)
 
     def __enter__(self) -> Publisher:
@@ -107,9 +115,15 @@ class Publisher:
         if self._log_trouble:
             logger.warning("the outbox in the log %s works again", self._db)
             self._log_trouble = None
+        if self._receiver is not None:
+            self._receiver.take_in(log)
         if self.link.connected.is_set() and not self._stopping.is_set():
-            for outbox_id, payload in log.outbox_after(self._last, WINDOW - len(self._in_flight)):
-                self._in_flight[self.link.publish(payload)] = outbox_id
+            topics = self.link.topics
+            for outbox_id, payload, topic, retain in log.outbox_after(self._last, WINDOW - len(self._in_flight),
+                                                                     fleet=self._settings.share_people):  # fmt: skip
+                if topic is not None:
+                    topic, payload = addressed(topic, payload, topics.fleet, topics.device)
+                self._in_flight[self.link.publish(payload, topic, retain)] = outbox_id
                 self._last = outbox_id
 
     def _open_log(self) -> ResultLog | None:
