@@ -13,9 +13,10 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from edgeface.fleet_enrolments import ENROLMENTS, FORGOTTEN
 from edgeface.paths import FileRefused, read_regular_file
 from edgeface.settings import ConfigError, MqttSettings, publishable
 
@@ -36,24 +37,36 @@ QOS = 1  # at least once: an event is deleted from the outbox only after the bro
 
 @dataclass(frozen=True)
 class Topics:
-    """The box's identity at the broker: device name, client id and topics, from `[mqtt]` and the host name."""
+    """The box's identity at the broker: device name, client id and topics, from `[mqtt]` and the host name; `fleet`
+    is the prefix of the topics the fleet's boxes share people on (see `edgeface.fleet_enrolments`)."""
 
     device: str
     client_id: str
     events: str
     availability: str
     prefix: str  # the topics above and any other of the box's own lie under it
+    fleet: str  # the fleet's shared topics (people) lie under it
 
 
 def topics_of(settings: MqttSettings) -> Topics:
-    """The names `settings` give, with their defaults; ConfigError for a topic prefix MQTT cannot publish to."""
+    """The names `settings` give, with their defaults; ConfigError for a topic prefix MQTT cannot publish to, or a
+    box's own prefix inside the fleet's shared topics (a box named "enrolments" under the default prefixes)."""
     device = settings.device or socket.gethostname()
-    prefix = settings.topic_prefix or f"edgeface/{device}"
-    if not publishable(prefix):
-        raise ConfigError(f"mqtt.topic_prefix {prefix!r} is not a topic to publish to: no + # or NUL, not empty, "
-                          "at most 1000 bytes")  # fmt: skip
+    prefix = _prefix("topic_prefix", settings.topic_prefix or f"edgeface/{device}")
+    fleet = _prefix("fleet_prefix", settings.fleet_prefix)
+    if any(f"{prefix}/".startswith(f"{fleet}/{shared}/") for shared in (ENROLMENTS, FORGOTTEN)):
+        raise ConfigError(f"mqtt.topic_prefix {prefix!r} lies inside the fleet's shared topics under {fleet!r}: "
+                          "give the box another device name or topic_prefix")  # fmt: skip
     return Topics(device, settings.client_id or f"edgeface-{device}", f"{prefix}/events", f"{prefix}/availability",
-                  prefix)  # fmt: skip
+                  prefix, fleet)  # fmt: skip
+
+
+def _prefix(key: str, prefix: str) -> str:
+    """`prefix` if topics can be made under it; ConfigError naming mqtt.`key` otherwise."""
+    if not publishable(prefix):
+        raise ConfigError(f"mqtt.{key} {prefix!r} is not a topic to publish to: no + # or NUL, not empty, "
+                          "at most 1000 bytes")  # fmt: skip
+    return prefix
 
 
 def _password(path: str) -> str:
@@ -81,16 +94,18 @@ def _tls(settings: MqttSettings) -> ssl.SSLContext:
 
 
 class BrokerLink:
-    """paho's client for one box: `start`, `publish` (QoS 1) while `connected`, `stop`.
+    """paho's client for one box: `start`, `publish` (QoS 1) while `connected`, `stop`; with `subscriptions`, the
+    topics listened to (QoS 1) from each connect on, their messages handed to on_message(topic, payload).
 
-    on_acked(mid) and on_connected() run on paho's thread: they must only note and wake, never block. Without
-    `availability` (a one-off `scan --publish` beside the daemon) the link leaves the box's availability topic and
-    last will to the daemon.
+    on_acked(mid), on_connected() and on_message run on paho's thread: they must only note and wake, never block.
+    Without `availability` (a one-off `scan --publish` beside the daemon) the link leaves the box's availability topic
+    and last will to the daemon.
     """
 
     def __init__(
         self, settings: MqttSettings, on_acked: Callable[[int], None], on_connected: Callable[[], None],
-        availability: bool = True,
+        availability: bool = True, subscriptions: Sequence[str] = (),
+        on_message: Callable[[str, bytes], None] | None = None,
     ) -> None:  # fmt: skip
         if mqtt is None:
             raise ConfigError(f"[mqtt] needs paho-mqtt, which is not installed: {INSTALL_HINT}")
@@ -98,6 +113,7 @@ class BrokerLink:
         self._where = f"{settings.host}:{settings.port}"
         self._settings, self._on_acked, self._on_connected = settings, on_acked, on_connected
         self._availability = availability
+        self._subscriptions = [(topic, QOS) for topic in subscriptions]
         self.connected = threading.Event()
         self._said: str | None = None  # the trouble last said in the journal, until the link works again
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.topics.client_id)
@@ -114,15 +130,18 @@ class BrokerLink:
         self._client.on_connect_fail = self._unreachable
         self._client.on_disconnect = self._disconnected
         self._client.on_publish = lambda client, userdata, mid, reason, properties: self._on_acked(mid)
+        if on_message is not None:
+            self._client.on_message = lambda client, userdata, message: on_message(message.topic, message.payload)
 
     def start(self) -> None:
         """Connects in the background (paho's thread), retrying until `stop`."""
         self._client.connect_async(self._settings.host, self._settings.port, keepalive=self._settings.keepalive)
         self._client.loop_start()
 
-    def publish(self, payload: str) -> int:
-        """Sends one event (QoS 1); its message id, which `on_acked` names once the broker has it."""
-        return self._client.publish(self.topics.events, payload, qos=QOS).mid
+    def publish(self, payload: str, topic: str | None = None, retain: bool = False) -> int:
+        """Sends one message (QoS 1), by default an event; its message id, which `on_acked` names once the broker
+        has it."""
+        return self._client.publish(topic or self.topics.events, payload, qos=QOS, retain=retain).mid
 
     def publish_retained(self, topic: str, payload: str) -> None:
         """Sets what `topic` holds for every subscriber, now and later (QoS 1, not tracked: the next one replaces
@@ -148,6 +167,8 @@ class BrokerLink:
             return
         if self._availability:
             self._client.publish(self.topics.availability, "online", qos=QOS, retain=True)
+        if self._subscriptions:  # every connect: the broker hands over the retained messages again
+            self._client.subscribe(self._subscriptions)
         self.connected.set()
         logger.info("connected to the MQTT broker %s%s; events go to %s", self._where,
                     " again" if self._said else "", self.topics.events)  # fmt: skip

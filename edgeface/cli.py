@@ -259,8 +259,9 @@ def _add_people(commands: argparse._SubParsersAction) -> None:
         commands,
         "people",
         summary="list who is enrolled: per person, how many embeddings and when",
-        description="Lists the people enrolled in the log (per model network) and, with --model, those of "
-        "the model's own gallery, marking the ones this log has forgotten.",
+        description="Lists the people enrolled in the log (per model network, and per device: this box, or the "
+        "box that shared them with mqtt.share_people) and, with --model, those of the model's own gallery, marking "
+        "the ones this log has forgotten.",
         epilog="examples:\n  edgeface people\n  edgeface people --model faces.tflite --json",
     )
     _add_log_options(people)
@@ -466,7 +467,7 @@ def run_watch_command(args: argparse.Namespace) -> int:
             settings = load_settings(args.config, flags)
             if settings.mqtt.host:  # publishes from before the daemon's start to after its stop
                 db = Path(settings.db) if settings.db else default_path()
-                sinks.append(running.enter_context(Publisher(settings.mqtt, db)))
+                sinks.append(running.enter_context(Publisher(settings.mqtt, db, settings.model)))
             return run_watch(args.config, flags, sinks)
     except (ConfigError, FileNotFoundError) as error:
         return _fail(str(error))
@@ -519,7 +520,7 @@ def run_forget(args: argparse.Namespace) -> int:
     said = [f"{counts['inputs']} photos and {counts['appearances']} appearances"]
     if args.person is not None:
         said.append(f"{counts['embeddings']} enrolled embeddings of {printable(args.person)}, who is now unknown "
-                    "to every model used with this log")  # fmt: skip
+                    "to every model used with this log (and to the fleet's boxes, with mqtt.share_people)")  # fmt: skip
     print(f"forgot {'; '.join(said)}; {db} was scrubbed")
     return EXIT_OK
 
@@ -585,14 +586,15 @@ def run_people(args: argparse.Namespace) -> int:
     if db.exists():
         with ResultLog(db, busy_seconds=args.wait) as log:
             hidden = set(log.hidden_people())
-            rows = [{**row, "network": row["network"][:12], "source": "enrolled"} for row in log.people()]
+            rows = [{**row, "network": row["network"][:12], "source": "enrolled", "device": row["device"] or "this box"}
+                    for row in log.people()]  # fmt: skip
     if args.model:
         embedder = embedder_of(_pipeline(args))
         for row in rows:
             row["usable"] = row["network"] == embedder.network_sha256[:12]
         for person, count in embedder.metadata.gallery.counts().items() if embedder.metadata.gallery else []:
-            rows.append({"person": person, "network": embedder.network_sha256[:12], "embeddings": count,
-                         "first_enrolled": None, "last_enrolled": None,
+            rows.append({"person": person, "network": embedder.network_sha256[:12], "device": None,
+                         "embeddings": count, "first_enrolled": None, "last_enrolled": None,
                          "source": "forgotten here" if person in hidden else "model", "usable": person not in hidden})  # fmt: skip
     rows.sort(key=lambda row: (row["person"], row["source"]))
     if not rows and not (args.json or args.csv):

@@ -1,5 +1,6 @@
 """The MQTT sink of `edgeface watch`: events leave the log's outbox for the broker, oldest first, each deleted only
-once the broker has acknowledged it (PUBACK, QoS 1).
+once the broker has acknowledged it (PUBACK, QoS 1). With `share_people`, so do the fleet messages that `enroll` and
+`forget --person` queued in the outbox, and what the fleet shares is taken in (`edgeface.fleet_receiver`).
 
 `Recording` queues each event in the transaction of its log row (`events`), then wakes the sink (`committed`). A
 thread of the sink's own, with its own connection to the log, does the rest: it deletes what the broker has
@@ -21,6 +22,8 @@ from pathlib import Path
 from edgeface.broker import BrokerLink
 from edgeface.clock import Moment
 from edgeface.events import batch_events
+from edgeface.fleet_enrolments import addressed
+from edgeface.fleet_receiver import FleetReceiver, embedder_network
 from edgeface.home_assistant import HomeAssistant
 from edgeface.results import Appearance, ImageResult
 from edgeface.settings import MqttSettings
@@ -37,10 +40,12 @@ SENT_LOOK = 0.05  # seconds between looks at the outbox while `wait_sent` waits 
 
 class Publisher:
     """An `Outboxed` sink that publishes the outbox of the log at `db`. Use as a context manager: paho's thread and
-    the sink's run inside it. `availability`: see `BrokerLink`. With `home_assistant`, the thread also keeps Home
+    the sink's run inside it. `availability`: see `BrokerLink`. `model`: the daemon's model file, whose embedder
+    network decides the shared people taken in (with `share_people`; the model the daemon starts with: a reload to
+    another network needs a restart, like every `[mqtt]` key). With `home_assistant`, the thread also keeps Home
     Assistant's view of the box up to date."""
 
-    def __init__(self, settings: MqttSettings, db: Path, availability: bool = True) -> None:
+    def __init__(self, settings: MqttSettings, db: Path, model: str | None = None, availability: bool = True) -> None:
         self._settings, self._db = settings, db
         self._wake, self._stopping = threading.Event(), threading.Event()
         self._acked: collections.deque[int] = collections.deque()  # message ids paho reported acknowledged
@@ -49,7 +54,10 @@ class Publisher:
         self._dropped = 0
         self._log: ResultLog | None = None
         self._log_trouble: str | None = None
-        self.link = BrokerLink(settings, self._ack, self._connected, availability)
+        network = embedder_network(model) if settings.share_people and model else None
+        self._receiver = FleetReceiver(settings.fleet_prefix, *network, self._wake.set) if network else None
+        receiving = (self._receiver.subscriptions, self._receiver.heard) if self._receiver else ((), None)
+        self.link = BrokerLink(settings, self._ack, self._connected, availability, *receiving)
         wanted = settings.home_assistant
         self._home = HomeAssistant(self.link.topics, settings.home_assistant_prefix) if wanted else None
         self._thread = threading.Thread(target=self._run, name="mqtt-outbox", daemon=True)
@@ -129,9 +137,15 @@ class Publisher:
         if self._log_trouble:
             logger.warning("the outbox in the log %s works again", self._db)
             self._log_trouble = None
+        if self._receiver is not None:
+            self._receiver.take_in(log)
         if self.link.connected.is_set() and not self._stopping.is_set():
-            for outbox_id, payload in log.outbox_after(self._last, WINDOW - len(self._in_flight)):
-                self._in_flight[self.link.publish(payload)] = outbox_id
+            topics = self.link.topics
+            for outbox_id, payload, topic, retain in log.outbox_after(self._last, WINDOW - len(self._in_flight),
+                                                                     fleet=self._settings.share_people):  # fmt: skip
+                if topic is not None:
+                    topic, payload = addressed(topic, payload, topics.fleet, topics.device)
+                self._in_flight[self.link.publish(payload, topic, retain)] = outbox_id
                 self._last = outbox_id
             if self._home:
                 self._home.pump(log, self.link)

@@ -124,6 +124,12 @@ class MqttSettings(Checked):
     topic_prefix: str | None = setting(None, "topics are PREFIX/events and PREFIX/availability (default: "
                                        "edgeface/DEVICE)", flags=("--mqtt-topic-prefix",),
                                        metavar="PREFIX")  # fmt: skip
+    share_people: bool = setting(False, "share the people enrolled here with the fleet's boxes (embeddings, never "
+                                 "photos) and take theirs, for the same network; forgetting one reaches them too",
+                                 flags=("--mqtt-share-people",))  # fmt: skip
+    fleet_prefix: str = setting("edgeface", "shared people go to PREFIX/enrolments/NETWORK/ID and PREFIX/forgotten/"
+                                "NAME; the boxes that share people use the same one", flags=("--mqtt-fleet-prefix",),
+                                metavar="PREFIX")  # fmt: skip
     keepalive: int = setting(60, "seconds between pings; the broker declares the box offline after 1.5 times this",
                              within(5, 3600, "must be 5 to 3600 seconds"), flags=("--mqtt-keepalive",),
                              metavar="SECONDS")  # fmt: skip

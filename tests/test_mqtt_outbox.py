@@ -65,8 +65,8 @@ def test_the_bound_drops_the_oldest_and_ids_keep_growing(tmp_path: Path):
                          events=[f'"{n}"' for n in range(5)])  # fmt: skip
         assert log.outbox_trim(3) == 2 and log.outbox_trim(3) == 0
         waiting = log.outbox_after(0, 10)
-        assert [payload for _, payload in waiting] == ['"2"', '"3"', '"4"']
-        log.outbox_sent([outbox_id for outbox_id, _ in waiting])
+        assert [payload for _, payload, _, _ in waiting] == ['"2"', '"3"', '"4"']
+        log.outbox_sent([outbox_id for outbox_id, *_ in waiting])
         log.record_batch([ImageResult.unreadable("6.png", "x")], "folder:/in", model, events=['"6"'])
         assert log.outbox_count() == 1 and log.outbox_after(waiting[-1][0], 10)[0][1] == '"6"'  # not id 1 again
 

@@ -10,6 +10,7 @@ import functools
 import inspect
 import json
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -19,6 +20,14 @@ from typing import TypeVar
 import numpy as np
 
 from edgeface.clock import Moment, log_time, now
+from edgeface.fleet_enrolments import (
+    SharedEnrolment,
+    Tombstone,
+    enrolment_message,
+    enrolment_topic,
+    tombstone_message,
+    tombstone_topic,
+)
 from edgeface.gallery import Enrolments, Gallery, GalleryError, check_name
 from edgeface.paths import file_identity
 from edgeface.results import Appearance, ImageResult
@@ -83,6 +92,13 @@ def _now() -> str:
 def _queue(db: sqlite3.Connection, events: Sequence[str], moment: Moment) -> None:
     """Adds `events` to the outbox, inside the caller's transaction (the one of their log rows)."""
     db.executemany("INSERT INTO outbox (payload, queued_at) VALUES (?, ?)", [(event, moment.wall) for event in events])
+
+
+def _queue_fleet(db: sqlite3.Connection, messages: Sequence[tuple[str, str]]) -> None:
+    """Adds retained fleet messages, (topic under the fleet prefix, payload), inside the caller's transaction."""
+    at = _now()
+    db.executemany("INSERT INTO outbox (payload, queued_at, topic, retain) VALUES (?, ?, ?, 1)",
+                   [(payload, at, topic) for topic, payload in messages])  # fmt: skip
 
 
 @_with_typed_errors
@@ -364,10 +380,14 @@ class ResultLog:
 
     # -- the outbox: events waiting for the broker's acknowledgement (`[mqtt]`) -------------------
 
-    def outbox_after(self, after: int, limit: int) -> list[tuple[int, str]]:
-        """Up to `limit` waiting events with an id above `after`, oldest first, as (id, JSON text)."""
-        rows = self._db.execute("SELECT id, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
-        return rows.fetchall()
+    def outbox_after(self, after: int, limit: int, fleet: bool = True) -> list[tuple[int, str, str | None, bool]]:
+        """Up to `limit` waiting messages with an id above `after`, oldest first, as (id, payload, topic under the
+        fleet prefix or None for the box's events topic, retained); without `fleet`, events only."""
+        rows = self._db.execute(
+            "SELECT id, payload, topic, retain FROM outbox WHERE id > ? AND (? OR topic IS NULL) ORDER BY id LIMIT ?",
+            (after, fleet, limit),
+        )
+        return [(outbox_id, payload, topic, bool(retain)) for outbox_id, payload, topic, retain in rows.fetchall()]
 
     def outbox_sent(self, ids: Sequence[int]) -> None:
         """Deletes events the broker has acknowledged."""
@@ -375,10 +395,12 @@ class ResultLog:
             db.executemany("DELETE FROM outbox WHERE id = ?", [(event_id,) for event_id in ids])
 
     def outbox_trim(self, keep: int) -> int:
-        """Deletes the oldest waiting events beyond the newest `keep`; returns how many were deleted."""
+        """Deletes the oldest waiting events beyond the newest `keep`; returns how many were deleted. Fleet messages
+        are few and each one matters (a tombstone dropped would leave a forgotten person on other boxes): kept."""
         with self._transaction() as db:
             return db.execute(
-                "DELETE FROM outbox WHERE id <= (SELECT id FROM outbox ORDER BY id DESC LIMIT 1 OFFSET ?)", (keep,)
+                "DELETE FROM outbox WHERE topic IS NULL AND id <= "
+                "(SELECT id FROM outbox WHERE topic IS NULL ORDER BY id DESC LIMIT 1 OFFSET ?)", (keep,)
             ).rowcount
 
     def outbox_count(self) -> int:
@@ -465,19 +487,26 @@ class ResultLog:
     def enrol(self, person: str, network: str, embeddings: np.ndarray, photos: list[str | None], origin: str) -> int:
         """Adds embeddings (n × d) of `person` made by the network with sha256 `network`, one per
         photo hash in `photos` (None for camera frames); a photo already enrolled for the person
-        is not added twice. Returns how many were added."""
+        is not added twice. Returns how many were added.
+
+        Each one added is also queued for the fleet (a retained message, see `edgeface.fleet_enrolments`) in the
+        same transaction, whether or not this box has `[mqtt]`: `enroll` has no broker settings, and a box that
+        turns sharing on later shares what it enrolled before."""
         check_name(person)
+        at = _now()
         with self._transaction() as db:
-            before = db.total_changes
-            db.executemany(
-                "INSERT OR IGNORE INTO enrolments (person, network, embedding, sha256, origin, enrolled_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(person, network, vector.astype("<f4").tobytes(), photo, origin, _now())
-                 for vector, photo in zip(embeddings, photos)],  # fmt: skip
-            )
-            added = db.total_changes - before
+            added = []
+            for vector, photo in zip(embeddings, photos):
+                enrolment = SharedEnrolment(uuid.uuid4().hex, person, network, vector.astype("<f4"), at)
+                if db.execute(
+                    "INSERT OR IGNORE INTO enrolments (person, network, embedding, sha256, origin, enrolled_at, "
+                    "enrolment_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (person, network, enrolment.embedding.tobytes(), photo, origin, at, enrolment.enrolment_id),
+                ).rowcount:
+                    added.append(enrolment)
+            _queue_fleet(db, [(enrolment_topic(network, e.enrolment_id), enrolment_message(e)) for e in added])
             db.execute("UPDATE gallery_version SET version = version + 1")
-        return added
+        return len(added)
 
     def enrolments(self, network: str | None) -> Enrolments:
         """The people enrolled here with the network `network`, and the hidden ones; empty for None
@@ -504,10 +533,12 @@ class ResultLog:
         return self._db.execute("SELECT version FROM gallery_version").fetchone()[0]
 
     def people(self) -> list[dict]:
-        """Everyone enrolled here: per person and network, how many embeddings and when."""
+        """Everyone enrolled here: per person, network and device it came from (None: this box), how many
+        embeddings and when."""
         rows = self._db.execute(
-            "SELECT person, network, count(*) AS embeddings, min(enrolled_at) AS first_enrolled, "
-            "max(enrolled_at) AS last_enrolled FROM enrolments GROUP BY person, network ORDER BY person, network"
+            "SELECT person, network, device, count(*) AS embeddings, min(enrolled_at) AS first_enrolled, "
+            "max(enrolled_at) AS last_enrolled FROM enrolments GROUP BY person, network, device "
+            "ORDER BY person, network, device"
         )
         return [_row_dict(rows, row) for row in rows.fetchall()]
 
@@ -517,14 +548,69 @@ class ResultLog:
 
     def forget_person(self, person: str) -> int:
         """Deletes every embedding of `person` for good and hides them in any model's own gallery
-        when used with this log; then scrubs the file. Returns the embeddings deleted."""
+        when used with this log; then scrubs the file. Returns the embeddings deleted.
+
+        The fleet is told in the same transaction: a retained tombstone, and each deleted enrolment's retained
+        topic emptied; copies of them still waiting in the outbox are deleted with them."""
         self._db.execute("PRAGMA secure_delete = ON")
+        at = _now()
         with self._transaction() as db:
+            topics = [enrolment_topic(network, enrolment_id) for network, enrolment_id in db.execute(
+                "SELECT network, enrolment_id FROM enrolments WHERE person = ?", (person,))]  # fmt: skip
             deleted = db.execute("DELETE FROM enrolments WHERE person = ?", (person,)).rowcount
-            db.execute("INSERT OR IGNORE INTO hidden_people (person) VALUES (?)", (person,))
-            db.execute("UPDATE gallery_version SET version = version + 1")
+            db.executemany("DELETE FROM outbox WHERE topic = ?", [(topic,) for topic in topics])
+            _queue_fleet(db, [(topic, "") for topic in topics])
+            _queue_fleet(db, [(tombstone_topic(person), tombstone_message(Tombstone(person, at)))])
+            self._tombstone(db, person, at)
         self.scrub()
         return deleted
+
+    # -- what other boxes of the fleet share (`edgeface.fleet_enrolments`); never queued again -----------------
+
+    def receive_enrolment(self, enrolment: SharedEnrolment) -> bool:
+        """Stores an enrolment another box shared (origin "fleet", with its device), unless it is here already (by
+        its id) or its person was forgotten since (a tombstone no older than it). Returns whether it was added."""
+        with self._transaction() as db:
+            known = db.execute("SELECT forgotten_at FROM tombstones WHERE person = ?", (enrolment.person,)).fetchone()
+            if known and known[0] >= enrolment.enrolled_at:
+                return False
+            added = db.execute(
+                "INSERT OR IGNORE INTO enrolments (person, network, embedding, sha256, origin, enrolled_at, "
+                "enrolment_id, device) VALUES (?, ?, ?, NULL, 'fleet', ?, ?, ?)",
+                (enrolment.person, enrolment.network, enrolment.embedding.astype("<f4").tobytes(),
+                 enrolment.enrolled_at, enrolment.enrolment_id, enrolment.device),
+            ).rowcount  # fmt: skip
+            if added:
+                db.execute("UPDATE gallery_version SET version = version + 1")
+        return bool(added)
+
+    def receive_tombstone(self, tombstone: Tombstone) -> bool:
+        """Forgets, as `forget_person` does, the person's enrolments (from here or from the fleet) no newer than
+        the tombstone, unless a tombstone as new is known already. Returns whether anything changed."""
+        self._db.execute("PRAGMA secure_delete = ON")
+        with self._transaction() as db:
+            known = db.execute("SELECT forgotten_at FROM tombstones WHERE person = ?", (tombstone.person,)).fetchone()
+            if known and known[0] >= tombstone.forgotten_at:
+                return False
+            deleted = db.execute("DELETE FROM enrolments WHERE person = ? AND enrolled_at <= ?",
+                                 (tombstone.person, tombstone.forgotten_at)).rowcount  # fmt: skip
+            self._tombstone(db, tombstone.person, tombstone.forgotten_at)
+        if deleted:
+            self.scrub()
+        return True
+
+    def tombstones(self) -> dict[str, str]:
+        """Forgotten people and when (the latest time known here)."""
+        return dict(self._db.execute("SELECT person, forgotten_at FROM tombstones ORDER BY person"))
+
+    @staticmethod
+    def _tombstone(db: sqlite3.Connection, person: str, at: str) -> None:
+        """Inside the caller's transaction: `person` forgotten at `at` (the latest time wins), hidden in models' own
+        galleries, and the gallery changed."""
+        db.execute("INSERT INTO tombstones (person, forgotten_at) VALUES (?, ?) ON CONFLICT (person) DO UPDATE "
+                   "SET forgotten_at = max(forgotten_at, excluded.forgotten_at)", (person, at))  # fmt: skip
+        db.execute("INSERT OR IGNORE INTO hidden_people (person) VALUES (?)", (person,))
+        db.execute("UPDATE gallery_version SET version = version + 1")
 
     # -- forgetting: retention and `edgeface forget` -------------------------------------------
 

@@ -138,6 +138,23 @@ MIGRATIONS: tuple[str, ...] = (
         queued_at TEXT NOT NULL          -- UTC, ISO 8601
     );
     """,
+    # 9: enrolments shared by the boxes of a fleet (`edgeface.fleet_enrolments`). An outbox row may be a fleet
+    # message: its topic under mqtt.fleet_prefix (NULL: the box's events topic) and whether the broker retains it.
+    # Each enrolment gets an id unique across the fleet, so a copy received twice is stored once, and the device it
+    # came from (NULL: enrolled here; a received one has origin "fleet"). A forgotten person keeps a tombstone with
+    # its time: an older enrolment that arrives late is not taken in again.
+    """
+    ALTER TABLE outbox ADD COLUMN topic TEXT;
+    ALTER TABLE outbox ADD COLUMN retain INTEGER NOT NULL DEFAULT 0 CHECK (retain IN (0, 1));
+    ALTER TABLE enrolments ADD COLUMN enrolment_id TEXT;
+    ALTER TABLE enrolments ADD COLUMN device TEXT;
+    UPDATE enrolments SET enrolment_id = lower(hex(randomblob(16)));
+    CREATE UNIQUE INDEX enrolments_id ON enrolments (enrolment_id);
+    CREATE TABLE tombstones (
+        person TEXT PRIMARY KEY,
+        forgotten_at TEXT NOT NULL       -- UTC, ISO 8601
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # The tables every edgeface log has had since version 1: how a log made before version 6 is recognised.
