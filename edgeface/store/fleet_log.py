@@ -35,7 +35,7 @@ class FleetLog(ResultLog):
         `received_at`); returns how many were new and how many were copies."""
         received_at, new = _now(), 0
         with self._transaction() as db:
-            models = _models(db, {event.model_sha256: event.device for event in events}, received_at)
+            models = _models(db, {event.model_sha256: event.device for event in reversed(events)}, received_at)
             for event in events:
                 taken = db.execute("INSERT INTO received (event_id, device, received_at) VALUES (?, ?, ?) "
                                    "ON CONFLICT DO NOTHING", (event.event_id, event.device, received_at))  # fmt: skip
@@ -54,8 +54,8 @@ class FleetLog(ResultLog):
 
 
 def _models(db: sqlite3.Connection, devices: dict[str, str], first_used: str) -> dict[str, int]:
-    """The model id of each sha256 in `devices`, adding a model first met here under the path `device:NAME` of a
-    box that used it (the hub never has the file, nor its labels)."""
+    """The model id of each sha256 in `devices`, adding a model first met here under the path `device:NAME` of the
+    first box that used it (the hub never has the file, nor its labels)."""
     db.executemany("INSERT INTO models (sha256, path, labels, first_used) VALUES (?, ?, '[]', ?) "
                    "ON CONFLICT (sha256) DO NOTHING",
                    [(sha256, f"device:{device}", first_used) for sha256, device in devices.items()])  # fmt: skip
