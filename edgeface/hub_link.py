@@ -107,7 +107,8 @@ class HubLink:
         logger.info("subscribed to %s", ", ".join(self._topics))
         self.subscribed.set()
 
-    def _on_disconnect(self, client: object, userdata: object, flags: object, reason: object, properties: object) -> None:
+    def _on_disconnect(self, client: object, userdata: object, flags: object, reason: object,
+                       properties: object) -> None:  # fmt: skip
         if self.connected.is_set():
             self.connected.clear()
             self._say(f"lost the connection to the MQTT broker {self._where}: {reason}")

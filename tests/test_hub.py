@@ -34,8 +34,9 @@ def daemon(classifier: Classifier, folder: Path, port: int, device: str) -> tupl
     """`edgeface watch` of folder/inbox into folder/log.db, publishing as `device`; ready; the inbox."""
     inbox = folder / "inbox"
     inbox.mkdir(parents=True, exist_ok=True)
-    return Child(folder, "watch", str(inbox), "--model", str(classifier.tflite_file), "--db", str(folder / "log.db"),
-                 "--mqtt-host", "127.0.0.1", "--mqtt-port", str(port), "--mqtt-device", device).ready(), inbox  # fmt: skip
+    child = Child(folder, "watch", str(inbox), "--model", str(classifier.tflite_file), "--db", str(folder / "log.db"),
+                  "--mqtt-host", "127.0.0.1", "--mqtt-port", str(port), "--mqtt-device", device)  # fmt: skip
+    return child.ready(), inbox
 
 
 def query(db: Path, sql: str) -> list[tuple]:
@@ -58,7 +59,8 @@ def hub_rows(tmp_path: Path, device: str) -> list[tuple]:
 
 
 def received(tmp_path: Path) -> int:
-    return query(tmp_path / "fleet.db", "SELECT count(*) FROM received")[0][0] if (tmp_path / "fleet.db").exists() else 0
+    counted = query(tmp_path / "fleet.db", "SELECT count(*) FROM received")
+    return counted[0][0] if counted else 0
 
 
 def all_there(tmp_path: Path, folder: Path, device: str, count: int) -> bool:

@@ -37,8 +37,9 @@ class FleetLog(ResultLog):
         with self._transaction() as db:
             models = _models(db, {event.model_sha256: event.device for event in reversed(events)}, received_at)
             for event in events:
-                taken = db.execute("INSERT INTO received (event_id, device, received_at) VALUES (?, ?, ?) "
-                                   "ON CONFLICT DO NOTHING", (event.event_id, event.device, received_at))  # fmt: skip
+                taken = db.execute("INSERT INTO received (event_id, device, time, received_at) VALUES (?, ?, ?, ?) "
+                                   "ON CONFLICT DO NOTHING",
+                                   (event.event_id, event.device, event.time, received_at))  # fmt: skip
                 if not taken.rowcount:
                     continue
                 new += 1

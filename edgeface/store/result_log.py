@@ -399,8 +399,8 @@ class ResultLog:
         (errors, photos with no face) unless the query asks about faces."""
         where, params = query.conditions()
         rows = self._db.execute(
-            f"SELECT i.processed_at AS time, {self._device_column('i')}i.source, i.path, i.status, i.error, f.label, f.confidence, "
-            "f.unknown, f.x, f.y, f.w, f.h FROM inputs i LEFT JOIN faces f ON f.input_id = i.id "
+            f"SELECT i.processed_at AS time, {self._device_column('i')}i.source, i.path, i.status, i.error, f.label, "
+            "f.confidence, f.unknown, f.x, f.y, f.w, f.h FROM inputs i LEFT JOIN faces f ON f.input_id = i.id "
             f"WHERE {where} ORDER BY i.processed_at DESC, i.id DESC, f.id LIMIT ?",
             (*params, query.limit),
         )
@@ -410,8 +410,9 @@ class ResultLog:
         """Camera appearances, the most recent first (filtered by when they ended)."""
         where, params = query.conditions(time="a.last_seen", face="a", source="a")
         rows = self._db.execute(
-            f"SELECT a.first_seen, a.last_seen, round(a.seconds, 1) AS seconds, {self._device_column('a')}a.source, a.label, a.confidence, "
-            f"a.unknown, a.frames FROM appearances a WHERE {where} ORDER BY a.last_seen DESC, a.id DESC LIMIT ?",
+            f"SELECT a.first_seen, a.last_seen, round(a.seconds, 1) AS seconds, {self._device_column('a')}a.source, "
+            f"a.label, a.confidence, a.unknown, a.frames FROM appearances a WHERE {where} "
+            "ORDER BY a.last_seen DESC, a.id DESC LIMIT ?",
             (*params, query.limit),
         )
         return [_row_dict(rows, row) for row in rows.fetchall()]
@@ -432,8 +433,8 @@ class ResultLog:
         """`table.device, ` in a hub's log (rows from other boxes), so its views name each row's box; "" in a box's
         own log, whose views stay as they were."""
         fleet = self._db.execute("SELECT EXISTS (SELECT 1 FROM inputs WHERE device IS NOT NULL) "
-                                 "OR EXISTS (SELECT 1 FROM appearances WHERE device IS NOT NULL)").fetchone()[0]  # fmt: skip
-        return f"{table}.device, " if fleet else ""
+                                 "OR EXISTS (SELECT 1 FROM appearances WHERE device IS NOT NULL)")  # fmt: skip
+        return f"{table}.device, " if fleet.fetchone()[0] else ""
 
     def label_counts(self) -> dict[str, int]:
         """How many faces the log holds per label."""

@@ -152,7 +152,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE received (
         event_id TEXT PRIMARY KEY,       -- the box's UUID
         device TEXT NOT NULL,
-        received_at TEXT NOT NULL        -- UTC, ISO 8601: the hub's commit
+        time TEXT NOT NULL,              -- UTC, ISO 8601: the event's own (its box's commit)
+        received_at TEXT NOT NULL        -- UTC, ISO 8601: the hub's commit, so each event's delay shows
     ) WITHOUT ROWID;
     """,
 )
