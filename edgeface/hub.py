@@ -47,7 +47,10 @@ def hub_settings(config: Path | None, flags: dict[str, object]) -> MqttSettings:
     ConfigError when they name no broker or a value is out of range."""
     values = {name[5:]: value for name, value in (read_file(config) if config else {}).items()
               if name.startswith("mqtt.") and name[5:] in CONNECTION_KEYS}  # fmt: skip
-    settings = from_flags(MqttSettings, {**values, **{key: value for key, value in flags.items() if value is not None}})
+    try:
+        settings = from_flags(MqttSettings, {**values, **{key: value for key, value in flags.items() if value is not None}})
+    except ConfigError as error:  # a flag's error names the box's flag (--mqtt-port): the hub's is --port
+        raise ConfigError(str(error).replace("--mqtt-", "--")) from None
     if not settings.host:
         raise ConfigError("no broker: pass --host HOST, or --config FILE with host under [mqtt]")
     return settings

@@ -201,7 +201,7 @@ def test_hostile_messages_are_counted_and_said_and_the_hub_goes_on(broker: Broke
     [
         ((), "no broker: pass --host"),
         (("--host", "127.0.0.1", "--topic", "a/#/b"), "is not an MQTT topic filter"),
-        (("--host", "127.0.0.1", "--port", "70000"), "must be 1 to 65535"),
+        (("--host", "127.0.0.1", "--port", "70000"), "--port must be 1 to 65535"),
     ],
 )
 def test_a_hub_that_cannot_start_says_why_in_one_line(args: tuple, said: str, tmp_path: Path):
