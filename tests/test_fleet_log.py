@@ -17,6 +17,7 @@ from edgeface.geometry import Box
 from edgeface.hub_events import MAX_EVENT_BYTES, BadEvent, parse_event
 from edgeface.results import Appearance, FaceResult, ImageResult
 from edgeface.store import FleetLog, Kept, LogQuery, ResultLog
+from edgeface.store.schema import SCHEMA_VERSION
 from helpers import run_in_process
 
 MODEL = "cc" * 32
@@ -145,12 +146,12 @@ def test_a_box_log_of_the_previous_schema_takes_the_fleet_columns_keeping_its_ro
     db = tmp_path / "box.db"
     with ResultLog(db) as box:
         box.record(ALICE, "scan", box.register_model(MODEL, "/m.tflite", ("alice",)))
-    with contextlib.closing(sqlite3.connect(db)) as connection:  # back to version 8, as an older edgeface left it
+    with contextlib.closing(sqlite3.connect(db)) as connection:  # back one version, as an older edgeface left it
         connection.executescript("DROP TABLE received; DROP INDEX inputs_device; DROP INDEX appearances_device; "
                                  "DROP INDEX inputs_identity; ALTER TABLE inputs DROP COLUMN device; "
                                  "ALTER TABLE appearances DROP COLUMN device; "
                                  "CREATE UNIQUE INDEX inputs_identity ON inputs (path, ifnull(sha256, '')); "
-                                 "PRAGMA user_version = 8;")  # fmt: skip
+                                 f"PRAGMA user_version = {SCHEMA_VERSION - 1};")  # fmt: skip
     with FleetLog(db) as log:
         assert log.outcome_of(ALICE.path, ALICE.sha256) == "done"
         log.keep([parse_event(event("door1"))])
