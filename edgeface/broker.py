@@ -93,6 +93,23 @@ def _tls(settings: MqttSettings) -> ssl.SSLContext:
     return context
 
 
+def client_for(settings: MqttSettings, client_id: str, **options: object) -> mqtt.Client:
+    """paho's client for the broker `settings` name, as every edgeface client has it: its login, its TLS, a connect
+    timeout and the reconnect back-off; `options` go to paho's constructor. ConfigError without paho-mqtt, or when
+    the password file or a TLS file cannot be used."""
+    if mqtt is None:
+        raise ConfigError(f"[mqtt] needs paho-mqtt, which is not installed: {INSTALL_HINT}")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, **options)
+    client.connect_timeout = CONNECT_TIMEOUT
+    client.reconnect_delay_set(RECONNECT_MIN, RECONNECT_MAX)
+    if settings.username:
+        password = _password(settings.password_file) if settings.password_file else None
+        client.username_pw_set(settings.username, password)
+    if settings.tls_ca_file:
+        client.tls_set_context(_tls(settings))
+    return client
+
+
 class BrokerLink:
     """paho's client for one box: `start`, `publish` (QoS 1) while `connected`, `stop`; with `subscriptions`, the
     topics listened to (QoS 1) from each connect on, their messages handed to on_message(topic, payload).
@@ -107,8 +124,6 @@ class BrokerLink:
         availability: bool = True, subscriptions: Sequence[str] = (),
         on_message: Callable[[str, bytes], None] | None = None,
     ) -> None:  # fmt: skip
-        if mqtt is None:
-            raise ConfigError(f"[mqtt] needs paho-mqtt, which is not installed: {INSTALL_HINT}")
         self.topics = topics_of(settings)
         self._where = f"{settings.host}:{settings.port}"
         self._settings, self._on_acked, self._on_connected = settings, on_acked, on_connected
@@ -116,14 +131,7 @@ class BrokerLink:
         self._subscriptions = [(topic, QOS) for topic in subscriptions]
         self.connected = threading.Event()
         self._said: str | None = None  # the trouble last said in the journal, until the link works again
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.topics.client_id)
-        self._client.connect_timeout = CONNECT_TIMEOUT
-        self._client.reconnect_delay_set(RECONNECT_MIN, RECONNECT_MAX)
-        if settings.username:
-            password = _password(settings.password_file) if settings.password_file else None
-            self._client.username_pw_set(settings.username, password)
-        if settings.tls_ca_file:
-            self._client.tls_set_context(_tls(settings))
+        self._client = client_for(settings, self.topics.client_id)
         if availability:
             self._client.will_set(self.topics.availability, "offline", qos=QOS, retain=True)
         self._client.on_connect = self._connected

@@ -31,6 +31,7 @@ from edgeface.enroll import EnrolmentRefused, NotAnEmbedder, embedder_of, from_c
 from edgeface.evaluate import evaluate_folder, format_evaluation
 from edgeface.flags import add_flags, given
 from edgeface.gallery import GalleryError, check_name
+from edgeface.hub import TOPIC, Hub, check_topic, default_client_id, hub_settings
 from edgeface.model import ModelError
 from edgeface.pipeline import Pipeline
 from edgeface.recognizer import load_recognizer
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scan(commands)
     _add_watch(commands)
     _add_log(commands)
+    _add_hub(commands)
     _add_forget(commands)
     _add_enroll(commands)
     _add_people(commands)
@@ -183,7 +185,8 @@ def _add_log(commands: argparse._SubParsersAction) -> None:
         "without faces), with filters. Times are shown in UTC; --since and --until take a date, a date "
         "and time (local unless it names an offset), or an age such as 30m, 6h, 2d, 1w.",
         epilog="examples:\n  edgeface log --since 1d --label alice\n  edgeface log --summary --csv > per-day.csv\n"
-        "  edgeface log --unknown --json\n  edgeface log --appearances --since 6h",
+        "  edgeface log --unknown --json\n  edgeface log --appearances --since 6h\n"
+        "  edgeface log --db fleet.db --device door1 --label alice --since 1d",
     )
     _add_log_options(log)
     log.add_argument("--since", help="only results from this time on")
@@ -194,6 +197,7 @@ def _add_log(commands: argparse._SubParsersAction) -> None:
     known.add_argument("--unknown", action="store_true", help="only faces the unknown rule rejected")
     known.add_argument("--known", action="store_true", help="only faces the unknown rule accepted")
     log.add_argument("--source", help="only inputs from this source: scan, folder or camera (every one), or one such as folder:/srv/inbox")
+    log.add_argument("--device", metavar="NAME", help="only rows a hub heard from this box (`edgeface hub`)")
     log.add_argument("--limit", type=int, default=50, help="at most this many rows (not for --summary)")
     what = log.add_mutually_exclusive_group()
     what.add_argument("--summary", action="store_true", help="faces per day, label and unknown flag instead")
@@ -201,6 +205,31 @@ def _add_log(commands: argparse._SubParsersAction) -> None:
     style = log.add_mutually_exclusive_group()
     style.add_argument("--json", action="store_true", help="one JSON object per row")
     style.add_argument("--csv", action="store_true", help="CSV with a header row")
+
+
+def _add_hub(commands: argparse._SubParsersAction) -> None:
+    hub = _subcommand(
+        commands,
+        "hub",
+        summary="gather every box's events from the MQTT broker into one log that `edgeface log` reads",
+        description="Subscribes (QoS 1, with a session the broker keeps while the hub is away) to the events the "
+        "boxes publish, and writes them into one SQLite log, each row with its box's name: `edgeface log --db FILE "
+        "--device NAME` reads it. Each event is kept once, by its id, and acknowledged to the broker only once it is "
+        "committed, so neither a restart of the hub nor one of the broker loses or doubles one. The broker comes from "
+        "--config (the keys of its [mqtt] table that say how to connect) and the flags. Under systemd it reports "
+        "READY once subscribed, and STATUS; SIGTERM stores what it holds, then stops.",
+        epilog="examples:\n  edgeface hub --db fleet.db --host broker.lan\n"
+        "  edgeface hub --db /var/lib/edgeface/fleet.db --config /etc/edgeface/hub.toml --topic 'site1/+/events'",
+    )
+    _add_log_options(hub)
+    hub.add_argument("--config", type=Path, help="TOML file whose [mqtt] table names the broker (host, port, TLS, "
+                     "username, password_file)")  # fmt: skip
+    hub.add_argument("--host", help="the MQTT broker (overrides the config's)")
+    hub.add_argument("--port", type=int, help="the broker's port (default: the config's, else 1883)")
+    hub.add_argument("--topic", action="append", metavar="FILTER",
+                     help=f"subscribe to this topic filter; repeat for several (default: {TOPIC})")  # fmt: skip
+    hub.add_argument("--client-id", metavar="ID", help="the hub's MQTT client id: its session at the broker "
+                     "(default: edgeface-hub-HOSTNAME)")  # fmt: skip
 
 
 def _add_forget(commands: argparse._SubParsersAction) -> None:
@@ -484,6 +513,7 @@ def run_log(args: argparse.Namespace) -> int:
             label=args.label,
             unknown=True if args.unknown else False if args.known else None,
             source=args.source,
+            device=args.device,
             limit=args.limit,
         )
     except ValueError as error:
@@ -492,6 +522,17 @@ def run_log(args: argparse.Namespace) -> int:
         rows = log.summary(query) if args.summary else log.appearances(query) if args.appearances else log.recent(query)
     write_rows(rows, "json" if args.json else "csv" if args.csv else "table")
     return EXIT_OK
+
+
+def run_hub_command(args: argparse.Namespace) -> int:
+    try:
+        settings = hub_settings(args.config, {"host": args.host, "port": args.port})
+        topics = [check_topic(topic) for topic in args.topic or [TOPIC]]
+        hub = Hub(settings, args.db or default_path(), topics, args.client_id or default_client_id(), args.wait)
+    except ConfigError as error:
+        return _fail(str(error))
+    logging.getLogger("edgeface").setLevel(logging.INFO)  # connected, lost, counts: the journal a daemon keeps
+    return hub.run()
 
 
 def run_forget(args: argparse.Namespace) -> int:
@@ -718,6 +759,7 @@ COMMANDS = {
     "scan": run_scan,
     "watch": run_watch_command,
     "log": run_log,
+    "hub": run_hub_command,
     "forget": run_forget,
     "enroll": run_enroll,
     "people": run_people,

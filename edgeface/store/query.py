@@ -28,13 +28,14 @@ class LogQuery:
     label: str | None = None
     unknown: bool | None = None
     source: str | None = None
+    device: str | None = None  # the box a hub heard the rows from (`edgeface hub`)
     limit: int = 50
 
     def conditions(self, time: str = "i.processed_at", face: str = "f", source: str = "i") -> tuple[str, list]:
         """A WHERE clause with ? placeholders, and its parameters (never values in the SQL text).
 
         `time`, `face` and `source` name the column and table aliases the filters apply to, so
-        the same filters work on inputs with their faces and on appearances.
+        the same filters work on inputs with their faces and on appearances (`device` is a column of `source`'s).
         """
         clauses, params = ["1"], []
         # A label names the faces accepted as that person; their rejected look-alikes (the label was only the
@@ -45,6 +46,7 @@ class LogQuery:
             (f"{time} < ?", self.until),
             (f"{face}.label = ?", self.label),
             (f"{face}.unknown = ?", None if unknown is None else int(unknown)),
+            (f"{source}.device = ?", self.device),
         ):
             if value is not None:
                 clauses.append(clause)

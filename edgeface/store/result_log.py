@@ -30,7 +30,7 @@ from edgeface.fleet_enrolments import (
 )
 from edgeface.gallery import Enrolments, Gallery, GalleryError, check_name
 from edgeface.paths import file_identity
-from edgeface.results import Appearance, ImageResult
+from edgeface.results import Appearance, FaceResult, ImageResult
 from edgeface.store.errors import LogDamaged, as_log_error
 from edgeface.store.query import LogQuery
 from edgeface.store.schema import APPLICATION_ID, FIRST_TABLES, MIGRATIONS, SCHEMA_VERSION
@@ -87,6 +87,14 @@ def _text(path: str) -> str:
 
 def _now() -> str:
     return log_time(datetime.now(timezone.utc))
+
+
+def _insert_faces(db: sqlite3.Connection, input_id: int, faces: Sequence[FaceResult]) -> None:
+    """Adds the faces of input `input_id`, inside the caller's transaction."""
+    db.executemany("INSERT INTO faces (input_id, x, y, w, h, label, confidence, unknown, distance) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   [(input_id, *face.box.as_list(), face.label, face.confidence, face.unknown, face.distance)
+                    for face in faces])  # fmt: skip
 
 
 def _queue(db: sqlite3.Connection, events: Sequence[str], moment: Moment) -> None:
@@ -326,14 +334,7 @@ class ResultLog:
                         synced,
                     ),
                 )
-                db.executemany(
-                    "INSERT INTO faces (input_id, x, y, w, h, label, confidence, unknown, distance) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (cursor.lastrowid, *face.box.as_list(), face.label, face.confidence, face.unknown, face.distance)
-                        for face in result.faces
-                    ],
-                )
+                _insert_faces(db, cursor.lastrowid, result.faces)
                 input_ids.append(cursor.lastrowid)
             _queue(db, events, moment)
         return input_ids
@@ -420,8 +421,8 @@ class ResultLog:
         (errors, photos with no face) unless the query asks about faces."""
         where, params = query.conditions()
         rows = self._db.execute(
-            "SELECT i.processed_at AS time, i.source, i.path, i.status, i.error, f.label, f.confidence, "
-            "f.unknown, f.x, f.y, f.w, f.h FROM inputs i LEFT JOIN faces f ON f.input_id = i.id "
+            f"SELECT i.processed_at AS time, {self._device_column('i')}i.source, i.path, i.status, i.error, f.label, "
+            "f.confidence, f.unknown, f.x, f.y, f.w, f.h FROM inputs i LEFT JOIN faces f ON f.input_id = i.id "
             f"WHERE {where} ORDER BY i.processed_at DESC, i.id DESC, f.id LIMIT ?",
             (*params, query.limit),
         )
@@ -431,8 +432,9 @@ class ResultLog:
         """Camera appearances, the most recent first (filtered by when they ended)."""
         where, params = query.conditions(time="a.last_seen", face="a", source="a")
         rows = self._db.execute(
-            "SELECT a.first_seen, a.last_seen, round(a.seconds, 1) AS seconds, a.source, a.label, a.confidence, "
-            f"a.unknown, a.frames FROM appearances a WHERE {where} ORDER BY a.last_seen DESC, a.id DESC LIMIT ?",
+            f"SELECT a.first_seen, a.last_seen, round(a.seconds, 1) AS seconds, {self._device_column('a')}a.source, "
+            f"a.label, a.confidence, a.unknown, a.frames FROM appearances a WHERE {where} "
+            "ORDER BY a.last_seen DESC, a.id DESC LIMIT ?",
             (*params, query.limit),
         )
         return [_row_dict(rows, row) for row in rows.fetchall()]
@@ -440,13 +442,21 @@ class ResultLog:
     def summary(self, query: LogQuery) -> list[dict]:
         """Faces per UTC day, label and unknown flag, oldest day first."""
         where, params = query.conditions()
+        device = self._device_column("i")
         rows = self._db.execute(
-            "SELECT substr(i.processed_at, 1, 10) AS day, f.label, f.unknown, count(*) AS faces "
+            f"SELECT substr(i.processed_at, 1, 10) AS day, {device}f.label, f.unknown, count(*) AS faces "
             f"FROM inputs i JOIN faces f ON f.input_id = i.id WHERE {where} "
-            "GROUP BY day, f.label, f.unknown ORDER BY day, f.label, f.unknown",
+            f"GROUP BY day, {device}f.label, f.unknown ORDER BY day, {device}f.label, f.unknown",
             params,
         )
         return [_row_dict(rows, row) for row in rows.fetchall()]
+
+    def _device_column(self, table: str) -> str:
+        """`table.device, ` in a hub's log (rows from other boxes), so its views name each row's box; "" in a box's
+        own log, whose views stay as they were."""
+        fleet = self._db.execute("SELECT EXISTS (SELECT 1 FROM inputs WHERE device IS NOT NULL) "
+                                 "OR EXISTS (SELECT 1 FROM appearances WHERE device IS NOT NULL)")  # fmt: skip
+        return f"{table}.device, " if fleet.fetchone()[0] else ""
 
     def label_counts(self) -> dict[str, int]:
         """How many faces the log holds per label."""

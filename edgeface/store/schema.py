@@ -155,6 +155,24 @@ MIGRATIONS: tuple[str, ...] = (
         forgotten_at TEXT NOT NULL       -- UTC, ISO 8601
     ) WITHOUT ROWID;
     """,
+    # 10: `edgeface hub`, one log for a fleet. A row names the box it came from (NULL: this box); the identity of an
+    # input becomes device, path and content, so two boxes' same path do not collide (path first, so a box's own
+    # look-ups by path keep their index); `received` holds the id of every event taken in, the hub's dedup (kept
+    # when `forget` deletes the rows, so a copy the broker delivers again does not bring them back).
+    """
+    ALTER TABLE inputs ADD COLUMN device TEXT;
+    ALTER TABLE appearances ADD COLUMN device TEXT;
+    DROP INDEX inputs_identity;
+    CREATE UNIQUE INDEX inputs_identity ON inputs (path, ifnull(sha256, ''), ifnull(device, ''));
+    CREATE INDEX inputs_device ON inputs (device, processed_at);
+    CREATE INDEX appearances_device ON appearances (device, last_seen);
+    CREATE TABLE received (
+        event_id TEXT PRIMARY KEY,       -- the box's UUID
+        device TEXT NOT NULL,
+        time TEXT NOT NULL,              -- UTC, ISO 8601: the event's own (its box's commit)
+        received_at TEXT NOT NULL        -- UTC, ISO 8601: the hub's commit, so each event's delay shows
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # The tables every edgeface log has had since version 1: how a log made before version 6 is recognised.
