@@ -33,6 +33,9 @@ from edgeface.clock import log_time
 from edgeface.gallery import GalleryError, check_name
 
 ENROLMENTS, FORGOTTEN = "enrolments", "forgotten"
+# A tombstone's topic is FORGOTTEN/PERSON/<name>: four levels under the fleet prefix, like an enrolment's, so no shared
+# topic has the three levels of a box's own (`edgeface/+/events` never matches a person named "events").
+PERSON = "person"
 MAX_MESSAGE_BYTES = 64 * 1024  # an embedding of a gallery's most values (4096) is under 22 kB as base64
 ENROLMENT_ID = re.compile(r"[0-9a-f]{32}")
 NETWORK = re.compile(r"[0-9a-f]{64}")
@@ -69,12 +72,12 @@ def enrolment_topic(network: str, enrolment_id: str) -> str:
 
 
 def tombstone_topic(person: str) -> str:
-    return f"{FORGOTTEN}/{quote(person, safe='')}"
+    return f"{FORGOTTEN}/{PERSON}/{quote(person, safe='')}"
 
 
 def subscriptions(fleet: str, network: str | None) -> list[str]:
     """What a box whose embedder has `network` listens to; nothing for a model that takes no enrolments."""
-    return [] if network is None else [f"{fleet}/{ENROLMENTS}/{network}/+", f"{fleet}/{FORGOTTEN}/+"]
+    return [] if network is None else [f"{fleet}/{ENROLMENTS}/{network}/+", f"{fleet}/{FORGOTTEN}/{PERSON}/+"]
 
 
 def enrolment_message(enrolment: SharedEnrolment) -> str:
@@ -114,10 +117,10 @@ def received(
         if enrolment.network != network or levels[1:] != [network, enrolment.enrolment_id]:
             raise MessageRefused("its topic does not name its network and id, or the network is not this box's")
         return enrolment
-    if levels[0] == FORGOTTEN and len(levels) == 2:
+    if levels[:2] == [FORGOTTEN, PERSON] and len(levels) == 3:
         tombstone = Tombstone(_name(message.get("person")), _time(message.get("forgotten_at")),
                               _device(message.get("device")))  # fmt: skip
-        if tombstone_topic(tombstone.person) != f"{FORGOTTEN}/{levels[1]}":
+        if tombstone_topic(tombstone.person) != "/".join(levels):
             raise MessageRefused("its topic does not name the person it forgets")
         return tombstone
     raise MessageRefused("not an enrolment or a tombstone topic")

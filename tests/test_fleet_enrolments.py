@@ -32,6 +32,7 @@ from edgeface.fleet_enrolments import (
     enrolment_message,
     enrolment_topic,
     received,
+    tombstone_topic,
 )
 from edgeface.fleet_receiver import FleetReceiver, embedder_network
 from edgeface.settings import ConfigError, MqttSettings
@@ -101,7 +102,7 @@ def test_forgetting_empties_the_enrolments_topics_queues_a_tombstone_and_drops_w
     assert [topic for topic, payload in messages if payload == ""] == topics  # each emptied on the broker
     assert [json.loads(payload)["person"] for topic, payload in messages if payload] == ["erin", "dana"]
     tombstone = as_received(*messages[-1])
-    assert messages[-1][0] == "forgotten/dana" and isinstance(tombstone, Tombstone)
+    assert messages[-1][0] == "forgotten/person/dana" and isinstance(tombstone, Tombstone)
     stored = b"".join(path.read_bytes() for path in tmp_path.iterdir())
     assert not any(base64.b64encode(vector.astype("<f4").tobytes())[:40] in stored for vector in dana)
 
@@ -168,7 +169,7 @@ TOPIC = f"{FLEET}/enrolments/{NETWORK}/{'0' * 32}"
     (TOPIC, message_of(GOOD, enrolled_at="2026-01-01T09:00:00"), "offset from UTC"),
     (TOPIC, message_of(GOOD, enrolled_at=12), "offset from UTC"),
     (TOPIC, message_of(GOOD, device=None), "its device"),
-    (f"{FLEET}/forgotten/mallory", b'{"person": "dana", "forgotten_at": "2026-01-01T00:00:00+00:00", "device": "x"}',
+    (f"{FLEET}/forgotten/person/mallory", b'{"person": "dana", "forgotten_at": "2026-01-01T00:00:00+00:00", "device": "x"}',
      "does not name the person"),
     (f"{FLEET}/other/thing", b"{}", "not an enrolment or a tombstone"),
 ])  # fmt: skip
@@ -181,16 +182,24 @@ def test_what_a_box_accepts_and_the_emptied_topic():
     assert received(TOPIC, message_of(GOOD), FLEET, NETWORK, SIZE).enrolled_at == at(9)
     assert received(TOPIC, b"", FLEET, NETWORK, SIZE) is None  # a forget emptied the retained topic
     name = "a/b+#ü"  # a name may hold what MQTT reserves: percent-encoded in the topic
-    tombstone = received(f"{FLEET}/forgotten/a%2Fb%2B%23%C3%BC", json.dumps(
+    tombstone = received(f"{FLEET}/forgotten/person/a%2Fb%2B%23%C3%BC", json.dumps(
         {"person": name, "forgotten_at": "2026-01-01T01:00:00+01:00", "device": "box2"}).encode(), FLEET, NETWORK, SIZE)
     assert tombstone == Tombstone(name, "2026-01-01T00:00:00.000+00:00", "box2")  # in the log's own time format
+
+
+@pytest.mark.parametrize("person", ["events", "availability", "state", "x"])
+def test_no_shared_topic_has_the_shape_of_a_boxs_own(person: str):
+    """A box's topics are PREFIX/DEVICE/events (three levels with the default prefix), which the hub and Home
+    Assistant read with `edgeface/+/events`; a shared topic has four, so no person's name reaches them."""
+    shared = [f"edgeface/{tombstone_topic(person)}", f"edgeface/{enrolment_topic(NETWORK, uuid.uuid4().hex)}"]
+    assert [len(topic.split("/")) for topic in shared] == [4, 4]
 
 
 def test_the_receiver_counts_bad_messages_says_each_kind_once_and_bounds_what_waits(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ):
     receiver = FleetReceiver(FLEET, NETWORK, SIZE, lambda: None)
-    assert receiver.subscriptions == [f"{FLEET}/enrolments/{NETWORK}/+", f"{FLEET}/forgotten/+"]
+    assert receiver.subscriptions == [f"{FLEET}/enrolments/{NETWORK}/+", f"{FLEET}/forgotten/person/+"]
     for _ in range(3):
         receiver.heard(TOPIC, b"not json")
     receiver.heard(TOPIC, message_of(GOOD))
@@ -301,7 +310,7 @@ def test_a_person_enrolled_on_one_box_is_named_by_another_until_forgotten(broker
     assert label_of(db2, "enrolled-00.png") == ("dana", 0) and label_of(db2, "forgotten-00.png")[1] == 1
     assert enrolled(db1) == {} and "refused" not in results[1][1]
     assert not [topic for topic, payload in left.items() if "/enrolments/" in topic and payload]  # a late box gets none
-    assert json.loads(left[f"{FLEET}/forgotten/dana"])["device"] == "box1"
+    assert json.loads(left[f"{FLEET}/forgotten/person/dana"])["device"] == "box1"
 
 
 @needs_broker
