@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +231,9 @@ def _add_hub(commands: argparse._SubParsersAction) -> None:
                      help=f"subscribe to this topic filter; repeat for several (default: {TOPIC})")  # fmt: skip
     hub.add_argument("--client-id", metavar="ID", help="the hub's MQTT client id: its session at the broker "
                      "(default: edgeface-hub-HOSTNAME)")  # fmt: skip
+    hub.add_argument("--share-people", action="store_true", default=None, help="send the people enrolled in this "
+                     "log (`edgeface enroll --db FILE`) and forgotten in it to every box that shares people, as a box "
+                     "with share_people does (default: the config's share_people)")  # fmt: skip
 
 
 def _add_forget(commands: argparse._SubParsersAction) -> None:
@@ -526,13 +530,18 @@ def run_log(args: argparse.Namespace) -> int:
 
 def run_hub_command(args: argparse.Namespace) -> int:
     try:
-        settings = hub_settings(args.config, {"host": args.host, "port": args.port})
+        settings = hub_settings(args.config, {"host": args.host, "port": args.port, "share_people": args.share_people})
         topics = [check_topic(topic) for topic in args.topic or [TOPIC]]
-        hub = Hub(settings, args.db or default_path(), topics, args.client_id or default_client_id(), args.wait)
+        client_id, db = args.client_id or default_client_id(), args.db or default_path()
+        hub = Hub(settings, db, topics, client_id, args.wait)
+        with contextlib.ExitStack() as running:
+            if settings.share_people:  # people enrolled at the hub go out as a box's do, by a client of their own
+                people = replace(settings, client_id=f"{client_id}-people")
+                running.enter_context(Publisher(people, db, availability=False))
+            logging.getLogger("edgeface").setLevel(logging.INFO)  # connected, lost, counts: the journal a daemon keeps
+            return hub.run()
     except ConfigError as error:
         return _fail(str(error))
-    logging.getLogger("edgeface").setLevel(logging.INFO)  # connected, lost, counts: the journal a daemon keeps
-    return hub.run()
 
 
 def run_forget(args: argparse.Namespace) -> int:

@@ -31,10 +31,10 @@ from edgeface.store import FleetLog, Kept, LogError
 logger = logging.getLogger("edgeface.hub")
 
 TOPIC = "edgeface/+/events"  # every box with the default topic prefix
-# The [mqtt] keys that say how to reach the broker; the others (device, client_id, topic_prefix, outbox) are a
-# box's, and a hub reading the config of a box on the same machine must not take its client id.
+# The [mqtt] keys that say how to reach the broker and the fleet; the others (device, client_id, topic_prefix,
+# outbox) are a box's, and a hub reading the config of a box on the same machine must not take its client id.
 CONNECTION_KEYS = ("host", "port", "tls_ca_file", "tls_certfile", "tls_keyfile", "username", "password_file",
-                   "keepalive")  # fmt: skip
+                   "keepalive", "share_people", "fleet_prefix")  # fmt: skip
 IDLE_SECONDS = 0.2  # how often the loop looks at a stop, the status and the journal when nothing arrives
 RETRY_SECONDS = 1.0  # the wait before a batch the log refused is tried again
 NOTIFY_SECONDS = 1.0  # systemd hears the counts this often at most

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import logging
+import socket
 import sqlite3
 import subprocess
 import uuid
@@ -311,6 +312,25 @@ def test_a_person_enrolled_on_one_box_is_named_by_another_until_forgotten(broker
     assert enrolled(db1) == {} and "refused" not in results[1][1]
     assert not [topic for topic, payload in left.items() if "/enrolments/" in topic and payload]  # a late box gets none
     assert json.loads(left[f"{FLEET}/forgotten/person/dana"])["device"] == "box1"
+
+
+@needs_broker
+def test_a_person_enrolled_at_the_hub_reaches_the_boxes(broker: Broker, tmp_path: Path):
+    """`edgeface enroll --db fleet.db` at the hub, whose `--share-people` sends it as a box would."""
+    photos, fleet = tmp_path / "dana", tmp_path / "fleet.db"
+    write_photos(photos, lfw_face(NEWCOMER), 2, np.random.default_rng(4))
+    enrol = run_edgeface("enroll", "dana", str(photos), "--model", str(EMBEDDER), "--db", str(fleet))
+    assert enrol.returncode == 0, enrol.stderr
+    hub = Child(tmp_path, "hub", "--db", str(fleet), "--host", "127.0.0.1", "--port", str(broker.port),
+                "--client-id", "hub-people-test", "--share-people")  # fmt: skip
+    door, _, db = box(tmp_path, "door", broker.port)
+    hub.ready()
+    door.ready()
+    wait_until(lambda: enrolled(db) == {"dana": 2}, timeout=30)
+    results = [door.stop(), hub.stop()]
+    assert all(code == 0 for code, _ in results), results
+    people = run_edgeface("people", "--db", str(db), "--json")
+    assert [json.loads(line)["device"] for line in people.stdout.splitlines()] == [socket.gethostname()]
 
 
 @needs_broker
