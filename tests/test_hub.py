@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Child, Classifier, run_in_process, wait_until
-from mqtt_broker import Broker, missing
+from helpers import REPO, Child, Classifier, run_in_process, wait_until
+from mqtt_broker import PASSWORD, USER, Broker, missing
 
 pytestmark = pytest.mark.skipif(bool(missing()), reason=missing() or "")
 
@@ -94,6 +94,35 @@ def test_two_boxes_events_arrive_once_each_and_log_device_tells_them_apart(
     assert {row["device"] for row in rows} == {"door2"} and len(rows) == 4, shown
     assert {row["path"] for row in rows} == {str(tmp_path / "door2" / "inbox" / name)
                                              for name in ("0.png", "1.png", "2.png", "broken.png")}  # fmt: skip
+
+
+def test_a_site_broker_bridged_by_the_sample_config_carries_its_boxes_events_to_the_hub(
+    secured, classifier: Classifier, photos: list[bytes], tmp_path: Path
+):
+    """examples/mosquitto/bridge.conf on a site's broker, bridged over TLS with a login to a central broker (the
+    `secured` fixture) where the hub reads; only the address, the CA file and the password are this test's."""
+    central, tls_port, ca = secured
+    config = (REPO / "examples" / "mosquitto" / "bridge.conf").read_text()
+    for sample, here in (("central.example.org:8883", f"127.0.0.1:{tls_port}"), ("/etc/mosquitto/edgeface/ca.pem",
+                         str(ca)), ("remote_username site1", f"remote_username {USER}"),
+                         ("remote_password CHANGE-ME", f"remote_password {PASSWORD}")):  # fmt: skip
+        assert sample in config
+        config = config.replace(sample, here)
+    site = Broker(tmp_path / "site", "allow_anonymous true\n" + config).start()
+    (tmp_path / "password").write_text(PASSWORD)
+    (tmp_path / "hub.toml").write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {central.port}\nusername = "{USER}"\n'
+                                       f'password_file = "{tmp_path / "password"}"\n')  # fmt: skip
+    try:
+        central_hub = hub(tmp_path, central.port, "--config", str(tmp_path / "hub.toml"))
+        door, inbox = daemon(classifier, tmp_path / "door", site.port, "door")
+        for number in range(3):
+            (inbox / f"{number}.png").write_bytes(photos[number])
+        wait_until(lambda: all_there(tmp_path, tmp_path / "door", "door", 3), timeout=30)
+        stopped(door)
+        journal = stopped(central_hub)
+    finally:
+        site.stop()
+    assert "3 events kept, 0 copies dropped, 0 bad messages" in journal, journal
 
 
 def test_a_broker_stopped_and_restarted_loses_and_doubles_nothing(
