@@ -110,6 +110,12 @@ def client_for(settings: MqttSettings, client_id: str, **options: object) -> mqt
     return client
 
 
+def refusal(where: str, reason: object) -> str:
+    """What to say when the broker at `where` refuses a login (every client of edgeface says it alike)."""
+    return f"the MQTT broker {where} refused the connection: {reason} (see mqtt.username and mqtt.password_file, or " \
+           "the broker's log)"
+
+
 class BrokerLink:
     """paho's client for one box: `start`, `publish` (QoS 1) while `connected`, `stop`; with `subscriptions`, the
     topics listened to (QoS 1) from each connect on, their messages handed to on_message(topic, payload).
@@ -170,8 +176,7 @@ class BrokerLink:
 
     def _connected(self, client: object, userdata: object, flags: object, reason: object, properties: object) -> None:
         if reason.is_failure:
-            self._say(f"the MQTT broker {self._where} refused the connection: {reason} (see mqtt.username and "
-                      "mqtt.password_file, or the broker's log)")  # fmt: skip
+            self._say(refusal(self._where, reason))
             return
         if self._availability:
             self._client.publish(self.topics.availability, "online", qos=QOS, retain=True)

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from edgeface.broker import RECONNECT_MAX, client_for
+from edgeface.broker import RECONNECT_MAX, client_for, refusal
 from edgeface.settings import MqttSettings
 
 try:
@@ -90,8 +90,7 @@ class HubLink:
 
     def _on_connect(self, client: object, userdata: object, flags: object, reason: object, properties: object) -> None:
         if reason.is_failure:
-            self._say(f"the MQTT broker {self._where} refused the connection: {reason} (see mqtt.username and "
-                      "mqtt.password_file, or the broker's log)")  # fmt: skip
+            self._say(refusal(self._where, reason))
             return
         self._link += 1
         self.connected.set()
