@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgeface.hub_events import BadEvent, FleetEvent, parse_event
+from edgeface.hub_events import BadEvent, FleetEvent, check_sender, parse_event
 from edgeface.hub_link import RECEIVE_MAXIMUM, HubLink, Message
 from edgeface.notify import SystemdNotifier
 from edgeface.settings import ConfigError, MqttSettings, from_flags, read_file
@@ -137,7 +137,7 @@ class Hub:
         events: list[FleetEvent] = []
         for message in batch:
             try:
-                events.append(parse_event(message.payload))
+                events.append(check_sender(parse_event(message.payload), message.topic))
             except BadEvent as bad:
                 self._bad(message, str(bad))
         kept = self._keep(events) if events else Kept(0, 0)

@@ -87,6 +87,16 @@ def parse_event(payload: bytes) -> FleetEvent:
     raise BadEvent("kind is neither image nor appearance")
 
 
+def check_sender(event: FleetEvent, topic: str) -> FleetEvent:
+    """`event` if the topic it came on names its device (`.../DEVICE/events`, as edgeface/DEVICE/events does);
+    BadEvent otherwise. The broker's ACL says which topics a box may write, never what its payload claims: bound to
+    its topic, a box cannot pass its events off as another's."""
+    levels = topic.split("/")
+    if len(levels) < 2 or levels[-2] != event.device:
+        raise BadEvent("its device is not the one its topic names (a box's topic_prefix must end with its device)")
+    return event
+
+
 def _image(event: dict) -> ImageResult:
     status, error = event.get("status"), _text(event, "error", MAX_TEXT, optional=True)
     if status not in (Status.DONE, Status.ERROR) or (status == Status.ERROR) != bool(error):

@@ -14,7 +14,7 @@ import pytest
 from edgeface.clock import Moment
 from edgeface.events import appearance_event, image_event
 from edgeface.geometry import Box
-from edgeface.hub_events import MAX_EVENT_BYTES, BadEvent, parse_event
+from edgeface.hub_events import MAX_EVENT_BYTES, BadEvent, check_sender, parse_event
 from edgeface.results import Appearance, FaceResult, ImageResult
 from edgeface.store import FleetLog, Kept, LogQuery, ResultLog
 from edgeface.store.schema import SCHEMA_VERSION
@@ -157,3 +157,11 @@ def test_a_box_log_of_the_previous_schema_takes_the_fleet_columns_keeping_its_ro
         log.keep([parse_event(event("door1"))])
     assert table(db, "SELECT device, path FROM inputs ORDER BY id") == [(None, "/in/a.png"), ("door1", "/in/a.png")]
 
+
+
+@pytest.mark.parametrize("topic", ["edgeface/door2/events", "events", "door1", "edgeface/door1x/events"])
+def test_an_event_is_taken_only_from_the_topic_of_its_device(topic: str):
+    door1 = parse_event(event("door1"))
+    assert check_sender(door1, "edgeface/door1/events") is door1 and check_sender(door1, "site/door1/events") is door1
+    with pytest.raises(BadEvent, match="not the one its topic names"):
+        check_sender(door1, topic)

@@ -207,7 +207,8 @@ def test_hostile_messages_are_counted_and_said_and_the_hub_goes_on(broker: Broke
             "unknown": True, "confidence": 0.4, "box": [1, 2, 3, 4], "first_seen": "2026-03-01T09:59:00.000+00:00",
             "last_seen": "2026-03-01T10:00:00.000+00:00", "frames": 3}  # fmt: skip
     hostile = [b"{not json", json.dumps({**good, "frames": "many"}).encode(), b"[" * 200_000,
-               json.dumps({**good, "label": "\ud800"}).encode(), b"x" * 300_000]  # fmt: skip
+               json.dumps({**good, "label": "\ud800"}).encode(), b"x" * 300_000,
+               json.dumps({**good, "event_id": str(uuid.uuid4()), "device": "door1"}).encode()]  # another box's name
     publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"evil-{tmp_path.name}")
     publisher.connect("127.0.0.1", broker.port)
     publisher.loop_start()
@@ -219,7 +220,7 @@ def test_hostile_messages_are_counted_and_said_and_the_hub_goes_on(broker: Broke
         publisher.disconnect()
         publisher.loop_stop()
     journal = stopped(central)
-    assert "1 events kept, 0 copies dropped, 5 bad messages since the start" in journal, journal
+    assert "1 events kept, 0 copies dropped, 6 bad messages since the start" in journal, journal
     assert journal.count("dropped a message on site1/door9/events") == 1 and "not JSON" in journal  # said once
     assert query(tmp_path / "fleet.db", "SELECT device, label, unknown, frames FROM appearances") == [
         ("door9", "eve", 1, 3)]  # fmt: skip
