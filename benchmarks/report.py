@@ -59,7 +59,7 @@ YUNET_FILE = Path("models/yunet/face_detection_yunet_2023mar.onnx")
 CLIP_FILE = Path("data/misc/video/short_hamilton_clip.mp4")
 SEED = 0  # accuracy.py's split
 FULL = {"photos": 320, "frames": 92, "daemon_photos": 1000, "repeat": 3}
-QUICK = {"photos": 24, "frames": 12, "daemon_photos": 40, "repeat": 1, "known_people": 6, "stranger_people": 3}
+QUICK = {"photos": 24, "frames": 12, "daemon_photos": 40, "repeat": 1, "known_people": 6, "stranger_people": 16}
 PARTS = ("scan", "floors", "latency", "camera", "daemon", "face_recognition", "accuracy")
 PROFILES = {
     "workstation": "every core of this machine, 1 LiteRT thread per worker",

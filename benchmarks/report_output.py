@@ -95,11 +95,12 @@ SECTIONS: dict[str, Callable[[dict], list[str]]] = {
 
 
 def profile_section(name: str, profile: dict) -> list[str]:
-    lines = [f"## {name}: {profile['description']}", ""]
+    """A profile's heading and its parts measured; nothing when none was."""
+    lines = []
     for key, section in SECTIONS.items():
         if profile.get(key):
             lines += [*section(profile), ""]
-    return lines
+    return [f"## {name}: {profile['description']}", "", *lines] if lines else []
 
 
 def accuracy_section(accuracy: dict) -> list[str]:
