@@ -204,7 +204,8 @@ def main() -> None:
     label = args.label or f"{platform.machine()}, {os.cpu_count()} cores, this machine"
     result = {"label": label, "started": datetime.now().isoformat(timespec="seconds"), "repeat": args.repeat,
               "machine": f"{scan_speed.cpu_name()}, python {platform.python_version()}, opencv {cv2.__version__}",
-              "quick": args.quick, "skipped": skipped, "inputs": inputs_text(sets, built, split), "profiles": {}}  # fmt: skip
+              "quick": args.quick, "skipped": skipped, "inputs": inputs_text(sets, built, split),
+              "profiles": {}}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="edgeface-report-") as work:
         daemon_setups = tuple(s for s in found if (s.kind, s.detector) in {("classic", "haar"), ("embedder", "yunet")})
         suite = Suite(found, daemon_setups, sets, yunet, clip, tuple(daemon.photos(args.data / "lfw_dev",

@@ -48,8 +48,8 @@ def scan_rows(profile: dict) -> list[list[str]]:
 
 def scan_section(profile: dict) -> list[str]:
     counts = profile["worker_counts"]
-    headers = ["photos", "what", *(f"img/s, {c} worker(s)" for c in counts), *(f"peak MiB, {c} worker(s)" for c in counts),
-               "speed-up, all / 1"]  # fmt: skip
+    headers = ["photos", "what", *(f"img/s, {c} worker(s)" for c in counts),
+               *(f"peak MiB, {c} worker(s)" for c in counts), "speed-up, all / 1"]  # fmt: skip
     return ["### Scan: images per second (whole command, start-up included) and peak memory of all processes", "",
             *markdown_table(headers, scan_rows(profile))]  # fmt: skip
 
@@ -189,7 +189,8 @@ def targets(result: dict) -> list[dict]:
     """Every target the result has the figures for."""
     found = accuracy_targets(result.get("accuracy", {}))
     for name, profile in result.get("profiles", {}).items():
-        found += against_face_recognition(name, profile) + pipeline_targets(name, profile) + device_targets(name, profile)
+        for kind in (against_face_recognition, pipeline_targets, device_targets):
+            found += kind(name, profile)
     return found
 
 

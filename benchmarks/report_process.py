@@ -19,27 +19,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from timing import TimedRun
+
 SAMPLE_INTERVAL = 0.02  # seconds between looks at /proc
 
 
 @dataclass(frozen=True)
-class ProcessRun:
-    """seconds: from start to exit; first_line: seconds until the first line of stdout (None: no output); lines:
+class ProcessRun(TimedRun):
+    """seconds: from start to exit; first_result: seconds until the first line of stdout (0: no output); lines:
     lines of stdout; peak_mib: the sum of every process's own peak resident set, MiB; processes: how many."""
 
-    seconds: float
-    first_line: float | None
     lines: int
     peak_mib: float
     processes: int
-
-    def rate(self, items: int) -> float:
-        """Items per second, the whole run (start-up included)."""
-        return items / self.seconds
-
-    def steady_rate(self, items: int) -> float:
-        """Items per second after the first line of output, one line per item: the rate without start-up."""
-        return (items - 1) / (self.seconds - self.first_line) if self.first_line is not None and items > 1 else 0.0
 
 
 def descendants(pid: int) -> list[int]:
@@ -108,4 +100,4 @@ def measured_run(command: list[str], timeout: float = 3600) -> ProcessRun:
         if process.returncode != 0:
             stderr.seek(0)
             raise RuntimeError(f"{' '.join(command[:4])} … ended with {process.returncode}:\n{stderr.read()[-2000:]}")
-    return ProcessRun(seconds, clock.first, clock.lines, sum(peaks.values()) / 1024, len(peaks))
+    return ProcessRun(seconds, clock.first or 0.0, clock.lines, sum(peaks.values()) / 1024, len(peaks))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -101,14 +100,17 @@ def edgeface_scan(suite: Suite, setup: Setup, photos: PhotoSet, workers: int) ->
         return measured_run(command + (["--yunet-model", str(suite.yunet)] if suite.yunet else []))
 
 
-def run_figures(runs: list[ProcessRun], images: int) -> dict:
-    """Images per second (whole run, and after the first result), peak memory of all processes."""
-    return {
+def run_figures(runs: list[ProcessRun], images: int, line_per_image: bool = True) -> dict:
+    """Images per second, peak memory of all processes; with a line of output per image (edgeface's --json), also
+    the images per second after the first, which leaves start-up out."""
+    found = {
         "ips": spread([run.rate(images) for run in runs]),
-        "steady_ips": spread([run.steady_rate(images) for run in runs]),
         "peak_mib": spread([run.peak_mib for run in runs]),
         "processes": max(run.processes for run in runs),
     }
+    if line_per_image:
+        found["steady_ips"] = spread([run.steady_rate(images) for run in runs])
+    return found
 
 
 def ratio_figure(numerators: list[ProcessRun], denominators: list[ProcessRun]) -> dict:
@@ -188,7 +190,8 @@ def latency_figures(suite: Suite) -> dict:
             for threads in (1, 2):
                 recognizer = setup.recipe(suite.yunet, threads).build(report_differences=False).recognizer
                 face = faces[kind]
-                times.setdefault((kind, threads), []).append(median_ms(lambda: recognizer.classify(face), LATENCY_CALLS))
+                took = median_ms(lambda: recognizer.classify(face), LATENCY_CALLS)
+                times.setdefault((kind, threads), []).append(took)
     return {kind: {str(threads): spread(times[(kind, threads)]) for threads in (1, 2)} for kind in one_per_kind}
 
 
@@ -276,7 +279,7 @@ def face_recognition_figures(suite: Suite, split: PeopleSplit) -> dict:
                     folders = [str(known), str(photos.folder)] if name == "face_recognition" else [str(photos.folder)]
                     runs.setdefault((photos.name, name, cpus), []).append(
                         measured_run([str(script), *folders, "--cpus", str(cpus)]))
-    return {photos.name: {name: {str(cpus): run_figures(runs[(photos.name, name, cpus)], len(photos.paths))
+    return {photos.name: {name: {str(cpus): run_figures(runs[(photos.name, name, cpus)], len(photos.paths), False)
                                  for cpus in worker_counts()}
                           for name in commands}
             for photos in suite.photo_sets}  # fmt: skip
@@ -305,8 +308,3 @@ def accuracy_figures(suite: Suite, embedder: Path | None, split: PeopleSplit) ->
     if face_recognition_command("face_recognition"):
         found["face_recognition"] = face_recognition_results(split, suite.say)
     return found
-
-
-def median_of(figure: dict) -> float:
-    """A spread's median (for ratios between figures)."""
-    return statistics.median(figure["runs"])

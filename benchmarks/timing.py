@@ -6,6 +6,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -18,6 +19,22 @@ def median_ms(action: Callable[[], object], repeat: int = 200) -> float:
         action()
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
+
+
+@dataclass(frozen=True)
+class TimedRun:
+    """A run over many items: wall seconds for all, and seconds until the first result (0: not known)."""
+
+    seconds: float
+    first_result: float
+
+    def rate(self, items: int) -> float:
+        """Items per second over the whole run."""
+        return items / self.seconds
+
+    def steady_rate(self, items: int) -> float:
+        """Items per second after the first result: the rate without start-up."""
+        return (items - 1) / (self.seconds - self.first_result)
 
 
 def spread(values: list[float]) -> dict:
