@@ -15,7 +15,8 @@ max, all taken in this one run on the same files. The "pi" profile runs the suit
 `taskset -c 0` would; children inherit it) with 1 LiteRT thread. Targets are printed with the figures.
 
 Models not given are built once into --cache with `edgeface train` and `convert` (needs the convert extra; about 1.5
-minutes on a 2-core x86). A full run takes about 45 minutes on a 2-core x86; --quick (a few photos, one run) about 3.
+minutes on a 2-core x86). A full run takes about 30 minutes on a 2-core x86 (scan 2 and face_recognition 4.5
+minutes a profile, measured; the daemon about 6, the rest about 4, estimated); --quick (a few photos, one run) 2.5.
 What is absent (YuNet's file, the clip, face_recognition) is skipped and the report says so.
 """
 
