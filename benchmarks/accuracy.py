@@ -5,7 +5,7 @@ Usage: python benchmarks/accuracy.py [--data ../shared/data] [--only embedder|cl
 lfw_dev (96 people, 1,301 news photos) is split once, with a fixed seed, before any detector runs:
 a third of the people are held out as strangers; the other two thirds are known people whose photos
 are split 70 % / 30 % per person into gallery (or training) and test photos. On that split:
-- the embedder (dlib's ResNet on YuNet-aligned chips, embedder_accuracy.py): int8 vs float
+- the embedder (dlib's ResNet on YuNet-aligned chips, embedder_accuracy.py; the split: lfw_split.py): int8 vs float
   embedding cosine; top-1 by nearest gallery image and nearest centroid, float and int8; the share
   of known test faces accepted with the right name when the distance threshold lets through 1 % of
   the strangers; per-face latency on LiteRT; sizes;
@@ -45,18 +45,17 @@ from edgeface_convert.quantize import to_float_flatbuffer, to_int8_flatbuffer, w
 from edgeface_convert.training import TrainingSettings, output_kind, train_model  # noqa: E402
 
 # benchmarks/ is on the path when run as a script
-from embedder_accuracy import (  # noqa: E402
+from embedder_accuracy import embedder_results  # noqa: E402
+from lfw_split import (  # noqa: E402
     FAR,
     PeopleSplit,
-    embedder_results,
     face_recognition_available,
     face_recognition_results,
     known_faces,
-    other_load,
     people_split,
     stranger_crops,
 )
-from timing import median_ms  # noqa: E402
+from timing import median_ms, other_load  # noqa: E402
 
 SEED = 0
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -46,6 +46,7 @@ from edgeface.sinks import Recording
 from edgeface.settings import DetectorOverrides
 from edgeface.store import ResultLog
 from edgeface.workers import PipelineRecipe
+from timing import TimedRun  # benchmarks/ is on the path when run as a script
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"  # beside the repo
 DEFAULT_DATA = SHARED / "data" / "lfw_dev"
@@ -54,20 +55,10 @@ STAGES = ("read+hash", "lookup", "decode", "detect", "crop", "classify", "record
 
 
 @dataclass(frozen=True)
-class ScanRun:
+class ScanRun(TimedRun):
     """One timed scan: wall seconds for all photos, seconds until the first result, faces found."""
 
-    seconds: float
-    first_result: float
     faces: int
-
-    def rate(self, images: int) -> float:
-        """Images per second over the whole scan."""
-        return images / self.seconds
-
-    def steady_rate(self, images: int) -> float:
-        """Images per second after the first result: the rate without worker start-up."""
-        return (images - 1) / (self.seconds - self.first_result)
 
 
 def cpu_name() -> str:
