@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -84,7 +85,12 @@ class Gallery:
         return Gallery(tuple(self.names[i] for i in keep), self.vectors[keep])
 
     def centroids(self) -> tuple[tuple[str, ...], np.ndarray]:
-        """(people, their mean embeddings), people sorted."""
+        """(people, their mean embeddings), people sorted; worked out once per gallery, which never changes, rather
+        than for every photo named against it."""
+        return self._centroids
+
+    @cached_property
+    def _centroids(self) -> tuple[tuple[str, ...], np.ndarray]:
         people = self.people
         names = np.array(self.names, dtype=object)
         means = [self.vectors[names == person].mean(axis=0) for person in people]
