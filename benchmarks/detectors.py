@@ -149,6 +149,9 @@ def configurations(yunet: Path | None) -> list[Configuration]:
             Configuration(f"yunet {score}", YuNetSettings(score_threshold=score, min_size=MIN_SIZE, model=str(yunet)))
             for score in (0.5, 0.7, 0.9)
         ]
+        # The default search shrinks a photo so its smallest face is search_face pixels; 0 searches at max_side.
+        found.append(Configuration("yunet 0.7, searched at max_side",
+                                   YuNetSettings(min_size=MIN_SIZE, model=str(yunet), search_face=0)))
     return found
 
 

@@ -48,8 +48,9 @@ def one_of(choices: tuple[str, ...]) -> Check:
 def setting(default: object, help: str, check: Check | None = None, **details: object) -> Any:
     """A field with its default, its help and its check. `details` are read by the users of the
     declaration: `flags` (its spelling on the command line; a name without dashes is a positional
-    argument), `metavar`, `env` (the environment variable that gives the flag its default) and
-    `stored=False` (a detector setting of this machine, not written into a model)."""
+    argument), `metavar`, `env` (the environment variable that gives the flag its default),
+    `stored=False` (a detector setting of this machine, not written into a model) and `before` (the value that
+    does what versions without the setting did, for a model they wrote)."""
     return field(default=default, metadata={"help": help, "check": check, **details})
 
 

@@ -57,6 +57,11 @@ class YuNetSettings(FaceSearch):
     name: ClassVar[str] = "yunet"
     score_threshold: float = setting(0.7, "the confidence a face needs",
                                      Check(lambda value: 0 < value < 1, "must be between 0 and 1"))  # fmt: skip
+    search_face: int = setting(16, "the side, in the pixels YuNet looks at, of a face of min_size: a photo is shrunk "
+                               "by search_face / min_size before the search (never enlarged, never past max_side). "
+                               "YuNet finds faces from about 10 pixels, and its time grows with the pixels; 0 "
+                               "searches at max_side", within(0, 10_000, "must be 0 (max_side only) to 10000"),
+                               before=0)  # fmt: skip
     model: str | None = setting(None, "YuNet's ONNX file (face_detection_yunet_2023mar.onnx)", stored=False)
 
 
@@ -86,12 +91,13 @@ class DetectorUnavailable(RuntimeError):
     """The detector cannot run here (OpenCV build, or a missing model file)."""
 
 
-def _shrink(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """`image` resized so its longer side is at most `max_side`, and the factor back to the original."""
+def _shrink(image: np.ndarray, max_side: int, most: float = 1.0) -> tuple[np.ndarray, float]:
+    """`image` resized by `most` at most, and so its longer side is at most `max_side` (0: no bound), and the factor
+    back to the original."""
     longer = max(image.shape[:2])
-    if not max_side or longer <= max_side:
+    scale = min(most, max_side / longer if max_side else 1.0)
+    if scale >= 1.0:
         return image, 1.0
-    scale = max_side / longer
     height, width = image.shape[:2]
     # At least one pixel each way: a 5000×1 photo must not shrink to nothing.
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -156,7 +162,8 @@ class YuNetDetector:
         self._settings = settings
 
     def detect(self, image: np.ndarray) -> list[Box]:
-        small, back = _shrink(image, self._settings.max_side)
+        search = self._settings.search_face
+        small, back = _shrink(image, self._settings.max_side, search / self._settings.min_size if search else 1.0)
         self._net.setInputSize((small.shape[1], small.shape[0]))
         _, found = self._net.detect(small)
         boxes = []
@@ -223,11 +230,13 @@ def stored(settings: DetectorSettings) -> dict:
 
 def from_stored(data: dict) -> DetectorSettings:
     """Settings as a model stored them. Older models stored every detector's fields under any name,
-    and lack the keys added later (they take their defaults); keys this version does not know and
-    this machine's own (a model cannot name a file to load) are left out."""
+    and lack the keys added later: those take the value that does what the model's version did (`before`), else
+    their default. Keys this version does not know and this machine's own (a model cannot name a file to load)
+    are left out."""
     name = data.get("name", HaarSettings.name)
-    own = {f.name for f in fields(_settings_type(name)) if _is_stored(f)}
-    return detector_settings(name, **{key: value for key, value in data.items() if key in own})
+    declared = [f for f in fields(_settings_type(name)) if _is_stored(f)]
+    older = {f.name: f.metadata["before"] for f in declared if "before" in f.metadata}
+    return detector_settings(name, **{**older, **{f.name: data[f.name] for f in declared if f.name in data}})
 
 
 def changed(settings: DetectorSettings, name: str | None = None, **values: object) -> DetectorSettings:

@@ -58,10 +58,15 @@ class DetectorOverrides(Checked):
     max_faces: int | None = setting(None, "keep only the N largest faces of each image (0: all)",
                                     within(0, 1000, "must be 0 (all) to 1000"), metavar="N")  # fmt: skip
 
+    search_face: int | None = setting(None, "YuNet: the side, in pixels searched, of the smallest face: photos are "
+                                      "shrunk by PX / min-face before the search (0: searched at their size)",
+                                      within(0, 10_000, "must be 0 to 10000"), metavar="PX")  # fmt: skip
+
     def applied_to(self, spec: Preprocessing) -> Preprocessing:
-        """The model's preprocessing `spec` with these overrides; YuNet's file goes to a yunet detector,
-        whether the model or --detector names it."""
-        changes = {"min_size": self.min_face, "max_faces": self.max_faces, "model": self.yunet_model}
+        """The model's preprocessing `spec` with these overrides; YuNet's file and search_face go to a yunet
+        detector, whether the model or --detector names it."""
+        changes = {"min_size": self.min_face, "max_faces": self.max_faces, "model": self.yunet_model,
+                   "search_face": self.search_face}  # fmt: skip
         spec = spec.with_detector(self.name, **{key: value for key, value in changes.items() if value is not None})
         return spec if self.margin is None else replace(spec, margin=self.margin)
 

@@ -131,7 +131,8 @@ def test_each_detector_has_only_its_own_settings():
 
 def test_a_model_stores_its_detector_without_this_machines_file():
     assert stored(YuNetSettings(model="/var/lib/edgeface/yunet.onnx", min_size=20)) == {
-        "name": "yunet", "min_size": 20, "max_side": 640, "max_faces": 0, "score_threshold": 0.7}  # fmt: skip
+        "name": "yunet", "min_size": 20, "max_side": 640, "max_faces": 0, "score_threshold": 0.7,
+        "search_face": 16}  # fmt: skip
     assert stored(WholeImageSettings()) == {"name": "none"}
     for settings in (HaarSettings(scale_factor=1.3), YuNetSettings(score_threshold=0.5), WholeImageSettings()):
         assert from_stored(stored(settings)) == settings
@@ -143,12 +144,13 @@ def test_models_written_before_the_registry_still_load():
     """Older models stored one flat record with every detector's fields, whatever the name."""
     old = {"name": "yunet", "scale_factor": 1.1, "min_neighbors": 5, "min_size": 20, "score_threshold": 0.6,
            "max_side": 640, "max_faces": 3}  # fmt: skip
-    assert from_stored(old) == YuNetSettings(min_size=20, score_threshold=0.6, max_faces=3)
+    # ...and searched at max_side: search_face came later, and such a model keeps what its version did.
+    assert from_stored(old) == YuNetSettings(min_size=20, score_threshold=0.6, max_faces=3, search_face=0)
     assert from_stored({"name": "haar", "min_size": 40}) == HaarSettings(min_size=40)  # older still: keys missing
     assert from_stored({}) == HaarSettings()
     spec = {"detector": old, "alignment": "face5", "margin": 0.0, "color": "rgb", "size": [150, 150],
             "value_range": [0.0, 255.0]}  # fmt: skip
-    assert Preprocessing.from_dict(spec).detector == YuNetSettings(min_size=20, score_threshold=0.6, max_faces=3)
+    assert Preprocessing.from_dict(spec).detector == from_stored(old)
     for bad, message in (({"name": "dlib"}, "unknown detector 'dlib'"), ({"name": "haar", "min_size": 0}, "min_size"),
                          ({"name": "haar", "min_size": "big"}, "min_size must be an int")):  # fmt: skip
         with pytest.raises(PreprocessingError, match=message):
