@@ -7,8 +7,12 @@ hub killed before a commit gets the messages again; one killed after it, before 
 which the transaction drops by event id. A message that is no event (`BadEvent`) is counted, said in the journal
 at most once per BAD_SAY_SECONDS, and acknowledged, so that the broker does not send it again and again.
 
-Under systemd: READY=1 once the broker confirms the subscription, STATUS= with the counts, STOPPING=1; SIGTERM
-stores and acknowledges what is in hand, then stops.
+Under systemd: READY=1 once the log is open and the link started, whether or not the broker is reachable yet (a
+broker that is down at boot must not keep the unit "activating" until systemd's start timeout kills it: the hub is
+doing its job, it connects when it can and its session at the broker keeps the events meanwhile). STATUS= says
+whether the hub is subscribed or waiting for the broker, with the counts; WATCHDOG=1 every half $WATCHDOG_USEC, also
+while the broker or the log is away (the hub is not hung then); STOPPING=1. SIGTERM stores and acknowledges what is in
+hand, then stops.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 from edgeface.hub_events import BadEvent, FleetEvent, check_sender, parse_event
 from edgeface.hub_link import RECEIVE_MAXIMUM, HubLink, Message
-from edgeface.notify import SystemdNotifier
+from edgeface.notify import SystemdNotifier, watchdog_interval
 from edgeface.settings import ConfigError, MqttSettings, from_flags, read_file
 from edgeface.store import FleetLog, Kept, LogError
 
@@ -37,7 +41,7 @@ CONNECTION_KEYS = ("host", "port", "tls_ca_file", "tls_certfile", "tls_keyfile",
                    "keepalive", "share_people", "fleet_prefix")  # fmt: skip
 IDLE_SECONDS = 0.2  # how often the loop looks at a stop, the status and the journal when nothing arrives
 RETRY_SECONDS = 1.0  # the wait before a batch the log refused is tried again
-NOTIFY_SECONDS = 1.0  # systemd hears the counts this often at most
+NOTIFY_SECONDS = 1.0  # systemd hears the counts this often at most (a change of the link at once)
 STATUS_SECONDS = 60.0  # the journal says them this often, when they changed
 BAD_SAY_SECONDS = 60.0  # and a bad message at most this often, with how many it did not say
 
@@ -89,11 +93,15 @@ class Hub:
         self._inbox: queue.Queue[Message] = queue.Queue()
         self._link = HubLink(settings, client_id, topics, self._inbox)  # first: without paho, no log is made
         self._db, self._busy_seconds = db, busy_seconds
+        self._where, self._topics = f"{settings.host}:{settings.port}", ", ".join(topics)
         self._log = self._open()
         self._notifier = SystemdNotifier()
         self.counts, self._said_counts, self._notified_counts = Counts(), Counts(), Counts()
-        self._stop = self._ready = False
-        self._said_at = self._notified_at = self._bad_said_at = float("-inf")
+        self._stop = False
+        self._said_at = self._notified_at = self._bad_said_at = self._next_ping = float("-inf")
+        interval = watchdog_interval()
+        self._ping_every = interval / 2 if interval else None
+        self._notified_state = ""
         self._bad_unsaid = 0
         self._log_trouble: str | None = None
 
@@ -102,6 +110,8 @@ class Hub:
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, self._on_signal)
         self._link.start()
+        self._notified_state = self._state()
+        self._notifier.ready(self._status(self._notified_state))
         try:
             while not self._stop:
                 batch = self._take(IDLE_SECONDS)
@@ -159,7 +169,7 @@ class Hub:
                 self._log_failed(error)
                 if self._stop:
                     return None
-                time.sleep(RETRY_SECONDS)
+                self._wait(RETRY_SECONDS)
                 continue
             if self._log.replaced():  # the commit went to a file no longer there: into the new one
                 self._reopen()
@@ -197,20 +207,40 @@ class Hub:
                        "start%s)", message.topic[:200], reason, self.counts.bad, unsaid)  # fmt: skip
         self._bad_said_at, self._bad_unsaid = at, 0
 
+    def _wait(self, seconds: float) -> None:
+        """Sleeps `seconds`, less if a stop comes, ticking all the while: the log that failed keeps the hub here, and
+        systemd must still hear that it is alive."""
+        deadline = time.monotonic() + seconds
+        while not self._stop and time.monotonic() < deadline:
+            self._tick()
+            time.sleep(min(IDLE_SECONDS, max(0.0, deadline - time.monotonic())))
+
     def _tick(self) -> None:
-        """READY=1 at the first subscription; STATUS= when the counts change (once a second at most); the journal
-        every STATUS_SECONDS when they changed."""
+        """WATCHDOG=1 every half interval; STATUS= at once when the link or the log changes, when the counts do once a
+        second at most; the journal every STATUS_SECONDS when they changed."""
         at = time.monotonic()
-        if not self._ready and self._link.subscribed.is_set():
-            self._ready = True
-            self._notifier.ready(self._status())
-        if self.counts != self._notified_counts and at - self._notified_at >= NOTIFY_SECONDS:
-            self._notifier.status(self._status())
-            self._notified_at, self._notified_counts = at, replace(self.counts)
+        if self._ping_every and at >= self._next_ping:
+            self._notifier.watchdog()
+            self._next_ping = at + self._ping_every
+        state = self._state()
+        counted = self.counts != self._notified_counts and at - self._notified_at >= NOTIFY_SECONDS
+        if state != self._notified_state or counted:
+            self._notifier.status(self._status(state))
+            self._notified_at, self._notified_counts, self._notified_state = at, replace(self.counts), state
         if self.counts != self._said_counts and at - self._said_at >= STATUS_SECONDS:
             logger.info("%s", self.counts.line())
             self._said_at, self._said_counts = at, replace(self.counts)
 
-    def _status(self) -> str:
-        link = "subscribed" if self._link.connected.is_set() else "waiting for the broker"
-        return f"{link}; {self.counts.line()}; log {self._db}"
+    def _state(self) -> str:
+        """Where the hub stands, as STATUS= begins: subscribed, or waiting for the broker (to connect, or to take the
+        subscription), and whether the log is failing."""
+        if not self._link.connected.is_set():
+            link = f"waiting for the broker {self._where}"
+        elif not self._link.subscribed.is_set():
+            link = f"connected to the broker {self._where}, waiting for it to take the subscription"
+        else:
+            link = f"subscribed to {self._topics} at {self._where}"
+        return f"{link}; the log is failing ({self._log_trouble})" if self._log_trouble else link
+
+    def _status(self, state: str) -> str:
+        return f"{state}; {self.counts.line()}; log {self._db}"

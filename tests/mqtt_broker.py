@@ -45,11 +45,12 @@ def free_port() -> int:
 
 class Broker:
     """mosquitto on loopback, with its config, persistence and log in `folder`; `settings` are extra config lines
-    (`{folder}` in them is replaced). Its plain listener is `port`."""
+    (`{folder}` in them is replaced). Its plain listener is `port`: a free one, or the one given (for a client
+    started before its broker)."""
 
-    def __init__(self, folder: Path, settings: str = "allow_anonymous true") -> None:
+    def __init__(self, folder: Path, settings: str = "allow_anonymous true", port: int | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.folder, self.port, self.log = folder, free_port(), folder / "mosquitto.log"
+        self.folder, self.port, self.log = folder, port or free_port(), folder / "mosquitto.log"
         self.config = folder / "mosquitto.conf"
         root = "user root\n" if os.geteuid() == 0 else ""  # as root it would switch to user mosquitto
         self.config.write_text(f"{root}per_listener_settings false\npersistence true\npersistence_location {folder}/\n"

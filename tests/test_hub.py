@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO, Child, Classifier, run_in_process, wait_until
-from mqtt_broker import PASSWORD, USER, Broker, missing
+from mqtt_broker import PASSWORD, USER, Broker, free_port, missing
 
 pytestmark = pytest.mark.skipif(bool(missing()), reason=missing() or "")
 
@@ -23,11 +23,23 @@ if not missing():
     import paho.mqtt.client as mqtt
 
 
-def hub(tmp_path: Path, port: int, *extra: str) -> Child:
-    """`edgeface hub` into tmp_path/fleet.db from the broker at `port`, with a session of this test's own; ready
-    (subscribed)."""
+def hub(tmp_path: Path, port: int, *extra: str, env: dict | None = None) -> Child:
+    """`edgeface hub` into tmp_path/fleet.db from the broker at `port`, with a session of this test's own; not
+    waited for."""
     return Child(tmp_path, "hub", "--db", str(tmp_path / "fleet.db"), "--host", "127.0.0.1", "--port", str(port),
-                 "--client-id", f"hub-{tmp_path.name}", *extra).ready()  # fmt: skip
+                 "--client-id", f"hub-{tmp_path.name}", *extra, env=env)  # fmt: skip
+
+
+def subscribed(central: Child) -> Child:
+    """`central` once its STATUS= says it is subscribed, READY=1 having come first (READY only says the log is open
+    and the link started: a hub is ready while its broker is away)."""
+    try:
+        central.notifications.wait_for("STATUS=subscribed to ")
+    except AssertionError:
+        central.kill()
+        raise AssertionError(f"not subscribed: {central.stderr()}") from None
+    assert "READY=1" in central.notifications.seen[0], central.notifications.seen
+    return central
 
 
 def daemon(classifier: Classifier, folder: Path, port: int, device: str) -> tuple[Child, Path]:
@@ -77,7 +89,7 @@ def stopped(child: Child) -> str:
 def test_two_boxes_events_arrive_once_each_and_log_device_tells_them_apart(
     broker: Broker, classifier: Classifier, photos: list[bytes], tmp_path: Path
 ):
-    central = hub(tmp_path, broker.port)
+    central = subscribed(hub(tmp_path, broker.port))
     door1, inbox1 = daemon(classifier, tmp_path / "door1", broker.port, "door1")
     door2, inbox2 = daemon(classifier, tmp_path / "door2", broker.port, "door2")
     for number in range(3):  # the same names on both boxes: two inputs at the hub, not one
@@ -113,7 +125,7 @@ def test_a_site_broker_bridged_by_the_sample_config_carries_its_boxes_events_to_
     (tmp_path / "hub.toml").write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {central.port}\nusername = "{USER}"\n'
                                        f'password_file = "{tmp_path / "password"}"\n')  # fmt: skip
     try:
-        central_hub = hub(tmp_path, central.port, "--config", str(tmp_path / "hub.toml"))
+        central_hub = subscribed(hub(tmp_path, central.port, "--config", str(tmp_path / "hub.toml")))
         door, inbox = daemon(classifier, tmp_path / "door", site.port, "door")
         for number in range(3):
             (inbox / f"{number}.png").write_bytes(photos[number])
@@ -131,7 +143,7 @@ def test_a_broker_stopped_and_restarted_loses_and_doubles_nothing(
     away = Broker(tmp_path / "broker").start()
     central = box = None
     try:
-        central = hub(tmp_path, away.port)
+        central = subscribed(hub(tmp_path, away.port))
         box, inbox = daemon(classifier, tmp_path / "door1", away.port, "door1")
         (inbox / "0.png").write_bytes(photos[0])
         wait_until(lambda: all_there(tmp_path, tmp_path / "door1", "door1", 1), timeout=30)
@@ -150,10 +162,36 @@ def test_a_broker_stopped_and_restarted_loses_and_doubles_nothing(
     assert " again" in journal, journal
 
 
+def test_a_hub_started_before_its_broker_is_ready_waits_for_it_and_then_keeps_the_events(
+    classifier: Classifier, photos: list[bytes], tmp_path: Path
+):
+    """A broker down at boot: the hub sends READY=1 all the same (else systemd would kill it at the start timeout,
+    again and again), says in STATUS= that it waits for the broker, and pings the watchdog meanwhile; once a broker
+    listens on that port, the hub connects, subscribes and keeps a box's events."""
+    port = free_port()
+    central = hub(tmp_path, port, env={"WATCHDOG_USEC": "400000"}).ready()
+    assert f"STATUS=waiting for the broker 127.0.0.1:{port};" in central.notifications.seen[-1]
+    central.notifications.wait_for("WATCHDOG=1", timeout=10)
+    late = Broker(tmp_path / "broker", port=port).start()
+    try:
+        subscribed(central)
+        box, inbox = daemon(classifier, tmp_path / "door1", port, "door1")
+        for number in range(2):
+            (inbox / f"{number}.png").write_bytes(photos[number])
+        wait_until(lambda: all_there(tmp_path, tmp_path / "door1", "door1", 2), timeout=30)
+        central.notifications.wait_for(f"STATUS=subscribed to edgeface/+/events at 127.0.0.1:{port}; 2 events kept")
+        stopped(box)
+        journal = stopped(central)
+    finally:
+        late.stop()
+    assert journal.count(f"cannot reach the MQTT broker 127.0.0.1:{port}") == 1, journal
+    assert "connected to the MQTT broker" in journal and received(tmp_path) == 2, journal
+
+
 def test_a_daemon_killed_mid_publish_and_restarted_loses_and_doubles_nothing_at_the_hub(
     broker: Broker, classifier: Classifier, photos: list[bytes], tmp_path: Path
 ):
-    central = hub(tmp_path, broker.port)
+    central = subscribed(hub(tmp_path, broker.port))
     box, inbox = daemon(classifier, tmp_path / "door1", broker.port, "door1")
     os.kill(broker.process.pid, signal.SIGSTOP)  # the broker takes the events in but acknowledges none
     try:
@@ -175,7 +213,7 @@ def test_a_daemon_killed_mid_publish_and_restarted_loses_and_doubles_nothing_at_
 def test_a_hub_killed_and_restarted_loses_and_doubles_nothing(
     broker: Broker, classifier: Classifier, photos: list[bytes], tmp_path: Path
 ):
-    central = hub(tmp_path, broker.port, "--wait", "0.2")
+    central = subscribed(hub(tmp_path, broker.port, "--wait", "0.2", env={"WATCHDOG_USEC": "400000"}))
     box, inbox = daemon(classifier, tmp_path / "door1", broker.port, "door1")
     (inbox / "0.png").write_bytes(photos[0])
     wait_until(lambda: received(tmp_path) == 1, timeout=30)
@@ -184,12 +222,14 @@ def test_a_hub_killed_and_restarted_loses_and_doubles_nothing(
         for number in range(1, 3):
             (inbox / f"{number}.png").write_bytes(photos[number])
         wait_until(lambda: "is locked by another program" in central.stderr(), timeout=30)
+        central.notifications.wait_for("the log is failing (database is locked)")
+        central.notifications.wait_for("WATCHDOG=1")  # alive while it waits for the log: systemd leaves it be
         central.kill()  # SIGKILL with events in hand, unacknowledged
         other.execute("ROLLBACK")
     for number in range(3, 8):  # published while the hub is away: the broker keeps them in the hub's session
         (inbox / f"{number}.png").write_bytes(photos[number])
     wait_until(lambda: len(box_rows(tmp_path / "door1")) == 8)
-    central = hub(tmp_path, broker.port)
+    central = subscribed(hub(tmp_path, broker.port))
     wait_until(lambda: all_there(tmp_path, tmp_path / "door1", "door1", 8), timeout=30)
     stopped(box)
     journal = stopped(central)
@@ -200,8 +240,8 @@ def test_hostile_messages_are_counted_and_said_and_the_hub_goes_on(broker: Broke
     config = tmp_path / "hub.toml"
     config.write_text(f'model = "/elsewhere/box.tflite"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
                       'client_id = "the-box-on-this-machine"\n')  # a box's config: the hub takes only how to connect
-    central = Child(tmp_path, "hub", "--db", str(tmp_path / "fleet.db"), "--config", str(config),
-                    "--topic", "site1/+/events").ready()  # fmt: skip
+    central = subscribed(Child(tmp_path, "hub", "--db", str(tmp_path / "fleet.db"), "--config", str(config),
+                               "--topic", "site1/+/events"))  # fmt: skip
     good = {"event_id": str(uuid.uuid4()), "device": "door9", "kind": "appearance", "source": "camera:0",
             "time": "2026-03-01T10:00:00.000+00:00", "clock_synced": None, "model_sha256": "ab" * 32, "label": "eve",
             "unknown": True, "confidence": 0.4, "box": [1, 2, 3, 4], "first_seen": "2026-03-01T09:59:00.000+00:00",

@@ -1,5 +1,6 @@
 """The files in systemd/ are valid: units pass `systemd-analyze verify`, score well in `security`,
-the sysusers file parses, and the example config holds exactly the daemon's keys.
+the sysusers file parses, and the example config holds exactly the daemon's keys. Three units run
+`edgeface watch`, the fourth `edgeface hub`.
 
 How systemd-analyze behaves here (systemd 252, no systemd running as PID 1, as in CI):
 - `verify` loads the unit file on its own; it needs no running systemd. It checks that the
@@ -27,11 +28,14 @@ from pathlib import Path
 
 import pytest
 
+from edgeface.cli import build_parser
 from edgeface.settings import KEYS, read_file
 from helpers import REPO
 
 SYSTEMD = REPO / "systemd"
 UNITS = sorted(SYSTEMD.glob("*.service"))
+HUB = SYSTEMD / "edgeface-hub.service"
+WATCH_UNITS = [unit for unit in UNITS if unit != HUB]
 INSTALLED_COMMAND = "/opt/edgeface/bin/edgeface"
 MAX_EXPOSURE = 2.0
 ANALYZE = shutil.which("systemd-analyze")
@@ -43,8 +47,10 @@ needs_analyze = pytest.mark.skipif(
     ANALYZE is None, reason="systemd-analyze is not installed (Debian: apt-get install systemd)"
 )
 
-def test_the_three_units_are_there():
-    assert [unit.name for unit in UNITS] == ["edgeface-netcam@.service", "edgeface.service", "edgeface@.service"]
+def test_the_four_units_are_there():
+    assert [unit.name for unit in UNITS] == [
+        "edgeface-hub.service", "edgeface-netcam@.service", "edgeface.service", "edgeface@.service"
+    ]  # fmt: skip
 
 
 # -- parsing the unit files (enough of the format for these checks) -------------------------------
@@ -110,10 +116,25 @@ def verify(path: Path) -> tuple[int, list[str], str]:
 # -- the units ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("unit", UNITS, ids=lambda unit: unit.name)
+@pytest.mark.parametrize("unit", WATCH_UNITS, ids=lambda unit: unit.name)
 def test_unit_runs_the_installed_command_with_its_config(unit):
     config = "%i.toml" if "@" in unit.name else "edgeface.toml"
     assert values(unit, "ExecStart") == [f"{INSTALLED_COMMAND} watch --config /etc/edgeface/{config}"]
+
+
+def test_hub_unit_runs_the_installed_hub_into_its_own_log_in_the_state_directory():
+    """fleet.db, not the default edgeface.db that a box on the same machine writes; flags the hub's parser takes."""
+    (command,) = values(HUB, "ExecStart")
+    assert command == f"{INSTALLED_COMMAND} hub --config /etc/edgeface/hub.toml --db /var/lib/edgeface/fleet.db"
+    args = build_parser().parse_args(command.split()[1:])
+    assert (args.command, args.config) == ("hub", Path("/etc/edgeface/hub.toml"))
+    assert args.db.parent == Path("/var/lib") / values(HUB, "StateDirectory")[0]
+
+
+# What each kind of unit has beyond what every unit has: a watch daemon reloads on SIGHUP; the hub has no
+# ExecReload= (it reads its config once, and SIGHUP would end it), no devices, and its own memory limit.
+OWN = {"watch": {"MemoryMax": "300M", "ExecReload": "/bin/kill -HUP $MAINPID"},
+       "hub": {"MemoryMax": "200M", "ExecReload": None, "PrivateDevices": "yes", "ProtectClock": "yes"}}  # fmt: skip
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda unit: unit.name)
@@ -121,9 +142,9 @@ def test_unit_has_what_the_issue_asks_for(unit):
     have = {key: value for _, key, value in directives(unit)}
     expected = {
         "Type": "notify", "NotifyAccess": "main", "WatchdogSec": "30s", "Restart": "on-failure",
-        "User": "edgeface", "StateDirectory": "edgeface", "ProtectSystem": "strict", "ProtectHome": "yes",
-        "PrivateTmp": "yes", "NoNewPrivileges": "yes", "SystemCallErrorNumber": "EPERM", "MemoryMax": "300M",
-        "KillSignal": "SIGTERM", "ExecReload": "/bin/kill -HUP $MAINPID",
+        "RestartPreventExitStatus": "2", "User": "edgeface", "StateDirectory": "edgeface", "ProtectSystem": "strict",
+        "ProtectHome": "yes", "PrivateTmp": "yes", "NoNewPrivileges": "yes", "SystemCallErrorNumber": "EPERM",
+        "KillSignal": "SIGTERM", **OWN["hub" if unit == HUB else "watch"],
     }
     assert {key: have.get(key) for key in expected} == expected
     assert "AF_UNIX" in have["RestrictAddressFamilies"].split()
@@ -209,6 +230,23 @@ def test_network_camera_unit_differs_only_in_network_and_devices():
     assert values(local, "PrivateNetwork") == ["yes"] and values(network, "PrivateNetwork") == []
     assert values(network, "RestrictAddressFamilies") == ["AF_UNIX AF_INET AF_INET6"]
     assert values(local, "RestrictAddressFamilies") == ["AF_UNIX"]
+
+
+def test_hub_unit_is_the_network_camera_sandbox_but_for_what_a_hub_needs():
+    """The hub reaches the same LAN ranges with the same sandbox; it differs in its command, in needing no reload
+    and no clock-status read (so ProtectClock=yes, and no adjtimex in the filter), and in its memory limit."""
+    network = SYSTEMD / "edgeface-netcam@.service"
+    may_differ = {"Description", "ExecStart", "ExecReload", "ProtectClock", "SystemCallFilter", "MemoryMax"}
+    assert [d for d in directives(network) if d[1] not in may_differ] == [
+        d for d in directives(HUB) if d[1] not in may_differ
+    ]
+    assert values(HUB, "SystemCallFilter") == [
+        rule for rule in values(network, "SystemCallFilter") if "adjtimex" not in rule
+    ]  # fmt: skip
+    assert values(HUB, "IPAddressDeny") == ["any"]
+    assert values(HUB, "IPAddressAllow") == values(DROP_IN, "IPAddressAllow")  # the LAN a box's MQTT reaches
+    # Not the drop-in's SocketBindDeny=any: paho-mqtt's loop_start() binds 127.0.0.1 port 0 for its wake-up pair.
+    assert values(HUB, "SocketBindDeny") == []
 
 
 # -- the MQTT drop-in: the local units with the network a broker needs -----------------------------------------
