@@ -88,7 +88,8 @@ class Broker:
 
 
 class Hub:
-    """`edgeface hub` as a process; `started` returns once it has subscribed (READY=1)."""
+    """`edgeface hub` as a process, returned once it says it has subscribed (STATUS=subscribed …; READY=1 comes
+    earlier, once its log is open)."""
 
     def __init__(self, work: Path, port: int) -> None:
         self.db = work / "fleet.db"
@@ -102,7 +103,7 @@ class Hub:
             stderr=self._stderr, env={**os.environ, "NOTIFY_SOCKET": str(notify)},
         )  # fmt: skip
         self._socket.settimeout(60)
-        while b"READY=1" not in self._socket.recv(4096):
+        while b"STATUS=subscribed" not in self._socket.recv(4096):
             pass
 
     def cpu_seconds(self) -> float:
