@@ -15,15 +15,15 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from edgeface.fleet_enrolments import ENROLMENTS, FORGOTTEN
 from edgeface.paths import FileRefused, read_regular_file
 from edgeface.settings import ConfigError, MqttSettings, publishable
 
-try:
+if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
-except ImportError:  # optional: only a box with [mqtt] needs it
-    mqtt = None
 
 logger = logging.getLogger("edgeface.mqtt")
 
@@ -93,13 +93,22 @@ def _tls(settings: MqttSettings) -> ssl.SSLContext:
     return context
 
 
+def paho_client() -> ModuleType:
+    """paho-mqtt's client module, imported at first use: it is optional (the `mqtt` extra), and its import (with
+    http.client and more) would slow the start of every command that sends nothing. ConfigError without it."""
+    try:
+        import paho.mqtt.client
+    except ImportError:
+        raise ConfigError(f"[mqtt] needs paho-mqtt, which is not installed: {INSTALL_HINT}") from None
+    return paho.mqtt.client
+
+
 def client_for(settings: MqttSettings, client_id: str, **options: object) -> mqtt.Client:
     """paho's client for the broker `settings` name, as every edgeface client has it: its login, its TLS, a connect
     timeout and the reconnect back-off; `options` go to paho's constructor. ConfigError without paho-mqtt, or when
     the password file or a TLS file cannot be used."""
-    if mqtt is None:
-        raise ConfigError(f"[mqtt] needs paho-mqtt, which is not installed: {INSTALL_HINT}")
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, **options)
+    paho = paho_client()
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, **options)
     client.connect_timeout = CONNECT_TIMEOUT
     client.reconnect_delay_set(RECONNECT_MIN, RECONNECT_MAX)
     if settings.username:

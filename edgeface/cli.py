@@ -20,6 +20,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 import edgeface
@@ -138,7 +139,7 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
         "--workers", type=int, default=os.cpu_count() or 1,
         help="processes decoding, detecting and classifying at once; results are the same as with 1",
     )  # fmt: skip
-    scan.add_argument("--threads", type=int, default=None, help="LiteRT threads per worker (default: 1 with several workers)")
+    scan.add_argument("--threads", type=int, default=None, help="LiteRT and OpenCV threads per worker (default: 1 with several workers)")
     add_flags(scan, DetectorOverrides)
     publishing = scan.add_argument_group(
         "publishing", "With --publish each image's result is also an event on the MQTT broker, as `watch` sends it: "
@@ -428,6 +429,8 @@ def run_scan(args: argparse.Namespace) -> int:
         return _fail(f"--annotate {args.annotate} would write the copies over the photos themselves; "
                      "give a folder of its own, such as --annotate annotated/")  # fmt: skip
     threads = args.threads or (1 if args.workers > 1 else None)  # workers, not threads, share the cores
+    if threads:
+        cv2.setNumThreads(threads)  # the detector's threads in this process, like LiteRT's (the workers set theirs)
     db = args.db or default_path()
     try:
         recipe = PipelineRecipe(model=args.model, threads=threads, detector=_detector_overrides(args))

@@ -14,16 +14,13 @@ import queue
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edgeface.broker import RECONNECT_MAX, client_for, refusal
 from edgeface.settings import MqttSettings
 
-try:
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
+if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
-except ImportError:  # optional: `client_for` says how to install it
-    mqtt = None
 
 logger = logging.getLogger("edgeface.hub")
 
@@ -66,6 +63,9 @@ class HubLink:
 
     def start(self) -> None:
         """Connects in the background (paho's thread), retrying until `stop`."""
+        from paho.mqtt.packettypes import PacketTypes  # optional, as in broker.paho_client: the client is made
+        from paho.mqtt.properties import Properties
+
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = SESSION_NEVER_EXPIRES
         properties.ReceiveMaximum = RECEIVE_MAXIMUM

@@ -1,8 +1,10 @@
-"""Running the pipeline on every core: one process per worker, each with its own model.
+"""Running the pipeline on every core: N workers are this process and N - 1 others, each with its own model.
 
-Results come back in input order, so a scan with N workers prints and logs exactly what a scan
-with one worker does. Only a few inputs are in flight at a time (four per worker), so memory stays
-flat however many files there are.
+This process takes an input itself whenever the others have their fill, so it works while they start (a process
+start and a model load) and no core waits on a process that only hands inputs out. Results come back in input
+order, so a scan with N workers prints and logs exactly what a scan with one worker does. Only a few inputs wait
+for the pool (four per worker) and a few results wait for an older one (sixteen per worker), so memory stays flat
+however many files there are.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from edgeface.recognizer import load_recognizer
 from edgeface.settings import DetectorOverrides
 
 IN_FLIGHT_PER_WORKER = 4  # enough that one slow photo does not leave the other workers idle
+# Results this process may hold ahead of the oldest one still in the pool: it goes on taking inputs meanwhile.
+AHEAD_PER_WORKER = 16
 
 Item = InputFile | ImageResult  # an ImageResult here is an input that failed before processing
 
@@ -63,19 +67,25 @@ def _process(input_file: InputFile) -> ImageResult:
 
 
 def process_all(items: Iterable[Item], pipeline: Pipeline, recipe: PipelineRecipe, workers: int) -> Iterator[ImageResult]:
-    """The result of each item, in order: `pipeline` in this process for one worker, else a pool
-    of `workers` processes built from `recipe`. Items that already are results pass through."""
+    """The result of each item, in order: `pipeline` in this process, and with several `workers` a pool of
+    workers - 1 processes built from `recipe` beside it. Items that already are results pass through."""
     if workers <= 1:
         for item in items:
             yield item if isinstance(item, ImageResult) else pipeline.process(item)
         return
     # spawn, not fork: a forked copy of a process that already runs LiteRT's threads is not safe.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(recipe,)) as pool:
+    others = workers - 1
+    with ProcessPoolExecutor(others, mp_context=context, initializer=_start_worker, initargs=(recipe,)) as pool:
         in_flight: deque[Future] = deque()
         for item in items:
-            in_flight.append(pool.submit(_process, item) if isinstance(item, InputFile) else _done(item))
-            if len(in_flight) >= IN_FLIGHT_PER_WORKER * workers:
+            if isinstance(item, ImageResult):
+                in_flight.append(_done(item))
+            elif sum(not future.done() for future in in_flight) < IN_FLIGHT_PER_WORKER * others:
+                in_flight.append(pool.submit(_process, item))
+            else:  # the pool has its fill: this process takes the item
+                in_flight.append(_done(pipeline.process(item)))
+            while in_flight and (in_flight[0].done() or len(in_flight) >= AHEAD_PER_WORKER * workers):
                 yield in_flight.popleft().result()
         while in_flight:
             yield in_flight.popleft().result()

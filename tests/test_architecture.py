@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = {"edgeface": REPO / "edgeface", "edgeface_convert": REPO / "convert" / "edgeface_convert"}
 # Imported inside a function on purpose: dependencies a command may lack, loaded only when it needs them (LiteRT's
 # fallback; TensorFlow, behind edgeface_convert.commands; scikit-image, behind the demo).
-OPTIONAL = {"ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow", "skimage",
+OPTIONAL = {"ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow", "skimage", "paho",
             "edgeface_convert.commands", "edgeface_convert.demo"}
 
 
