@@ -29,12 +29,24 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+
+
+def drain(notify: socket.socket) -> None:
+    """Reads the daemon's notifications (STATUS, WATCHDOG) until the socket closes, as systemd does: a queue nobody
+    reads fills up, and the daemon's sends would find it full."""
+    notify.settimeout(None)
+    try:
+        while notify.recv(4096):
+            pass
+    except OSError:
+        pass
 
 
 class Daemon:
@@ -55,7 +67,9 @@ class Daemon:
         self._socket.settimeout(timeout)
         while b"READY=1" not in self._socket.recv(4096):
             pass
-        return time.monotonic() - self.started
+        ready = time.monotonic() - self.started
+        threading.Thread(target=drain, args=(self._socket,), daemon=True).start()  # as systemd reads on
+        return ready
 
     def rss_mib(self) -> float:
         """The daemon's resident set size now, in MiB."""

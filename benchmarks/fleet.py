@@ -37,10 +37,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
+from daemon import drain
 from edgeface.clock import now
 from edgeface.geometry import Box
 from edgeface.publisher import Publisher
@@ -105,6 +107,7 @@ class Hub:
         self._socket.settimeout(60)
         while b"STATUS=subscribed" not in self._socket.recv(4096):
             pass
+        threading.Thread(target=drain, args=(self._socket,), daemon=True).start()  # as systemd reads on
 
     def cpu_seconds(self) -> float:
         """The CPU time the hub has used so far (user and system), in seconds."""

@@ -14,7 +14,8 @@ import time
 
 logger = logging.getLogger(__name__)
 
-# A send blocks while systemd's receive queue is full; this bounds how long a stuck manager can hold us up.
+# A send blocks while systemd's receive queue is full; this bounds how long a stuck manager can hold us up, once:
+# after a send that timed out, sends do not wait until one goes through again.
 SEND_TIMEOUT_SECONDS = 1.0
 
 
@@ -61,6 +62,7 @@ class SystemdNotifier:
     def __init__(self, socket_path: str | None = None) -> None:
         self._path = socket_path if socket_path is not None else os.environ.get("NOTIFY_SOCKET")
         self._warned = False
+        self._queue_full = False  # the last send found the manager's queue full: do not wait for room again
         self._sock: socket.socket | None = None
         if self._path:
             try:
@@ -79,10 +81,22 @@ class SystemdNotifier:
             return False
         try:
             self._sock.send(_encode(fields))
+        except (TimeoutError, BlockingIOError) as error:  # the manager is not reading: drop it rather than stall
+            self._full_queue(True)
+            self._warn(error)
+            return False
         except OSError as error:
             self._warn(error)
             return False
+        self._full_queue(False)
         return True
+
+    def _full_queue(self, full: bool) -> None:
+        """While the manager's queue is full, sends do not wait for room (a timeout of 0); once one goes through,
+        they wait SEND_TIMEOUT_SECONDS again."""
+        if full != self._queue_full and self._sock is not None:
+            self._sock.settimeout(0 if full else SEND_TIMEOUT_SECONDS)
+            self._queue_full = full
 
     def ready(self, status: str | None = None) -> bool:
         """Start-up (or a reload) is complete; for Type=notify, systemd holds the unit in "activating" until this."""

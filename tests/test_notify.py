@@ -147,6 +147,22 @@ def test_a_socket_that_disappears_is_logged_once_and_never_raises(
     assert socket_path in caplog.records[0].getMessage()
 
 
+def test_a_manager_that_stops_reading_costs_one_wait_not_one_per_message(
+    notifier: SystemdNotifier, receiver: socket.socket
+) -> None:
+    """A full queue (nobody reads the socket) makes one send wait SEND_TIMEOUT_SECONDS; the ones after it are
+    dropped at once, so a daemon sending its status every second is not held up a second each time. Once the
+    queue has room, messages go through again."""
+    while notifier.send(STATUS="x" * 1000):  # fills the queue; the send that finds it full waits, then fails
+        pass
+    started = time.monotonic()
+    assert not any([notifier.status("still busy") for _ in range(50)])
+    assert time.monotonic() - started < 5  # 50 waits of 1 s each would take 50 s
+    while not nothing_waiting(receiver):
+        receiver.recv(4096)  # the manager catches up
+    assert notifier.status("caught up") and receiver.recv(4096) == b"STATUS=caught up\n"
+
+
 def test_a_socket_missing_at_start_disables_the_notifier(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="edgeface.notify"):
         notifier = SystemdNotifier(str(tmp_path / "absent"))
