@@ -536,15 +536,16 @@ def run_hub_command(args: argparse.Namespace) -> int:
         settings = hub_settings(args.config, {"host": args.host, "port": args.port, "share_people": args.share_people})
         topics = [check_topic(topic) for topic in args.topic or [TOPIC]]
         client_id, db = args.client_id or default_client_id(), args.db or default_path()
+        # People enrolled at the hub go out as a box's do, by a client of their own, made before the log so that
+        # what it cannot use (a fleet prefix, a TLS file) stops the start with nothing made.
+        people = Publisher(replace(settings, client_id=f"{client_id}-people"), db, availability=False) \
+            if settings.share_people else None
         hub = Hub(settings, db, topics, client_id, args.wait)
-        with contextlib.ExitStack() as running:
-            if settings.share_people:  # people enrolled at the hub go out as a box's do, by a client of their own
-                people = replace(settings, client_id=f"{client_id}-people")
-                running.enter_context(Publisher(people, db, availability=False))
-            logging.getLogger("edgeface").setLevel(logging.INFO)  # connected, lost, counts: the journal a daemon keeps
-            return hub.run()
     except ConfigError as error:
         return _fail(str(error))
+    logging.getLogger("edgeface").setLevel(logging.INFO)  # connected, lost, counts: the journal a daemon keeps
+    with people or contextlib.nullcontext():
+        return hub.run()
 
 
 def run_forget(args: argparse.Namespace) -> int:
