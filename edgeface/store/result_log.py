@@ -10,6 +10,7 @@ import functools
 import inspect
 import json
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from edgeface.store.errors import LogDamaged, as_log_error
 from edgeface.store.query import LogQuery
 from edgeface.store.schema import APPLICATION_ID, FIRST_TABLES, MIGRATIONS, SCHEMA_VERSION
 
+WAL_RETRY_SECONDS = 0.01  # between tries to turn a new log to WAL while another program does
 RETENTION_BATCH = 500  # rows deleted per transaction, so readers and writers wait only briefly
 
 Method = TypeVar("Method", bound=Callable)
@@ -129,7 +131,7 @@ class ResultLog:
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_seconds)
         try:
             self._refuse_another_programs_database()
-            self._db.execute("PRAGMA journal_mode = WAL")
+            self._use_wal(busy_seconds)
             self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
@@ -190,6 +192,20 @@ class ResultLog:
         ours = application == APPLICATION_ID or (application == 0 and version > 0 and FIRST_TABLES <= tables)
         if not ours and (tables or version or application):
             raise LogDamaged(self.path, "it is another program's SQLite database, not an edgeface log; left untouched")
+
+    def _use_wal(self, busy_seconds: float) -> None:
+        """Puts the file in WAL mode, which lets readers and one writer work at once. Turning a new file to WAL
+        takes an exclusive lock, and SQLite answers "locked" at once, without its busy wait, to the other programs
+        that open the file at that moment: they try again until `busy_seconds` have passed."""
+        give_up_at = time.monotonic() + busy_seconds
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorname != "SQLITE_BUSY" or time.monotonic() >= give_up_at:
+                    raise
+                time.sleep(WAL_RETRY_SECONDS)
 
     def _migrate(self) -> None:
         """Brings the log to SCHEMA_VERSION. The version is read again under the write lock: two programs that
