@@ -25,19 +25,21 @@ from edgeface.openset import UnknownRule
 from edgeface.preprocess import Preprocessing, PreprocessingError
 
 FORMAT = "edgeface-model"
-SCHEMA_VERSION = 4  # 2 added unknown_rule, 3 self_test, 4 kind, embedding_size, gallery, distance_rule
+SCHEMA_VERSION = 5  # 2 added unknown_rule, 3 self_test, 4 kind, embedding_size, gallery, distance_rule, 5 gate
 MEMBER = "edgeface.json"
+GATE_MEMBER = "gate.tflite"  # the face-quality gate's int8 network, when the model carries one
 TFLITE_IDENTIFIER = b"TFL3"
 KINDS = ("classifier", "embedder")
 OUTPUTS = ("softmax", "sigmoid", "embedding")
 _KNOWN_KEYS = {
     "format", "schema_version", "labels", "output", "preprocessing", "source", "converter", "unknown_rule", "self_test",
-    "kind", "embedding_size", "gallery", "distance_rule",
+    "kind", "embedding_size", "gallery", "distance_rule", "gate",
 }  # fmt: skip
 # A model file is input like any other: these bound what its metadata may make the runtime hold or do.
 MAX_METADATA_BYTES = 64 << 20  # a gallery of 10,000 faces of 128 values is about 7 MB of JSON
 MAX_LABELS = 100_000
 MAX_SELF_TEST_SAMPLES = 64
+MAX_GATE_BYTES = 8 << 20  # a gate is a small autoencoder: tens of KB in int8
 # A fixed timestamp keeps the archive, and so the model file, byte-for-byte reproducible.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -82,6 +84,49 @@ class SelfTest:
 
 
 @dataclass(frozen=True)
+class GateSpec:
+    """The face-quality gate a model carries: an autoencoder whose reconstruction error says how little a crop looks
+    like the faces it learned. A crop whose error is above `threshold` is rejected before it is named.
+
+    preprocessing: the gate's own crop. Its detector, alignment and margin are the model's (convert checks); its
+        colour, size and value range are the gate's, so a small gate can serve a large model.
+    threshold: the largest mean squared error (pixels scaled to 0..1) that passes.
+    keep: the share of held-out real faces the threshold was calibrated to keep.
+    calibration_faces: how many held-out faces set the threshold.
+    correlation: how closely the int8 gate's errors follow the float gate's on those faces (convert's check).
+    """
+
+    preprocessing: Preprocessing
+    threshold: float
+    keep: float
+    calibration_faces: int
+    correlation: float
+
+    def __post_init__(self) -> None:
+        checks = [
+            (_number(self.threshold) and 0 < self.threshold <= 1, "the gate's threshold must be a number in (0, 1]"),
+            (_number(self.keep) and 0.5 <= self.keep <= 1, "the gate's keep share must be a number from 0.5 to 1"),
+            (isinstance(self.calibration_faces, int) and not isinstance(self.calibration_faces, bool)
+             and 1 <= self.calibration_faces <= 10_000_000, "the gate's calibration_faces must be 1..10,000,000"),
+            (_number(self.correlation) and -1 <= self.correlation <= 1, "the gate's correlation must be from -1 to 1"),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise MetadataError(message)
+
+    def to_dict(self) -> dict:
+        return {"preprocessing": self.preprocessing.to_dict(), "threshold": self.threshold, "keep": self.keep,
+                "calibration_faces": self.calibration_faces, "correlation": self.correlation}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: object) -> GateSpec:
+        if not isinstance(data, dict):
+            raise MetadataError("the gate must be an object")
+        return cls(Preprocessing.from_dict(data["preprocessing"]), data["threshold"], data["keep"],
+                   data["calibration_faces"], data["correlation"])  # fmt: skip
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     """What the runtime needs besides the weights.
 
@@ -94,6 +139,7 @@ class ModelMetadata:
     unknown_rule: a classifier's rule for "unknown" instead of the top label; None if never calibrated.
     gallery, distance_rule: an embedder's known people and its rule for "unknown".
     self_test: sample inputs and outputs checked before a daemon starts; None in older models.
+    gate: the face-quality gate whose network is the file's GATE_MEMBER; None when the model has none.
     extra: fields written by a newer edgeface, kept unread.
     """
 
@@ -108,6 +154,7 @@ class ModelMetadata:
     embedding_size: int = 0
     gallery: Gallery | None = None
     distance_rule: DistanceRule | None = None
+    gate: GateSpec | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -154,6 +201,8 @@ class ModelMetadata:
             document["unknown_rule"] = self.unknown_rule.to_dict()
         if self.self_test is not None:
             document["self_test"] = self.self_test.to_dict()
+        if self.gate is not None:
+            document["gate"] = self.gate.to_dict()
         if self.kind == "embedder":
             document.update(kind=self.kind, embedding_size=self.embedding_size)
             if self.gallery is not None:
@@ -195,6 +244,7 @@ class ModelMetadata:
                 embedding_size=int(document.get("embedding_size", 0)),
                 gallery=Gallery.from_dict(document["gallery"]) if document.get("gallery") else None,
                 distance_rule=DistanceRule.from_dict(document["distance_rule"]) if document.get("distance_rule") else None,
+                gate=GateSpec.from_dict(document["gate"]) if document.get("gate") else None,
                 extra={key: value for key, value in document.items() if key not in _KNOWN_KEYS},
             )
         except KeyError as missing:
@@ -224,18 +274,25 @@ def _labels(value: object) -> tuple[str, ...]:
         raise MetadataError(f"a label is not a usable name ({bad}): {str(value)[:80]!r}") from None
 
 
-def embed(flatbuffer: bytes, metadata: ModelMetadata) -> bytes:
-    """The model file: `flatbuffer` with `metadata` appended as a zip archive."""
+def embed(flatbuffer: bytes, metadata: ModelMetadata, gate_model: bytes | None = None) -> bytes:
+    """The model file: `flatbuffer` with `metadata` (and the gate's network, when `metadata` has a gate) appended as
+    a zip archive."""
     if flatbuffer[4:8] != TFLITE_IDENTIFIER:
         raise ValueError("not a TFLite flatbuffer")
     if zipfile.is_zipfile(io.BytesIO(flatbuffer)):
         raise ValueError("the flatbuffer already carries appended files")
+    if (gate_model is None) != (metadata.gate is None):
+        raise ValueError("a gate needs both its network and its metadata")
+    if gate_model is not None and (gate_model[4:8] != TFLITE_IDENTIFIER or len(gate_model) > MAX_GATE_BYTES):
+        raise ValueError(f"the gate is not a TFLite flatbuffer of at most {MAX_GATE_BYTES >> 20} MiB")
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as bundle:
-        info = zipfile.ZipInfo(MEMBER, date_time=_ZIP_DATE)
-        info.compress_type = zipfile.ZIP_DEFLATED
-        info.external_attr = 0o644 << 16
-        bundle.writestr(info, metadata.to_json())
+        members = [(MEMBER, metadata.to_json().encode())] + ([(GATE_MEMBER, gate_model)] if gate_model else [])
+        for name, content in members:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            bundle.writestr(info, content)
     return flatbuffer + archive.getvalue()
 
 
@@ -243,31 +300,37 @@ def read(model: bytes, name: str = "model") -> ModelMetadata:
     """The metadata inside a model file's bytes; MetadataError says what is wrong, naming `name`."""
     if model[4:8] != TFLITE_IDENTIFIER:
         raise MetadataError(f"{name} is not a TFLite model")
-    text = _member(model, name)
+    text = _member(model, name, MEMBER, MAX_METADATA_BYTES)
     try:
         return ModelMetadata.from_json(text)
     except MetadataError as bad:
         raise MetadataError(f"{name}: {bad}") from None
 
 
-def _member(model: bytes, name: str) -> bytes:
-    """The metadata document's bytes. A member declaring more than MAX_METADATA_BYTES is refused before any of it
-    is inflated, and zipfile inflates no more than a member declares (one that inflates further fails its check):
-    a small hostile file cannot make the runtime inflate and hold more."""
+def read_gate_model(model: bytes, name: str = "model") -> bytes:
+    """The gate's int8 network inside a model file whose metadata (`read`) has a gate; MetadataError otherwise."""
+    network = _member(model, name, GATE_MEMBER, MAX_GATE_BYTES)
+    if network[4:8] != TFLITE_IDENTIFIER:
+        raise MetadataError(f"{name}: its {GATE_MEMBER} is not a TFLite model")
+    return network
+
+
+def _member(model: bytes, name: str, member: str, max_bytes: int) -> bytes:
+    """The bytes of an appended member. One declaring more than `max_bytes` is refused before any of it is inflated,
+    and zipfile inflates no more than a member declares (one that inflates further fails its check): a small hostile
+    file cannot make the runtime inflate and hold more."""
     try:
         with zipfile.ZipFile(io.BytesIO(model)) as bundle:
-            info = bundle.getinfo(MEMBER)
-            if info.file_size <= MAX_METADATA_BYTES:
+            info = bundle.getinfo(member)
+            if info.file_size <= max_bytes:
                 return bundle.read(info)
     # A damaged or hostile archive can fail in many ways (encrypted or unknown compression, bad
     # offsets, names that are not UTF-8); each means the same thing here.
     except (zipfile.BadZipFile, KeyError, zlib.error, lzma.LZMAError, EOFError, OSError, RuntimeError, ValueError,
             NotImplementedError):  # fmt: skip
-        raise MetadataError(
-            f"{name} carries no edgeface metadata (labels, preprocessing); "
-            "make the model with `edgeface convert`"
-        ) from None
-    raise MetadataError(f"{name}: its metadata is larger than {MAX_METADATA_BYTES >> 20} MiB")
+        what = "edgeface metadata (labels, preprocessing)" if member == MEMBER else f"readable {member}"
+        raise MetadataError(f"{name} carries no {what}; make the model with `edgeface convert`") from None
+    raise MetadataError(f"{name}: its {member} is larger than {max_bytes >> 20} MiB")
 
 
 def read_file(path: str | Path) -> ModelMetadata:

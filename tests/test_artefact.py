@@ -2,6 +2,7 @@
 
 import json
 import zipfile
+from dataclasses import replace
 from io import BytesIO
 
 import pytest
@@ -36,6 +37,34 @@ def test_embedding_is_deterministic_and_listable_as_a_zip():
     first, second = artefact.embed(FLATBUFFER, METADATA), artefact.embed(FLATBUFFER, METADATA)
     assert first == second
     assert zipfile.ZipFile(BytesIO(first)).namelist() == [artefact.MEMBER]
+
+
+GATE = artefact.GateSpec(Preprocessing(detector=HaarSettings(min_size=40), margin=0.1, color="gray", width=32,
+                                        height=32), threshold=0.012, keep=0.99, calibration_faces=200, correlation=0.97)
+GATE_NETWORK = b"\x1c\x00\x00\x00TFL3" + bytes(range(200))
+
+
+def test_a_gate_travels_beside_the_metadata_and_leaves_the_network_identity_alone():
+    with_gate = replace(METADATA, gate=GATE)
+    model = artefact.embed(FLATBUFFER, with_gate, GATE_NETWORK)
+    assert artefact.read(model) == with_gate
+    assert artefact.read_gate_model(model) == GATE_NETWORK
+    assert zipfile.ZipFile(BytesIO(model)).namelist() == [artefact.MEMBER, artefact.GATE_MEMBER]
+    assert artefact.network_sha256(model) == artefact.network_sha256(artefact.embed(FLATBUFFER, METADATA))
+    with pytest.raises(MetadataError, match="carries no readable gate.tflite"):
+        artefact.read_gate_model(artefact.embed(FLATBUFFER, METADATA))
+    with pytest.raises(ValueError, match="both its network and its metadata"):
+        artefact.embed(FLATBUFFER, METADATA, GATE_NETWORK)
+
+
+@pytest.mark.parametrize("field, value", [("threshold", 0.0), ("threshold", float("nan")), ("threshold", 2),
+                                          ("keep", 0.2), ("keep", True), ("calibration_faces", 0),
+                                          ("calibration_faces", 1.5), ("correlation", 1.5)])  # fmt: skip
+def test_a_gate_out_of_range_is_refused(field, value):
+    document = replace(METADATA, gate=GATE).to_dict()
+    document["gate"][field] = value
+    with pytest.raises(MetadataError, match="gate"):
+        ModelMetadata.from_json(json.dumps(document))
 
 
 def test_fields_from_a_newer_edgeface_are_kept():
