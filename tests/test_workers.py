@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 from pathlib import Path
+
+import cv2
 
 from edgeface.images import InputFile, read_input
 from edgeface.pipeline import Pipeline
 from edgeface.results import ImageResult
-from edgeface.workers import IN_FLIGHT_PER_WORKER, PipelineRecipe, process_all
+from edgeface.workers import IN_FLIGHT_PER_WORKER, PipelineRecipe, process_all, start_method
 from helpers import Classifier
 
 
@@ -34,3 +39,27 @@ def test_this_process_takes_inputs_beside_the_pool_and_the_order_is_kept(classif
     assert [result.faces for result in together if result is not broken] == [result.faces for result in alone]
     # The pool holds IN_FLIGHT_PER_WORKER at most; this process took the rest of what came while it was full.
     assert 0 < here.taken <= len(inputs) - IN_FLIGHT_PER_WORKER
+
+
+def test_workers_are_forked_only_from_a_process_without_running_thread_pools():
+    """One LiteRT and one OpenCV thread in a fresh interpreter: fork. Any pool or other thread: spawn."""
+    fresh = subprocess.run([sys.executable, "-c", "import cv2; from edgeface.workers import PipelineRecipe, start_method; "
+                            "cv2.setNumThreads(1); print(start_method(PipelineRecipe(model='m', threads=1)), "
+                            "start_method(PipelineRecipe(model='m', threads=2)))"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    assert fresh.stdout.split() == ["fork", "spawn"]
+    threads_before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        assert start_method(PipelineRecipe(model="m", threads=1)) == "spawn"
+        cv2.setNumThreads(1)
+        waiting = threading.Event()
+        other = threading.Thread(target=waiting.wait)
+        other.start()
+        try:
+            assert start_method(PipelineRecipe(model="m", threads=1)) == "spawn"
+        finally:
+            waiting.set()
+            other.join()
+    finally:
+        cv2.setNumThreads(threads_before)
