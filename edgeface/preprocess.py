@@ -216,8 +216,10 @@ def _prepare(face: np.ndarray, spec: Preprocessing) -> np.ndarray:
         face = cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)
     else:
         face = cv2.cvtColor(face, cv2.COLOR_BGR2RGB)
-    shrinking = face.shape[0] > spec.height or face.shape[1] > spec.width
-    face = cv2.resize(face, (spec.width, spec.height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    if face.shape[:2] != (spec.height, spec.width):  # an aligned crop is warped to the size already
+        shrinking = face.shape[0] > spec.height or face.shape[1] > spec.width
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        face = cv2.resize(face, (spec.width, spec.height), interpolation=interpolation)
     return pixels_to_values(face.reshape(spec.input_shape), spec)
 
 

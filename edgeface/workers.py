@@ -1,9 +1,9 @@
 """Running the pipeline on every core: N workers are this process and N - 1 others, each with its own model.
 
 This process takes an input itself whenever the others have their fill, so it works while they start (a process
-start and a model load) and no core waits on a process that only hands inputs out. The others are forked when that
-is safe (see `start_method`): a forked worker starts in milliseconds, where a spawned one imports everything again. Results come back in input
-order, so a scan with N workers prints and logs exactly what a scan with one worker does. Only a few inputs wait
+start and a model load) and no core waits on a process that only hands inputs out. The others are forked when
+that is safe (see `start_method`): a forked worker starts in milliseconds, a spawned one imports everything again.
+Results come back in input order, so a scan with N workers prints and logs exactly what a scan with one worker does. Only a few inputs wait
 for the pool (four per worker) and a few results wait for an older one (sixteen per worker), so memory stays flat
 however many files there are.
 """
@@ -102,7 +102,8 @@ def start_method(recipe: PipelineRecipe) -> str:
     0.2 to 0.4 s on this x86, a 1 to 2 s job's whole head start.
     """
     single_threaded = recipe.threads == 1 and cv2.getNumThreads() == 1 and threading.active_count() == 1
-    return "fork" if single_threaded and "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    can_fork = "fork" in multiprocessing.get_all_start_methods()
+    return "fork" if single_threaded and can_fork else "spawn"
 
 
 def _done(result: ImageResult) -> Future:

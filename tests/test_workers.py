@@ -43,10 +43,9 @@ def test_this_process_takes_inputs_beside_the_pool_and_the_order_is_kept(classif
 
 def test_workers_are_forked_only_from_a_process_without_running_thread_pools():
     """One LiteRT and one OpenCV thread in a fresh interpreter: fork. Any pool or other thread: spawn."""
-    fresh = subprocess.run([sys.executable, "-c", "import cv2; from edgeface.workers import PipelineRecipe, start_method; "
-                            "cv2.setNumThreads(1); print(start_method(PipelineRecipe(model='m', threads=1)), "
-                            "start_method(PipelineRecipe(model='m', threads=2)))"],
-                           capture_output=True, text=True, check=True)  # fmt: skip
+    program = ("import cv2; from edgeface.workers import PipelineRecipe, start_method; cv2.setNumThreads(1); "
+               "print(*(start_method(PipelineRecipe(model='m', threads=n)) for n in (1, 2)))")
+    fresh = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
     assert fresh.stdout.split() == ["fork", "spawn"]
     threads_before = cv2.getNumThreads()
     try:
