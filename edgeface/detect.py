@@ -82,8 +82,13 @@ class DetectorSettingsError(ValueError):
 class Detector(Protocol):
     Settings: ClassVar[type]
 
-    def detect(self, image: np.ndarray) -> list[Box]:
-        """Face boxes in `image` (H×W×3 uint8, BGR), left to right, then top to bottom."""
+    def detect(self, image: np.ndarray, reduced_by: float = 1.0) -> list[Box]:
+        """Face boxes in `image` (H×W×3 uint8, BGR), left to right, then top to bottom. `image` may be the photo
+        reduced `reduced_by` times; the boxes and min_size are in the photo's own pixels all the same."""
+        ...
+
+    def search_scale(self, width: int, height: int) -> float:
+        """The factor (at most 1) a photo of this size is searched at: decoding it smaller than that loses nothing."""
         ...
 
 
@@ -91,16 +96,22 @@ class DetectorUnavailable(RuntimeError):
     """The detector cannot run here (OpenCV build, or a missing model file)."""
 
 
-def _shrink(image: np.ndarray, max_side: int, most: float = 1.0) -> tuple[np.ndarray, float]:
-    """`image` resized by `most` at most, and so its longer side is at most `max_side` (0: no bound), and the factor
-    back to the original."""
-    longer = max(image.shape[:2])
-    scale = min(most, max_side / longer if max_side else 1.0)
-    if scale >= 1.0:
-        return image, 1.0
+def search_scale(longer: float, max_side: int, most: float = 1.0) -> float:
+    """The factor (at most 1) a photo whose longer side is `longer` is searched at: `most` at most, and so that its
+    longer side is at most `max_side` (0: no bound)."""
+    return min(1.0, most, max_side / longer if max_side else 1.0)
+
+
+def _shrink(image: np.ndarray, max_side: int, most: float = 1.0, reduced_by: float = 1.0) -> tuple[np.ndarray, float]:
+    """`image` (a photo already reduced `reduced_by` times, as a reduced JPEG decode is) resized to the photo's
+    search scale, and the factor from its pixels back to the photo's."""
+    scale = search_scale(max(image.shape[:2]) * reduced_by, max_side, most)
+    left = scale * reduced_by  # what is left to shrink this image by
+    if left >= 1.0:
+        return image, reduced_by
     height, width = image.shape[:2]
     # At least one pixel each way: a 5000×1 photo must not shrink to nothing.
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    size = (max(1, round(width * left)), max(1, round(height * left)))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return small, 1.0 / scale
 
@@ -129,8 +140,11 @@ class HaarDetector:
             raise DetectorUnavailable(f"cannot load {HAAR_CASCADE_FILE} from {data.haarcascades}")
         self._settings = settings
 
-    def detect(self, image: np.ndarray) -> list[Box]:
-        small, back = _shrink(image, self._settings.max_side)
+    def search_scale(self, width: int, height: int) -> float:
+        return search_scale(max(width, height), self._settings.max_side)
+
+    def detect(self, image: np.ndarray, reduced_by: float = 1.0) -> list[Box]:
+        small, back = _shrink(image, self._settings.max_side, reduced_by=reduced_by)
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         smallest = max(1, round(self._settings.min_size / back))
         found = self._cascade.detectMultiScale(
@@ -161,13 +175,21 @@ class YuNetDetector:
         self._net = cv2.FaceDetectorYN.create(model_path, "", (320, 320), settings.score_threshold, 0.3, 5000)
         self._settings = settings
 
-    def detect(self, image: np.ndarray) -> list[Box]:
+    def search_scale(self, width: int, height: int) -> float:
+        return search_scale(max(width, height), self._settings.max_side, self._most)
+
+    @property
+    def _most(self) -> float:
+        """The most a photo is shrunk by for YuNet, so that a face of min_size is search_face pixels."""
         search = self._settings.search_face
-        small, back = _shrink(image, self._settings.max_side, search / self._settings.min_size if search else 1.0)
+        return search / self._settings.min_size if search else 1.0
+
+    def detect(self, image: np.ndarray, reduced_by: float = 1.0) -> list[Box]:
+        small, back = _shrink(image, self._settings.max_side, self._most, reduced_by)
         self._net.setInputSize((small.shape[1], small.shape[0]))
         _, found = self._net.detect(small)
         boxes = []
-        height, width = image.shape[:2]
+        height, width = (side * reduced_by for side in image.shape[:2])  # the photo's own
         for row in found if found is not None else []:
             if not np.isfinite(row[:14]).all():  # the network's answer for a degenerate picture
                 continue
@@ -189,9 +211,12 @@ class WholeImageDetector:
     def __init__(self, settings: WholeImageSettings = WholeImageSettings()) -> None:
         """Nothing to set: there is no search."""
 
-    def detect(self, image: np.ndarray) -> list[Box]:
+    def search_scale(self, width: int, height: int) -> float:
+        return 1.0  # the whole photo is the crop
+
+    def detect(self, image: np.ndarray, reduced_by: float = 1.0) -> list[Box]:
         height, width = image.shape[:2]
-        return [Box(0, 0, width, height)]
+        return [Box(0, 0, round(width * reduced_by), round(height * reduced_by))]
 
 
 DETECTORS: dict[str, type[Detector]] = {

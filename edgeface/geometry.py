@@ -41,6 +41,12 @@ class Box:
         dy = round(self.h * margin)
         return Box(self.x - dx, self.y - dy, self.w + 2 * dx, self.h + 2 * dy, self.landmarks)
 
+    def scaled(self, factor: float) -> Box:
+        """The same box in an image `factor` times the size (landmarks too)."""
+        landmarks = None if self.landmarks is None else tuple((x * factor, y * factor) for x, y in self.landmarks)
+        return Box(round(self.x * factor), round(self.y * factor), max(1, round(self.w * factor)),
+                   max(1, round(self.h * factor)), landmarks)  # type: ignore[arg-type]  # fmt: skip
+
     def as_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
 

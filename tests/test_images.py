@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeface.images import ImageError, decode, read_input
+from edgeface.images import ImageError, decode, read_input, reduction
 from edgeface.paths import is_image_name
 
 
@@ -68,3 +68,11 @@ def test_a_png_chunk_that_claims_more_than_the_file_is_refused_before_decoding()
     encoded[33] = 0x7F  # the high byte of the IDAT chunk's length
     with pytest.raises(ImageError, match="a chunk says it is longer than the file"):
         decode(bytes(encoded))
+
+
+def test_a_jpeg_is_decoded_as_small_as_it_will_be_looked_at_and_other_formats_whole():
+    pixels = np.full((400, 600, 3), 90, np.uint8)
+    jpeg, png = (cv2.imencode(extension, pixels)[1].tobytes() for extension in (".jpg", ".png"))
+    assert [reduction(jpeg, scale) for scale in (1.0, 0.6, 0.5, 0.3, 0.25, 0.2, 0.1, 0.01)] == [1, 1, 2, 2, 4, 4, 8, 8]
+    assert reduction(png, 0.1) == 1
+    assert decode(jpeg, 4).shape == (100, 150, 3) and decode(png, 4).shape == (400, 600, 3)
