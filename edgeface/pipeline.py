@@ -1,4 +1,4 @@
-"""One image through the runtime: read → decode → detect → crop → recognize.
+"""One image through the runtime: read → decode → detect → crop → quality gate → recognize.
 
 `scan` uses it now; the daemon reuses the same object, so there is one path from a file to a result.
 """
@@ -11,10 +11,11 @@ import cv2
 import numpy as np
 
 from edgeface.detect import make_detector
+from edgeface.geometry import Box
 from edgeface.images import ImageError, InputFile, decode
 from edgeface.preprocess import Preprocessing, crop_faces
 from edgeface.recognizer import Recognizer
-from edgeface.results import FaceResult, ImageResult
+from edgeface.results import FaceResult, ImageResult, Prediction
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,28 @@ class Pipeline:
         boxes = self.detector.detect(pixels)
         faces: list[FaceResult] = []
         for start in range(0, len(boxes), FACES_PER_CALL):
-            chunk = boxes[start : start + FACES_PER_CALL]
-            predictions = self.recognizer.classify(crop_faces(pixels, chunk, self.preprocessing))
-            faces += [FaceResult(box, p.label, p.confidence, p.unknown, p.distance) for box, p in zip(chunk, predictions)]
+            faces += self._name(pixels, boxes[start : start + FACES_PER_CALL])
         return tuple(faces)
+
+    def _name(self, pixels: np.ndarray, boxes: list[Box]) -> list[FaceResult]:
+        """The faces of `boxes`, in their order. With a quality gate, the crops it rejects are neither classified
+        nor embedded: they become rejected faces with their score, and the others carry theirs."""
+        gate = self.recognizer.gate
+        if gate is None:
+            return [FaceResult(box, p.label, p.confidence, p.unknown, p.distance)
+                    for box, p in zip(boxes, self._classify(pixels, boxes))]  # fmt: skip
+        scores = gate.scores(crop_faces(pixels, boxes, gate.preprocessing))
+        passes = gate.passes(scores)
+        predictions = iter(self._classify(pixels, [box for box, ok in zip(boxes, passes) if ok]))
+        faces = []
+        for box, score, ok in zip(boxes, scores.tolist(), passes):
+            if not ok:
+                faces.append(FaceResult.rejected_by_gate(box, score))
+                continue
+            p = next(predictions)
+            faces.append(FaceResult(box, p.label, p.confidence, p.unknown, p.distance, quality=score))
+        return faces
+
+    def _classify(self, pixels: np.ndarray, boxes: list[Box]) -> list[Prediction]:
+        """The recognizer's prediction for each box (none asked for no box)."""
+        return self.recognizer.classify(crop_faces(pixels, boxes, self.preprocessing)) if boxes else []
