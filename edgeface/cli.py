@@ -197,7 +197,9 @@ def _add_log(commands: argparse._SubParsersAction) -> None:
                      "looked most like them)")
     known = log.add_mutually_exclusive_group()
     known.add_argument("--unknown", action="store_true", help="only faces the unknown rule rejected")
-    known.add_argument("--known", action="store_true", help="only faces the unknown rule accepted")
+    known.add_argument("--known", action="store_true", help="only faces accepted as someone (by the unknown rule and any gate)")
+    known.add_argument("--rejected", action="store_true", help="only faces the model's quality gate turned away as "
+                       "unlike a face (never named)")
     log.add_argument("--source", help="only inputs from this source: scan, folder or camera (every one), or one such as folder:/srv/inbox")
     log.add_argument("--device", metavar="NAME", help="only rows a hub heard from this box (`edgeface hub`)")
     log.add_argument("--limit", type=int, default=50, help="at most this many rows (not for --summary)")
@@ -439,7 +441,7 @@ def run_scan(args: argparse.Namespace) -> int:
         return _fail(str(error))
     pipeline = recipe.build()  # a bad model stops here, before the log is created
 
-    table = ScanTable(pipeline.recognizer.labels)
+    table = ScanTable(pipeline.recognizer.labels, gated=pipeline.recognizer.gate is not None)
     progress = Progress("scanning")
     annotation_problems: list[str] = []
 
@@ -519,6 +521,7 @@ def run_log(args: argparse.Namespace) -> int:
             until=parse_time(args.until) if args.until else None,
             label=args.label,
             unknown=True if args.unknown else False if args.known else None,
+            rejected=True if args.rejected else None,
             source=args.source,
             device=args.device,
             limit=args.limit,

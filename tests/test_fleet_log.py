@@ -17,8 +17,7 @@ from edgeface.geometry import Box
 from edgeface.hub_events import MAX_EVENT_BYTES, BadEvent, check_sender, parse_event
 from edgeface.results import Appearance, FaceResult, ImageResult
 from edgeface.store import FleetLog, Kept, LogQuery, ResultLog
-from edgeface.store.schema import SCHEMA_VERSION
-from helpers import run_in_process
+from helpers import UNDO_GATE_COLUMNS, run_in_process
 
 MODEL = "cc" * 32
 MOMENT = Moment("2026-03-01T10:00:00.000+00:00", 500.0, "boot", True)
@@ -134,7 +133,7 @@ def test_log_shows_and_filters_the_box_of_each_row_and_a_box_log_stays_as_it_was
     assert shown.returncode == 0, shown.stderr
     assert [(row["device"], row["label"]) for row in map(json.loads, shown.stdout.splitlines())] == [("door1", "alice")]
     summary = run_in_process("log", "--db", str(db), "--summary", "--csv").stdout.splitlines()
-    assert summary[0] == "day,device,label,unknown,faces" and len(summary) == 3
+    assert summary[0] == "day,device,label,unknown,rejected,faces" and len(summary) == 3
     seen = run_in_process("log", "--db", str(db), "--appearances", "--device", "cam1").stdout
     assert "device" in seen.splitlines()[0] and "cam1" in seen and "bob" in seen
     with ResultLog(tmp_path / "box.db") as box:
@@ -146,12 +145,12 @@ def test_a_box_log_of_the_previous_schema_takes_the_fleet_columns_keeping_its_ro
     db = tmp_path / "box.db"
     with ResultLog(db) as box:
         box.record(ALICE, "scan", box.register_model(MODEL, "/m.tflite", ("alice",)))
-    with contextlib.closing(sqlite3.connect(db)) as connection:  # back one version, as an older edgeface left it
-        connection.executescript("DROP TABLE received; DROP INDEX inputs_device; DROP INDEX appearances_device; "
+    with contextlib.closing(sqlite3.connect(db)) as connection:  # back to version 9, as an older edgeface left it
+        connection.executescript(UNDO_GATE_COLUMNS + "DROP TABLE received; DROP INDEX inputs_device; DROP INDEX appearances_device; "
                                  "DROP INDEX inputs_identity; ALTER TABLE inputs DROP COLUMN device; "
                                  "ALTER TABLE appearances DROP COLUMN device; "
                                  "CREATE UNIQUE INDEX inputs_identity ON inputs (path, ifnull(sha256, '')); "
-                                 f"PRAGMA user_version = {SCHEMA_VERSION - 1};")  # fmt: skip
+                                 "PRAGMA user_version = 9;")  # fmt: skip
     with FleetLog(db) as log:
         assert log.outcome_of(ALICE.path, ALICE.sha256) == "done"
         log.keep([parse_event(event("door1"))])

@@ -176,6 +176,7 @@ def test_an_appearance_is_plain_json():
     assert json.loads(json.dumps(appearance.to_dict())) == {
         "track_id": 1, "first_seen": 0.0, "last_seen": 0.4, "frames": 3, "label": "alice", "confidence": 0.8765,
         "unknown": False, "box": [100, 100, 100, 100], "votes": {"alice": 3}, "unknown_frames": 0,
+        "rejected_frames": 0, "rejected": None, "quality": None,
     }  # fmt: skip
 
 
