@@ -30,23 +30,22 @@ class QualityGate:
     """
 
     def __init__(self, model: bytes, metadata: ModelMetadata, name: str, threads: int | None = None) -> None:
-        self.name = f"{name}'s gate"
-        spec = metadata.gate
+        gate_name, spec = f"{name}'s gate", metadata.gate
         try:
             content = artefact.read_gate_model(model, name)
         except MetadataError as error:
             raise ModelError(str(error)) from None
-        _check_spec(spec.preprocessing, metadata.preprocessing, self.name)
+        _check_spec(spec.preprocessing, metadata.preprocessing, gate_name)
         self.spec: GateSpec = spec
         self.size = len(content)
-        self._network = Network(content, self.name, threads)
+        self._network = Network(content, gate_name, threads)
         if self._network.input_shape != spec.preprocessing.input_shape or self._network.output_shape != self._network.input_shape:
-            raise ModelError(f"{self.name}: input {self._network.input_shape} and output {self._network.output_shape} "
+            raise ModelError(f"{gate_name}: input {self._network.input_shape} and output {self._network.output_shape} "
                              f"are not both {spec.preprocessing.input_shape}, as its preprocessing says")  # fmt: skip
         try:  # a network that loads may still fail to run, or to take a batch: said now, not at the first face
             self.scores(np.zeros((2, *spec.preprocessing.input_shape), np.float32))
         except (RuntimeError, ValueError) as error:
-            raise ModelError(f"{self.name} cannot run on a batch of crops: {error}") from None
+            raise ModelError(f"{gate_name} cannot run on a batch of crops: {error}") from None
 
     @property
     def preprocessing(self) -> Preprocessing:
