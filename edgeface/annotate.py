@@ -47,9 +47,9 @@ def draw_faces(pixels: np.ndarray, result: ImageResult) -> np.ndarray:
     thickness = max(1, round(max(canvas.shape[:2]) / 300))
     font_scale = max(0.4, max(canvas.shape[:2]) / 1000)
     for face in result.faces:
-        box, colour = face.box, UNKNOWN_COLOUR if face.unknown else KNOWN_COLOUR
+        box, colour = face.box, UNKNOWN_COLOUR if face.unknown or face.rejected else KNOWN_COLOUR
         cv2.rectangle(canvas, (box.x, box.y), (box.x + box.w, box.y + box.h), colour, thickness)
-        text = f"{face.shown} {face.confidence:.2f}"
+        text = face.said
         (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
         top = max(0, box.y - height - baseline)  # above the box, or inside it at the top edge
         cv2.rectangle(canvas, (box.x, top), (box.x + width, top + height + baseline), colour, cv2.FILLED)

@@ -197,7 +197,9 @@ def _add_log(commands: argparse._SubParsersAction) -> None:
                      "looked most like them)")
     known = log.add_mutually_exclusive_group()
     known.add_argument("--unknown", action="store_true", help="only faces the unknown rule rejected")
-    known.add_argument("--known", action="store_true", help="only faces the unknown rule accepted")
+    known.add_argument("--known", action="store_true", help="only faces accepted as someone (by the unknown rule and any gate)")
+    known.add_argument("--rejected", action="store_true", help="only faces the model's quality gate turned away as "
+                       "unlike a face (never named)")
     log.add_argument("--source", help="only inputs from this source: scan, folder or camera (every one), or one such as folder:/srv/inbox")
     log.add_argument("--device", metavar="NAME", help="only rows a hub heard from this box (`edgeface hub`)")
     log.add_argument("--limit", type=int, default=50, help="at most this many rows (not for --summary)")
@@ -439,7 +441,7 @@ def run_scan(args: argparse.Namespace) -> int:
         return _fail(str(error))
     pipeline = recipe.build()  # a bad model stops here, before the log is created
 
-    table = ScanTable(pipeline.recognizer.labels)
+    table = ScanTable(pipeline.recognizer.labels, gated=pipeline.recognizer.gate is not None)
     progress = Progress("scanning")
     annotation_problems: list[str] = []
 
@@ -519,6 +521,7 @@ def run_log(args: argparse.Namespace) -> int:
             until=parse_time(args.until) if args.until else None,
             label=args.label,
             unknown=True if args.unknown else False if args.known else None,
+            rejected=True if args.rejected else None,
             source=args.source,
             device=args.device,
             limit=args.limit,
@@ -622,12 +625,14 @@ def run_enroll(args: argparse.Namespace) -> int:
             origin = "camera" if args.camera else "photo"
             added = log.enrol(name, embedder.network_sha256, np.array(collected.embeddings), collected.photos, origin)
     outcome = {"person": name, "embeddings": added, "already": len(collected.embeddings) - added,
-               "failed": [{"input": path, "error": why} for path, why in collected.problems], "log": str(db)}  # fmt: skip
+               "failed": [{"input": path, "error": why} for path, why in collected.problems],
+               "rejected": collected.rejected, "log": str(db)}  # fmt: skip
     if args.json:
         print(json.dumps(outcome))
     else:
+        rejected = f" ({collected.rejected} rejected by the quality gate)" if collected.rejected else ""
         print(f"enrolled {printable(name)}: {added} new embeddings ({outcome['already']} already enrolled), "
-              f"{len(collected.problems)} inputs not used; log: {db}")  # fmt: skip
+              f"{len(collected.problems)} inputs not used{rejected}; log: {db}")  # fmt: skip
         for path, why in collected.problems:
             print(f"not used: {printable(path)}{': ' + why if why else ''}", file=sys.stderr)
     return EXIT_INPUTS_FAILED if collected.problems or not collected.embeddings else EXIT_OK
@@ -707,6 +712,10 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"preprocessing: {json.dumps(metadata['preprocessing'])}")
     print(f"ops: {', '.join(f'{op} ×{count}' for op, count in facts['ops'].items())}")
     print(f"unknown rule: {printable(facts['rule']) if facts['rule'] else 'none (every face gets a known label)'}")
+    gate = facts["gate"]
+    print("quality gate: " + (f"{gate['bytes']:,} bytes, {'×'.join(map(str, gate['input']))} crops; rejects a crop whose "
+          f"error is above {gate['threshold']:.4g} (kept {gate['keep']:.0%} of {gate['calibration_faces']:,} held-out "
+          f"faces); int8 vs float correlation {gate['correlation']:.3f}" if gate else "none (every face found is named)"))
     print(f"source: {json.dumps(metadata['source'])}; converter: {json.dumps(metadata['converter'])}")
     print(f"file: {printable(facts['path'])}, {facts['size']:,} bytes, sha256 {facts['sha256']}")
     if kind == "embedder":

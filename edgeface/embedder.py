@@ -40,7 +40,7 @@ class FaceEmbedder(TFLiteModel):
         super().__init__(path, threads, content)
         if self.metadata.kind != "embedder":
             raise ModelError(f"{path} is a {self.metadata.kind}, not an embedder")
-        self._network = artefact.network_sha256(content)
+        self._network_sha256 = artefact.network_sha256(content)
         self._own = self.metadata.gallery or Gallery.empty(self.metadata.embedding_size)
         self.gallery = self._own
         self.rule: DistanceRule = self.metadata.distance_rule or DEFAULT_RULE
@@ -52,7 +52,7 @@ class FaceEmbedder(TFLiteModel):
 
     @property
     def network_sha256(self) -> str:
-        return self._network
+        return self._network_sha256
 
     def use_enrolments(self, enrolments: Enrolments) -> None:
         """Compares faces with the model's own gallery as `enrolments` changes it from now on."""

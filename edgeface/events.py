@@ -15,18 +15,21 @@ from edgeface.results import Appearance, ImageResult
 
 
 def image_event(device: str, source: str, model_sha256: str, moment: Moment, result: ImageResult) -> str:
-    """The event of one file's outcome: its faces (label, unknown, confidence, distance, box), or its error."""
+    """The event of one file's outcome: its faces (label, unknown, confidence, distance, box; with a quality gate,
+    the rejection and the score), or its error."""
     return _event(device, "image", source, model_sha256, moment, path=result.path, sha256=result.sha256,
                   status=str(result.status), error=result.error,
                   faces=[face.to_dict() for face in result.faces])  # fmt: skip
 
 
 def appearance_event(device: str, source: str, model_sha256: str, moment: Moment, appearance: Appearance) -> str:
-    """The event of one person's time in view of a camera, with wall-clock first and last seen."""
-    return _event(device, "appearance", source, model_sha256, moment, label=appearance.label,
-                  unknown=appearance.unknown, confidence=round(appearance.confidence, 4), box=appearance.box.as_list(),
-                  first_seen=moment.wall_at(appearance.first_seen), last_seen=moment.wall_at(appearance.last_seen),
-                  frames=appearance.frames)  # fmt: skip
+    """The event of one person's time in view of a camera, with wall-clock first and last seen, and the frames the
+    quality gate rejected (an appearance of nothing else is itself rejected, with its best score)."""
+    seen = appearance.to_dict()
+    return _event(device, "appearance", source, model_sha256, moment,
+                  **{key: seen[key] for key in ("label", "unknown", "confidence", "box", "frames", "rejected", "quality",
+                                                "rejected_frames")},
+                  first_seen=moment.wall_at(appearance.first_seen), last_seen=moment.wall_at(appearance.last_seen))  # fmt: skip
 
 
 def batch_events(

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from edgeface.clock import log_time
 from edgeface.geometry import Box
-from edgeface.results import FaceResult, ImageResult, Status
+from edgeface.results import REJECTIONS, FaceResult, ImageResult, Status
 
 MAX_EVENT_BYTES = 256 * 1024  # an event with MAX_FACES faces is about 100 kB; more is not an event of ours
 MAX_FACES = 1000  # as `max_faces` allows
@@ -45,6 +45,9 @@ class Sighting:
     last_seen: str
     seconds: float  # last_seen - first_seen
     frames: int
+    rejected_frames: int = 0  # frames the box's quality gate rejected (an older box sends none)
+    rejected: str | None = None  # set when every frame was rejected: then the label is empty
+    quality: float | None = None  # the gate's best score of such an appearance
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,19 @@ def _face(face: object) -> FaceResult:
     distance = face.get("distance")
     if distance is not None:
         distance = _number(face, "distance", 0, MAX_DISTANCE)
-    return FaceResult(_box(face), _text(face, "label", MAX_NAME, empty=True), _number(face, "confidence", 0, 1),
-                      _flag(face, "unknown"), distance)  # fmt: skip
+    label, unknown, (rejected, quality) = _text(face, "label", MAX_NAME, empty=True), _flag(face, "unknown"), _gate(face)
+    return FaceResult(_box(face), label, _number(face, "confidence", 0, 1), unknown, distance, rejected, quality)
+
+
+def _gate(holder: dict) -> tuple[str | None, float | None]:
+    """The rejection (None, or one of REJECTIONS) and the gate's score (None, or 0..1) of a face or an appearance; a
+    rejected one was never named, so its label is empty and it is not unknown. An older box sends neither."""
+    rejected, quality = holder.get("rejected"), holder.get("quality")
+    if rejected is not None and rejected not in REJECTIONS:
+        raise BadEvent(f"rejected is not null or one of {', '.join(REJECTIONS)}")
+    if rejected is not None and (holder.get("label") != "" or holder.get("unknown") is not False):
+        raise BadEvent("a rejected face has a label or is unknown: it was never named")
+    return rejected, None if quality is None else _number(holder, "quality", 0, 1)
 
 
 def _sighting(event: dict) -> Sighting:
@@ -124,11 +138,17 @@ def _sighting(event: dict) -> Sighting:
     seconds = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
     if seconds < 0:
         raise BadEvent("last_seen is before first_seen")
-    frames = event.get("frames")
+    frames, rejected_frames = event.get("frames"), event.get("rejected_frames", 0)
     if type(frames) is not int or not 1 <= frames <= MAX_FRAMES:
         raise BadEvent(f"frames is not a whole number from 1 to {MAX_FRAMES}")
+    if type(rejected_frames) is not int or not 0 <= rejected_frames <= frames:
+        raise BadEvent("rejected_frames is not a whole number from 0 to frames")
+    rejected, quality = _gate(event)
+    if (rejected is not None) != (rejected_frames == frames):
+        raise BadEvent("an appearance is rejected when, and only when, every one of its frames was")
     return Sighting(_text(event, "label", MAX_NAME, empty=True), _flag(event, "unknown"),
-                    _number(event, "confidence", 0, 1), _box(event), first, last, seconds, frames)  # fmt: skip
+                    _number(event, "confidence", 0, 1), _box(event), first, last, seconds, frames, rejected_frames,
+                    rejected, quality)  # fmt: skip
 
 
 def _box(holder: dict) -> Box:

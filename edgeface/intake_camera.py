@@ -23,7 +23,7 @@ from collections.abc import Callable
 from edgeface.camera import CameraFailed, CameraSource, Frame, SourceFinished
 from edgeface.clock import Moment, now
 from edgeface.intake import IDLE_WAIT, Host
-from edgeface.results import Appearance, FaceResult, ImageResult, shown_label
+from edgeface.results import Appearance, FaceResult, ImageResult
 from edgeface.settings import CameraSettings
 from edgeface.sinks import Recording
 from edgeface.store import LogError
@@ -125,7 +125,7 @@ class Recorder:
         for appearance in ended:
             logger.info(
                 "%s: %s %.2f, %d frames over %.1f s",
-                self.name, shown_label(appearance.label, appearance.unknown), appearance.confidence,
+                self.name, appearance.shown, appearance.confidence,
                 appearance.frames, appearance.last_seen - appearance.first_seen,
             )  # fmt: skip
             if len(self.kept) == MAX_KEPT:

@@ -1,11 +1,8 @@
-"""The only module that touches the TFLite interpreter: loads a model and runs it on face crops.
+"""An edgeface model file loaded and checked against its metadata, run on face crops.
 
-`TFLiteModel` runs any edgeface model; `FaceClassifier` turns a classifier's outputs into labels
-(an embedder's are named in `edgeface.embedder`).
-
-LiteRT (`ai_edge_litert`) runs the model; `tflite_runtime` is a fallback where LiteRT has no
-wheel. Quantization of inputs and dequantization of outputs happen here and nowhere else, with
-the scale and zero point read from the model itself.
+`TFLiteModel` runs any edgeface model (on an `edgeface.interpreter.Network`) with the face-quality gate it
+carries, if any; `FaceClassifier` turns a classifier's outputs into labels (an embedder's are named in
+`edgeface.embedder`).
 """
 
 from __future__ import annotations
@@ -17,24 +14,11 @@ import numpy as np
 
 from edgeface import artefact
 from edgeface.artefact import MetadataError, ModelMetadata
+from edgeface.gate import QualityGate
+from edgeface.interpreter import ModelError, Network
 from edgeface.openset import UnknownRule
 from edgeface.paths import read_regular_file
 from edgeface.results import Prediction
-
-
-class ModelError(RuntimeError):
-    """A model that cannot be loaded or does not match its own metadata."""
-
-
-def _interpreter_class() -> type:
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError:
-            raise ModelError("no TFLite runtime: install it with `pip install ai-edge-litert`") from None
-    return Interpreter
 
 
 MAX_MODEL_BYTES = 512 << 20  # the embedder is about 23 MB as float32; a model file is bounded like any input
@@ -52,6 +36,7 @@ class TFLiteModel:
     """An edgeface `.tflite` model loaded on LiteRT, checked against its own metadata.
 
     content: the file's bytes when the caller has read them already.
+    gate: the face-quality gate the file carries (scan, watch and enroll apply it), or None.
     """
 
     def __init__(self, path: str | Path, threads: int | None = None, content: bytes | None = None) -> None:
@@ -60,20 +45,14 @@ class TFLiteModel:
         if content[4:8] != artefact.TFLITE_IDENTIFIER:
             raise ModelError(f"{path} is not a TFLite model")
         # The flatbuffer first: a file cut short is then called damaged, not "without metadata".
-        try:
-            self._interpreter = _interpreter_class()(model_content=content, num_threads=threads)
-            self._interpreter.allocate_tensors()
-        except ValueError as error:
-            raise ModelError(f"{path} is not a loadable TFLite model (damaged or cut short?): {error}") from None
+        self._network = Network(content, str(path), threads)
         try:
             self.metadata: ModelMetadata = artefact.read(content, name=str(path))
         except MetadataError as error:
             raise ModelError(str(error)) from None
         self.sha256 = hashlib.sha256(content).hexdigest()
-        self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
         self._check_shapes()
-        self._batch = 1
+        self.gate = QualityGate(content, self.metadata, str(path), threads) if self.metadata.gate else None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -82,13 +61,13 @@ class TFLiteModel:
 
     def _check_shapes(self) -> None:
         expected_input = self.metadata.preprocessing.input_shape
-        actual_input = tuple(int(n) for n in self._input["shape"][1:])
+        actual_input = self._network.input_shape
         if actual_input != expected_input:
             raise ModelError(f"{self.path}: input shape {actual_input} does not match its preprocessing {expected_input}")
-        if int(self._output["shape"][-1]) != self.metadata.output_units:
+        if self._network.output_shape[-1:] != (self.metadata.output_units,):
             what = (f"an embedding of {self.metadata.embedding_size}" if self.metadata.kind == "embedder"
                     else f"{len(self.labels)} labels with a {self.metadata.output} output")  # fmt: skip
-            raise ModelError(f"{self.path}: {self._output['shape'][-1]} outputs do not match {what}")
+            raise ModelError(f"{self.path}: {self._network.output['shape'][-1]} outputs do not match {what}")
 
     def describe(self) -> dict:
         """What `edgeface info` shows: tensors with dtype and quantization, op counts, metadata, file facts."""
@@ -103,9 +82,6 @@ class TFLiteModel:
                 "zero_point": int(zero_point),
             }
 
-        ops: dict[str, int] = {}
-        for op in self._interpreter._get_ops_details():  # no public op listing in LiteRT 2.x
-            ops[op["op_name"]] = ops.get(op["op_name"], 0) + 1
         metadata = self.metadata.to_dict()
         if "gallery" in metadata:  # people and counts, not thousands of numbers
             metadata["gallery"] = {"dimensions": self.metadata.gallery.dimensions, "people": self.metadata.gallery.counts()}
@@ -114,11 +90,12 @@ class TFLiteModel:
             "size": self.path.stat().st_size,
             "sha256": self.sha256,
             "network_sha256": self.network_sha256,
-            "input": tensor(self._input),
-            "output": tensor(self._output),
-            "ops": ops,
+            "input": tensor(self._network.input),
+            "output": tensor(self._network.output),
+            "ops": self._network.op_counts(),
             "rule": self.rule_text(),
             "metadata": metadata,
+            "gate": self.gate.describe() if self.gate else None,
         }
 
     def scores(self, crops: np.ndarray) -> np.ndarray:
@@ -132,13 +109,7 @@ class TFLiteModel:
         """
         if len(crops) == 0:
             return np.empty((0, self.metadata.output_units), dtype=np.float32)
-        if len(crops) != self._batch:
-            self._interpreter.resize_tensor_input(self._input["index"], [len(crops), *crops.shape[1:]])
-            self._interpreter.allocate_tensors()
-            self._batch = len(crops)
-        self._interpreter.set_tensor(self._input["index"], _quantize(crops, self._input))
-        self._interpreter.invoke()
-        return _dequantize(self._interpreter.get_tensor(self._output["index"]), self._output)
+        return self._network.run(crops).reshape(len(crops), -1)
 
     def outputs(self, crops: np.ndarray) -> np.ndarray:
         """What the self-test compares: probabilities (classifier) or embeddings (embedder)."""
@@ -197,21 +168,3 @@ def label_probabilities(scores: np.ndarray, output: str) -> np.ndarray:
         return np.concatenate([1.0 - scores[:, :1], scores[:, :1]], axis=1)
     return scores
 
-
-def _quantize(values: np.ndarray, tensor: dict) -> np.ndarray:
-    """Float model inputs in the tensor's dtype, using its own scale and zero point."""
-    dtype = tensor["dtype"]
-    scale, zero_point = tensor["quantization"]
-    if not np.issubdtype(dtype, np.integer):
-        return values.astype(dtype)
-    limits = np.iinfo(dtype)
-    quantized = np.round(values / scale) + zero_point
-    return np.clip(quantized, limits.min, limits.max).astype(dtype)
-
-
-def _dequantize(values: np.ndarray, tensor: dict) -> np.ndarray:
-    """Model outputs as float32; integers are widened before subtracting the zero point."""
-    if not np.issubdtype(values.dtype, np.integer):
-        return values.astype(np.float32)
-    scale, zero_point = tensor["quantization"]
-    return ((values.astype(np.int32) - zero_point) * scale).astype(np.float32)

@@ -1,4 +1,4 @@
-"""One image through the runtime: read → decode → detect → crop → recognize.
+"""One image through the runtime: read → decode → detect → crop → quality gate → recognize.
 
 `scan` uses it now; the daemon reuses the same object, so there is one path from a file to a result.
 """
@@ -16,7 +16,7 @@ from edgeface.geometry import Box
 from edgeface.images import REDUCTIONS, ImageError, InputFile, decode, image_size, reduction
 from edgeface.preprocess import Preprocessing, crop_faces
 from edgeface.recognizer import Recognizer
-from edgeface.results import FaceResult, ImageResult
+from edgeface.results import FaceResult, ImageResult, Prediction
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +80,32 @@ class Pipeline:
         for start in range(0, len(boxes), FACES_PER_CALL):
             chunk = boxes[start : start + FACES_PER_CALL]
             in_source = [box.scaled(scale) for box in chunk] if scale != 1.0 else chunk
-            crops = crop_faces(source, in_source, self.preprocessing)
-            predictions = self.recognizer.classify(crops)
-            faces += [FaceResult(box, p.label, p.confidence, p.unknown, p.distance) for box, p in zip(chunk, predictions)]
+            faces += self._name(source, chunk, in_source)
         return tuple(faces)
+
+    def _name(self, source: np.ndarray, boxes: list[Box], in_source: list[Box]) -> list[FaceResult]:
+        """The faces of `boxes` (in the photo's pixels), cropped from `source` where they are `in_source`, in their
+        order. With a quality gate, the crops it rejects are neither classified nor embedded: they become rejected
+        faces with their score, and the others carry theirs."""
+        gate = self.recognizer.gate
+        if gate is None:
+            return [FaceResult(box, p.label, p.confidence, p.unknown, p.distance)
+                    for box, p in zip(boxes, self._classify(source, in_source))]  # fmt: skip
+        scores = gate.scores(crop_faces(source, in_source, gate.preprocessing))
+        passes = gate.passes(scores)
+        predictions = iter(self._classify(source, [box for box, ok in zip(in_source, passes) if ok]))
+        faces = []
+        for box, score, ok in zip(boxes, scores.tolist(), passes):
+            if not ok:
+                faces.append(FaceResult.rejected_by_gate(box, score))
+                continue
+            p = next(predictions)
+            faces.append(FaceResult(box, p.label, p.confidence, p.unknown, p.distance, quality=score))
+        return faces
+
+    def _classify(self, pixels: np.ndarray, boxes: list[Box]) -> list[Prediction]:
+        """The recognizer's prediction for each box (none asked for no box)."""
+        return self.recognizer.classify(crop_faces(pixels, boxes, self.preprocessing)) if boxes else []
 
     def _crop_source(self, boxes: list[Box], pixels: np.ndarray, reduced_by: float,
                      decode_at: Callable[[int], np.ndarray] | None) -> np.ndarray:  # fmt: skip

@@ -39,21 +39,47 @@ def shown_label(label: str, unknown: bool) -> str:
     return f"unknown ~{label}" if label else "unknown"  # an empty gallery has no nearest
 
 
+QUALITY = "quality"  # why a face was rejected before recognition: the face-quality gate (`edgeface.gate`)
+REJECTIONS = (QUALITY,)
+
+
+def rejected_text(score: float | None) -> str:
+    """How a face the quality gate rejected reads: 'rejected (quality 0.031)', the gate's score."""
+    return "rejected" if score is None else f"rejected (quality {score:.3f})"
+
+
 @dataclass(frozen=True)
 class FaceResult:
     """One face: where, the nearest known label, a 0..1 confidence, whether it is rejected as
-    unknown, and an embedder's distance to that label (None for a classifier)."""
+    unknown, and an embedder's distance to that label (None for a classifier).
+
+    rejected: why the face was not recognised at all (QUALITY: the gate scored it unlike a face); it then has no
+        label (""), confidence 0 and is not `unknown`: it was never compared with anyone.
+    quality: the gate's score (reconstruction error, 0..1, lower is more face-like) when the model has a gate.
+    """
 
     box: Box
     label: str
     confidence: float
     unknown: bool = False
     distance: float | None = None
+    rejected: str | None = None
+    quality: float | None = None
+
+    @classmethod
+    def rejected_by_gate(cls, box: Box, score: float) -> FaceResult:
+        """A face the quality gate turned away, with its score."""
+        return cls(box, "", 0.0, rejected=QUALITY, quality=score)
 
     @property
     def shown(self) -> str:
-        """The label as people read it (see `shown_label`)."""
-        return shown_label(self.label, self.unknown)
+        """The label as people read it (see `shown_label`); a rejected face's rejection."""
+        return rejected_text(self.quality) if self.rejected else shown_label(self.label, self.unknown)
+
+    @property
+    def said(self) -> str:
+        """The face in a few words: 'alice 0.93', 'unknown ~bob 0.41' or 'rejected (quality 0.031)'."""
+        return self.shown if self.rejected else f"{self.shown} {self.confidence:.2f}"
 
     def to_dict(self) -> dict:
         return {
@@ -62,6 +88,8 @@ class FaceResult:
             "confidence": round(self.confidence, 4),
             "unknown": self.unknown,
             "distance": None if self.distance is None else round(self.distance, 4),
+            "rejected": self.rejected,
+            "quality": None if self.quality is None else round(self.quality, 6),
         }
 
 
@@ -90,10 +118,11 @@ class ImageResult:
         return Status.ERROR if self.error else Status.DONE
 
     def faces_text(self) -> str:
-        """The faces in one line of a journal: 'alice 0.93, unknown ~bob 0.41', or 'no face'."""
+        """The faces in one line of a journal: 'alice 0.93, unknown ~bob 0.41, rejected (quality 0.031)', or
+        'no face'."""
         if not self.faces:
             return "no face"
-        return ", ".join(f"{face.shown} {face.confidence:.2f}" for face in self.faces)
+        return ", ".join(face.said for face in self.faces)
 
     def to_dict(self) -> dict:
         return {
@@ -114,6 +143,8 @@ class Appearance:
     seen. frames: how many frames the face was seen in; unknown_frames: how many of those were unknown.
     label, unknown, confidence, box: the tracker's vote (see `edgeface.tracking`).
     votes: frames per label among the frames that voted, most first, to show how clear the vote was.
+    rejected_frames: frames whose face the quality gate rejected; they never vote. When every frame was rejected,
+        `rejected` is QUALITY, the label "" and `quality` the best (lowest) score seen, with that frame's box.
     """
 
     track_id: int
@@ -126,6 +157,14 @@ class Appearance:
     box: Box
     votes: dict[str, int]
     unknown_frames: int
+    rejected_frames: int = 0
+    rejected: str | None = None
+    quality: float | None = None
+
+    @property
+    def shown(self) -> str:
+        """The voted label as people read it, or the rejection."""
+        return rejected_text(self.quality) if self.rejected else shown_label(self.label, self.unknown)
 
     def to_dict(self) -> dict:
         """The appearance as plain JSON types."""
@@ -140,4 +179,7 @@ class Appearance:
             "box": self.box.as_list(),
             "votes": dict(self.votes),
             "unknown_frames": self.unknown_frames,
+            "rejected_frames": self.rejected_frames,
+            "rejected": self.rejected,
+            "quality": None if self.quality is None else round(self.quality, 6),
         }

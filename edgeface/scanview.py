@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from edgeface.escape import printable
-from edgeface.results import ImageResult, shown_label
+from edgeface.results import ImageResult, rejected_text, shown_label
 
 HEADER = ("LABEL", "CONF", "BOX", "IMAGE")
 BOX_WIDTH = len("1000,1000 1000x1000")
@@ -26,11 +26,15 @@ def shown_path(path: str) -> str:
 
 class ScanTable:
     """Aligned rows for scan results; `row(result)` writes an image's rows (a face each, or one
-    row saying "no face" or "error") and flushes, so a slow scan shows its progress line by line."""
+    row saying "no face" or "error") and flushes, so a slow scan shows its progress line by line.
 
-    def __init__(self, labels: Sequence[str], stream: TextIO | None = None) -> None:
+    gated: the model has a quality gate, so a face may read "rejected (quality 0.031)", without a confidence.
+    """
+
+    def __init__(self, labels: Sequence[str], stream: TextIO | None = None, gated: bool = False) -> None:
         self._stream = stream or sys.stdout
-        longest = max((len(shown_label(label, unknown=True)) for label in labels), default=0)
+        shown = [shown_label(label, unknown=True) for label in labels] + ([rejected_text(0.0)] if gated else [])
+        longest = max(map(len, shown), default=0)
         self._widths = (max(longest, len("(no face)"), len(HEADER[0])), len("0.000"), BOX_WIDTH)
         self._header_written = False
 
@@ -50,5 +54,6 @@ class ScanTable:
             self._line("(no face)", "", "", image)
         for face in result.faces:
             box = face.box
-            self._line(printable(face.shown), f"{face.confidence:.3f}", f"{box.x},{box.y} {box.w}x{box.h}", image)
+            confidence = "" if face.rejected else f"{face.confidence:.3f}"
+            self._line(printable(face.shown), confidence, f"{box.x},{box.y} {box.w}x{box.h}", image)
         self._stream.flush()

@@ -12,11 +12,15 @@ Rules:
   `max_gap` is set, when more than `max_gap` seconds have passed since it was last seen; whichever comes first.
   The time rule is applied before matching, so a face never joins a track that is stale by time. A track seen in
   fewer than `min_frames` frames is dropped when it ends (a one-frame detector false positive, with min_frames 2).
-- Vote: `unknown` is True when more than half of the track's frames were unknown. The label is then voted among the
-  frames that agree with that decision (the recognised frames, or the unknown ones, whose label is the nearest
-  known one): the most frequent label wins, ties going to the higher summed confidence, then to the first name in
-  alphabetical order. `confidence` is the best confidence among the frames that voted for the winner, and `box` is
-  that frame's box.
+- Quality gate: a frame whose face the model's gate rejected (`FaceResult.rejected`) keeps the track alive like any
+  other, but never votes: it is only counted (`rejected_frames`), with the best (lowest) score among such frames.
+  A track whose every frame was rejected is reported as a rejected appearance: label "", not unknown, confidence 0,
+  its best score as `quality` and that frame's box; nothing in it was ever a face to name.
+- Vote, among the frames that passed the gate: `unknown` is True when more than half of them were unknown. The label
+  is then voted among the frames that agree with that decision (the recognised frames, or the unknown ones, whose
+  label is the nearest known one): the most frequent label wins, ties going to the higher summed confidence, then to
+  the first name in alphabetical order. `confidence` is the best confidence among the frames that voted for the
+  winner, and `box` is that frame's box.
 - Memory: a track keeps counters per (label, unknown) pair, not its frames, so an hour in view costs no more than
   a second.
 """
@@ -27,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from edgeface.geometry import Box, iou
-from edgeface.results import Appearance, FaceResult
+from edgeface.results import QUALITY, Appearance, FaceResult
 
 
 @dataclass(slots=True)
@@ -49,6 +53,22 @@ class _Tally:
 
 
 @dataclass(slots=True)
+class _Rejections:
+    """A track's frames whose face the quality gate rejected: how many, the best (lowest) score and its box."""
+
+    frames: int = 0
+    best_quality: float = float("inf")
+    best_box: Box | None = None
+
+    def add(self, face: FaceResult) -> None:
+        """Counts one rejected frame, keeping its box if its score is the best so far."""
+        self.frames += 1
+        quality = float("inf") if face.quality is None else face.quality
+        if self.best_box is None or quality < self.best_quality:
+            self.best_quality, self.best_box = quality, face.box
+
+
+@dataclass(slots=True)
 class _Track:
     """One live track: where and when its face was last seen, how many frames it missed since, and its tallies."""
 
@@ -58,25 +78,35 @@ class _Track:
     box: Box
     missed: int = 0
     tallies: dict[tuple[str, bool], _Tally] = field(default_factory=dict)
+    rejections: _Rejections = field(default_factory=_Rejections)
 
     def add(self, face: FaceResult, at: float) -> None:
         """Counts a frame where the track's face was seen; the track has missed none since."""
         self.last_seen = at
         self.box = face.box
         self.missed = 0
-        self.tallies.setdefault((face.label, face.unknown), _Tally()).add(face)
+        if face.rejected:
+            self.rejections.add(face)
+        else:
+            self.tallies.setdefault((face.label, face.unknown), _Tally()).add(face)
+
+    @property
+    def voting_frames(self) -> int:
+        """How many frames the face was seen in and passed the quality gate."""
+        return sum(tally.frames for tally in self.tallies.values())
 
     @property
     def frames(self) -> int:
         """How many frames the face was seen in."""
-        return sum(tally.frames for tally in self.tallies.values())
+        return self.voting_frames + self.rejections.frames
 
 
 def _vote(track: _Track) -> Appearance:
     """The appearance a finished track makes, by the vote in the module docstring."""
-    frames = track.frames
+    if not track.voting_frames:
+        return _rejected(track)
     unknown_frames = sum(tally.frames for (_, unknown), tally in track.tallies.items() if unknown)
-    unknown = 2 * unknown_frames > frames
+    unknown = 2 * unknown_frames > track.voting_frames
     voters = {label: tally for (label, flag), tally in track.tallies.items() if flag == unknown}
     ranked = sorted(voters, key=lambda label: (-voters[label].frames, -voters[label].confidence_sum, label))
     winner = voters[ranked[0]]
@@ -84,14 +114,23 @@ def _vote(track: _Track) -> Appearance:
         track_id=track.track_id,
         first_seen=track.first_seen,
         last_seen=track.last_seen,
-        frames=frames,
+        frames=track.frames,
         label=ranked[0],
         confidence=winner.best_confidence,
         unknown=unknown,
         box=winner.best_box,
         votes={label: voters[label].frames for label in ranked},
         unknown_frames=unknown_frames,
+        rejected_frames=track.rejections.frames,
     )
+
+
+def _rejected(track: _Track) -> Appearance:
+    """The appearance of a track whose every frame the quality gate rejected: nobody, with its best score."""
+    rejections = track.rejections
+    quality = rejections.best_quality if rejections.best_quality != float("inf") else None
+    return Appearance(track.track_id, track.first_seen, track.last_seen, track.frames, "", 0.0, False,
+                      rejections.best_box, {}, 0, rejections.frames, QUALITY, quality)  # fmt: skip
 
 
 def _match(boxes: Sequence[Box], faces: Sequence[FaceResult], min_iou: float) -> list[tuple[int, int]]:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from edgeface.enroll import EnrolmentRefused, embedder_of
+from edgeface.enroll import EnrolmentRefused, FaceRejected, embedder_of, refuse_unlike_faces
 from edgeface.geometry import Box
 from edgeface.images import ImageError, decode, read_input
 from edgeface.pipeline import Pipeline
@@ -38,7 +38,7 @@ class Verdict:
 
 def largest_face_embedding(pipeline: Pipeline, path: str) -> np.ndarray:
     """The embedding of the largest face in the photo at `path`; EnrolmentRefused names the photo
-    when it cannot be read or shows no face."""
+    when it cannot be read, shows no face, or the model's quality gate rejects its face."""
     try:
         pixels = decode(read_input(path).content)
     except ImageError as error:
@@ -47,6 +47,10 @@ def largest_face_embedding(pipeline: Pipeline, path: str) -> np.ndarray:
     if not boxes:
         raise EnrolmentRefused(f"{path}: no face found")
     largest = max(boxes, key=lambda box: box.area)
+    try:
+        refuse_unlike_faces(pipeline, pixels, largest)
+    except FaceRejected as error:
+        raise FaceRejected(f"{path}: {error}") from None
     return embedder_of(pipeline).embed(crop_faces(pixels, [largest], pipeline.preprocessing))[0]
 
 

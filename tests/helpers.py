@@ -45,6 +45,13 @@ CLIP = SHARED / "data" / "misc" / "video" / "short_hamilton_clip.mp4"
 LFW_DEV = SHARED / "data" / "lfw_dev"
 needs_yunet = pytest.mark.skipif(not YUNET.is_file(), reason=f"YuNet's ONNX file is not at {YUNET}")
 
+# What migration 11 (the quality gate's columns) added, taken away again: a log as an edgeface before the gate left it.
+UNDO_GATE_COLUMNS = (
+    "DROP INDEX faces_rejected; ALTER TABLE faces DROP COLUMN rejected; ALTER TABLE faces DROP COLUMN quality; "
+    "ALTER TABLE appearances DROP COLUMN rejected; ALTER TABLE appearances DROP COLUMN quality; "
+    "ALTER TABLE appearances DROP COLUMN rejected_frames; "
+)
+
 # -- edgeface as a process ------------------------------------------------------------------------------------
 
 def run_edgeface(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -46,7 +46,9 @@ def test_scan_prints_json_and_logs_every_image_and_face(classifier: Classifier, 
     ]
     assert sum(correct) >= 0.85 * len(correct)
     assert set(by_name["face-000.png"]) == {"path", "sha256", "width", "height", "faces", "error"}
-    assert set(by_name["face-000.png"]["faces"][0]) == {"box", "label", "confidence", "unknown", "distance"}
+    assert set(by_name["face-000.png"]["faces"][0]) == {"box", "label", "confidence", "unknown", "distance", "rejected",
+                                                        "quality"}
+    assert by_name["face-000.png"]["faces"][0]["rejected"] is None  # a model without a gate rejects nothing
     assert by_name["face-000.png"]["faces"][0]["distance"] is None  # a classifier has no distance
     assert "failed: " in scan.stderr and "corrupt.jpg" in scan.stderr and "1 other files skipped" in scan.stderr
     with sqlite3.connect(log_file) as db:

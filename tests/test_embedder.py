@@ -142,7 +142,8 @@ def test_enrol_then_forget_on_the_device_without_tensorflow(embedder: Embedder, 
     enroll = ["enroll", "dana", str(embedder.newcomer_photos), "--model", model, "--db", str(db), "--json"]
     enrol = device(*enroll)
     assert enrol.returncode == 0, enrol.stderr
-    assert json.loads(enrol.stdout) | {"log": ""} == {"person": "dana", "embeddings": 3, "already": 0, "failed": [], "log": ""}
+    assert json.loads(enrol.stdout) | {"log": ""} == {"person": "dana", "embeddings": 3, "already": 0, "failed": [],
+                                                      "rejected": 0, "log": ""}
     again, after, people, person, other = side_by_side(
         enroll,
         scan_command(embedder.tflite, db, embedder.newcomer_queries),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,9 @@ from edgeface.clock import Moment
 from edgeface.events import appearance_event, image_event
 from edgeface.geometry import Box
 from edgeface.hub_events import MAX_EVENT_BYTES, BadEvent, check_sender, parse_event
-from edgeface.results import Appearance, FaceResult, ImageResult
+from edgeface.results import QUALITY, Appearance, FaceResult, ImageResult
 from edgeface.store import FleetLog, Kept, LogQuery, ResultLog
-from edgeface.store.schema import SCHEMA_VERSION
-from helpers import run_in_process
+from helpers import UNDO_GATE_COLUMNS, run_in_process
 
 MODEL = "cc" * 32
 MOMENT = Moment("2026-03-01T10:00:00.000+00:00", 500.0, "boot", True)
@@ -49,6 +49,11 @@ def test_the_events_boxes_make_are_read_back_whole():
 
 GOOD = json.loads(image_event("door1", "folder:/in", MODEL, MOMENT, ALICE))
 FACE = GOOD["faces"][0]
+NOT_A_FACE = FaceResult.rejected_by_gate(Box(40, 2, 20, 20), 0.0831)
+GATED = ImageResult("/in/g.png", "dd" * 32, 10, 64, 64, (replace(ALICE.faces[0], quality=0.012), NOT_A_FACE))
+REJECTED = json.loads(image_event("door1", "folder:/in", MODEL, MOMENT, GATED))["faces"][1]
+NOBODY = Appearance(2, 497.0, 498.0, 4, "", 0.0, False, Box(9, 9, 30, 30), {}, 0, 4, QUALITY, 0.07)
+SIGHTING = json.loads(appearance_event("cam1", "camera:0", MODEL, MOMENT, NOBODY))
 
 
 @pytest.mark.parametrize(
@@ -77,6 +82,16 @@ FACE = GOOD["faces"][0]
         json.dumps({**GOOD, "faces": [{**FACE, "label": "\ud800"}]}).encode(),  # a lone surrogate: no UTF-8
         json.dumps({**GOOD, "path": "/in/a\0b"}).encode(),
         json.dumps({**GOOD, "path": "p" * 5000}).encode(),
+        json.dumps({**GOOD, "faces": [{**REJECTED, "rejected": "blurry"}]}).encode(),
+        json.dumps({**GOOD, "faces": [{**REJECTED, "label": "mallory"}]}).encode(),  # a rejected face is never named
+        json.dumps({**GOOD, "faces": [{**REJECTED, "unknown": True}]}).encode(),
+        json.dumps({**GOOD, "faces": [{**REJECTED, "quality": 1.5}]}).encode(),
+        json.dumps({**GOOD, "faces": [{**REJECTED, "quality": float("nan")}]}).encode(),
+        json.dumps({**GOOD, "faces": [{**REJECTED, "quality": "0.1"}]}).encode(),
+        json.dumps({**SIGHTING, "rejected_frames": 5}).encode(),  # more than its frames
+        json.dumps({**SIGHTING, "rejected_frames": 3}).encode(),  # rejected, yet a frame passed
+        json.dumps({**SIGHTING, "rejected_frames": True}).encode(),
+        json.dumps({**SIGHTING, "label": "bob"}).encode(),
     ],
     ids=lambda payload: payload[:40].decode("utf-8", "replace"),
 )
@@ -84,6 +99,23 @@ def test_a_hostile_payload_is_refused_with_a_reason(payload: bytes):
     with pytest.raises(BadEvent) as refused:
         parse_event(payload)
     assert str(refused.value)
+
+
+def test_the_gates_rejections_reach_the_hubs_log_unnamed(tmp_path: Path):
+    db = tmp_path / "fleet.db"
+    image = parse_event(event("door1", GATED))
+    assert image.image.faces == GATED.faces
+    seen = parse_event(json.dumps(SIGHTING).encode())
+    assert (seen.sighting.rejected, seen.sighting.quality, seen.sighting.rejected_frames) == (QUALITY, 0.07, 4)
+    with FleetLog(db) as log:
+        log.keep([image, seen, parse_event(event("door2"))])  # and a box before the gate: no such fields
+        rejected = log.recent(LogQuery(rejected=True))
+        appearances = log.appearances(LogQuery(rejected=True))
+    assert [(row["label"], row["rejected"], row["quality"]) for row in rejected] == [("", QUALITY, 0.0831)]
+    assert [(row["label"], row["rejected"], row["quality"], row["rejected_frames"]) for row in appearances] == [
+        ("", QUALITY, 0.07, 4)]  # fmt: skip
+    assert table(db, "SELECT label, rejected, quality FROM faces ORDER BY id") == [
+        ("alice", None, 0.012), ("", QUALITY, 0.0831), ("alice", None, None)]  # fmt: skip
 
 
 def test_fields_a_newer_box_adds_are_ignored():
@@ -134,7 +166,7 @@ def test_log_shows_and_filters_the_box_of_each_row_and_a_box_log_stays_as_it_was
     assert shown.returncode == 0, shown.stderr
     assert [(row["device"], row["label"]) for row in map(json.loads, shown.stdout.splitlines())] == [("door1", "alice")]
     summary = run_in_process("log", "--db", str(db), "--summary", "--csv").stdout.splitlines()
-    assert summary[0] == "day,device,label,unknown,faces" and len(summary) == 3
+    assert summary[0] == "day,device,label,unknown,rejected,faces" and len(summary) == 3
     seen = run_in_process("log", "--db", str(db), "--appearances", "--device", "cam1").stdout
     assert "device" in seen.splitlines()[0] and "cam1" in seen and "bob" in seen
     with ResultLog(tmp_path / "box.db") as box:
@@ -146,12 +178,12 @@ def test_a_box_log_of_the_previous_schema_takes_the_fleet_columns_keeping_its_ro
     db = tmp_path / "box.db"
     with ResultLog(db) as box:
         box.record(ALICE, "scan", box.register_model(MODEL, "/m.tflite", ("alice",)))
-    with contextlib.closing(sqlite3.connect(db)) as connection:  # back one version, as an older edgeface left it
-        connection.executescript("DROP TABLE received; DROP INDEX inputs_device; DROP INDEX appearances_device; "
+    with contextlib.closing(sqlite3.connect(db)) as connection:  # back to version 9, as an older edgeface left it
+        connection.executescript(UNDO_GATE_COLUMNS + "DROP TABLE received; DROP INDEX inputs_device; DROP INDEX appearances_device; "
                                  "DROP INDEX inputs_identity; ALTER TABLE inputs DROP COLUMN device; "
                                  "ALTER TABLE appearances DROP COLUMN device; "
                                  "CREATE UNIQUE INDEX inputs_identity ON inputs (path, ifnull(sha256, '')); "
-                                 f"PRAGMA user_version = {SCHEMA_VERSION - 1};")  # fmt: skip
+                                 "PRAGMA user_version = 9;")  # fmt: skip
     with FleetLog(db) as log:
         assert log.outcome_of(ALICE.path, ALICE.sha256) == "done"
         log.keep([parse_event(event("door1"))])

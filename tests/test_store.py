@@ -14,6 +14,7 @@ from edgeface.results import FaceResult, ImageResult
 from edgeface.store import LogBusy, LogDamaged, LogError, LogFull, LogGone, LogQuery, ResultLog, default_path
 from edgeface.store.errors import as_log_error
 from edgeface.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from helpers import UNDO_GATE_COLUMNS
 
 TWO_FACES = ImageResult(
     "/photos/a.jpg",
@@ -225,6 +226,22 @@ def test_a_log_made_before_the_application_id_is_still_an_edgeface_log(log_file:
         db.executescript("".join(MIGRATIONS[:5]) + "; PRAGMA user_version = 5;")
     ResultLog(log_file).close()
     assert rows(log_file, "PRAGMA application_id") == [(APPLICATION_ID,)]
+    assert rows(log_file, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+def test_a_log_from_before_the_gate_keeps_its_rows_and_takes_rejected_faces(log_file: Path):
+    alice = ImageResult("/x/a.png", "aa" * 32, 1, 9, 9, (FaceResult(Box(0, 0, 9, 9), "alice", 0.9),))
+    with ResultLog(log_file) as log:
+        log.record(alice, "scan", log.register_model("ab" * 32, "m.tflite", ("alice",)))
+    with contextlib.closing(sqlite3.connect(log_file)) as db:
+        db.executescript(UNDO_GATE_COLUMNS + f"PRAGMA user_version = {SCHEMA_VERSION - 1};")
+    gated = ImageResult("/x/b.png", "bb" * 32, 1, 9, 9, (FaceResult.rejected_by_gate(Box(0, 0, 9, 9), 0.25),))
+    with ResultLog(log_file) as log:
+        log.record(gated, "scan", log.register_model("ab" * 32, "m.tflite", ("alice",)))
+        shown = [(row["path"], row["label"], row["rejected"], row["quality"]) for row in log.recent(LogQuery())]
+        assert [row["path"] for row in log.recent(LogQuery(unknown=False))] == ["/x/a.png"]  # accepted as someone
+        assert log.last_recognised()["person"] == "alice"
+    assert shown == [("/x/b.png", "", "quality", 0.25), ("/x/a.png", "alice", None, None)]
     assert rows(log_file, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from edgeface.geometry import Box
 from edgeface.geometry import iou
-from edgeface.results import Appearance, FaceResult
+from edgeface.results import QUALITY, Appearance, FaceResult
 from edgeface.tracking import Tracker
 from helpers import CLIP
 
@@ -176,6 +176,7 @@ def test_an_appearance_is_plain_json():
     assert json.loads(json.dumps(appearance.to_dict())) == {
         "track_id": 1, "first_seen": 0.0, "last_seen": 0.4, "frames": 3, "label": "alice", "confidence": 0.8765,
         "unknown": False, "box": [100, 100, 100, 100], "votes": {"alice": 3}, "unknown_frames": 0,
+        "rejected_frames": 0, "rejected": None, "quality": None,
     }  # fmt: skip
 
 
@@ -227,3 +228,23 @@ def test_a_real_video_makes_far_fewer_appearances_than_frames_with_faces():
           f"{len(by_frames)} appearances (max_missed 5), {len(by_time)} (max_gap 1 s)")  # fmt: skip
     assert sum(a.frames for a in by_frames) == sum(a.frames for a in by_time) == sum(map(len, detections))
     assert len(by_time) <= len(by_frames) <= with_faces / 5
+
+
+def rejected(x: float, quality: float) -> FaceResult:
+    """A face the quality gate turned away, at (x, 100)."""
+    return FaceResult.rejected_by_gate(Box(round(x), 100, 100, 100), quality)
+
+
+def test_rejected_frames_keep_a_track_alive_but_never_vote():
+    frames = [[face(100, label="bob", confidence=0.6)], [rejected(102, 0.2)], [rejected(104, 0.3)],
+              [rejected(106, 0.25)], [face(108, label="bob", confidence=0.7)]]  # fmt: skip
+    (appearance,) = run(Tracker(), frames)
+    assert (appearance.label, appearance.unknown, appearance.votes) == ("bob", False, {"bob": 2})
+    assert (appearance.frames, appearance.rejected_frames, appearance.rejected, appearance.quality) == (5, 3, None, None)
+
+
+def test_a_track_of_nothing_but_rejected_frames_is_a_rejected_appearance_with_its_best_score():
+    (appearance,) = run(Tracker(), [[rejected(100 + 2 * n, quality)] for n, quality in enumerate((0.3, 0.1, 0.2))])
+    assert (appearance.label, appearance.confidence, appearance.unknown, appearance.votes) == ("", 0.0, False, {})
+    assert (appearance.rejected, appearance.quality, appearance.frames, appearance.rejected_frames) == (QUALITY, 0.1, 3, 3)
+    assert appearance.box == Box(102, 100, 100, 100) and appearance.shown == "rejected (quality 0.100)"

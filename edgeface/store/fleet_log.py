@@ -84,7 +84,9 @@ def _sighting(db: sqlite3.Connection, event: FleetEvent, model_id: int) -> None:
     seen, synced = event.sighting, None if event.clock_synced is None else int(event.clock_synced)
     db.execute(
         "INSERT INTO appearances (source, model_id, first_seen, last_seen, seconds, frames, label, confidence, "
-        "unknown, x, y, w, h, votes, clock_synced, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "unknown, x, y, w, h, votes, clock_synced, device, rejected, quality, rejected_frames) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (event.source, model_id, seen.first_seen, seen.last_seen, seen.seconds, seen.frames, seen.label,
-         seen.confidence, int(seen.unknown), *seen.box.as_list(), json.dumps({}), synced, event.device),
+         seen.confidence, int(seen.unknown), *seen.box.as_list(), json.dumps({}), synced, event.device, seen.rejected,
+         seen.quality, seen.rejected_frames),
     )  # fmt: skip

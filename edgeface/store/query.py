@@ -27,6 +27,7 @@ class LogQuery:
     until: str | None = None
     label: str | None = None
     unknown: bool | None = None
+    rejected: bool | None = None  # turned away by the quality gate (True), or not (False)
     source: str | None = None
     device: str | None = None  # the box a hub heard the rows from (`edgeface hub`)
     limit: int = 50
@@ -39,13 +40,15 @@ class LogQuery:
         """
         clauses, params = ["1"], []
         # A label names the faces accepted as that person; their rejected look-alikes (the label was only the
-        # nearest guess) only when `unknown` asks for them.
+        # nearest guess) only when `unknown` asks for them. A face accepted as someone passed the quality gate.
         unknown = False if self.unknown is None and self.label is not None else self.unknown
+        rejected = False if unknown is False and self.rejected is None else self.rejected
         for clause, value in (
             (f"{time} >= ?", self.since),
             (f"{time} < ?", self.until),
             (f"{face}.label = ?", self.label),
             (f"{face}.unknown = ?", None if unknown is None else int(unknown)),
+            (f"({face}.rejected IS NOT NULL) = ?", None if rejected is None else int(rejected)),
             (f"{source}.device = ?", self.device),
         ):
             if value is not None:

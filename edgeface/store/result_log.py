@@ -93,10 +93,10 @@ def _now() -> str:
 
 def _insert_faces(db: sqlite3.Connection, input_id: int, faces: Sequence[FaceResult]) -> None:
     """Adds the faces of input `input_id`, inside the caller's transaction."""
-    db.executemany("INSERT INTO faces (input_id, x, y, w, h, label, confidence, unknown, distance) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   [(input_id, *face.box.as_list(), face.label, face.confidence, face.unknown, face.distance)
-                    for face in faces])  # fmt: skip
+    db.executemany("INSERT INTO faces (input_id, x, y, w, h, label, confidence, unknown, distance, rejected, quality) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   [(input_id, *face.box.as_list(), face.label, face.confidence, face.unknown, face.distance,
+                     face.rejected, face.quality) for face in faces])  # fmt: skip
 
 
 def _queue(db: sqlite3.Connection, events: Sequence[str], moment: Moment) -> None:
@@ -382,13 +382,13 @@ class ResultLog:
         with self._transaction() as db:
             db.executemany(
                 "INSERT INTO appearances (source, model_id, first_seen, last_seen, seconds, frames, label, "
-                "confidence, unknown, x, y, w, h, votes, boot_id, clock_synced) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "confidence, unknown, x, y, w, h, votes, boot_id, clock_synced, rejected, quality, rejected_frames) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         source, model_id, moment.wall_at(a.first_seen), moment.wall_at(a.last_seen), a.last_seen - a.first_seen,
                         a.frames, a.label, a.confidence, int(a.unknown), *a.box.as_list(), json.dumps(a.votes),
-                        moment.boot_id, synced,
+                        moment.boot_id, synced, a.rejected, a.quality, a.rejected_frames,
                     )  # fmt: skip
                     for a in appearances
                 ],
@@ -434,11 +434,13 @@ class ResultLog:
 
     def recent(self, query: LogQuery) -> list[dict]:
         """Inputs and their faces, newest first: one row per face, or one per input without faces
-        (errors, photos with no face) unless the query asks about faces."""
+        (errors, photos with no face) unless the query asks about faces. A face the quality gate turned away has
+        `rejected` set and no label; `quality` is the gate's score of every face a gated model saw."""
         where, params = query.conditions()
         rows = self._db.execute(
             f"SELECT i.processed_at AS time, {self._device_column('i')}i.source, i.path, i.status, i.error, f.label, "
-            "f.confidence, f.unknown, f.x, f.y, f.w, f.h FROM inputs i LEFT JOIN faces f ON f.input_id = i.id "
+            "f.confidence, f.unknown, f.rejected, f.quality, f.x, f.y, f.w, f.h "
+            "FROM inputs i LEFT JOIN faces f ON f.input_id = i.id "
             f"WHERE {where} ORDER BY i.processed_at DESC, i.id DESC, f.id LIMIT ?",
             (*params, query.limit),
         )
@@ -449,20 +451,22 @@ class ResultLog:
         where, params = query.conditions(time="a.last_seen", face="a", source="a")
         rows = self._db.execute(
             f"SELECT a.first_seen, a.last_seen, round(a.seconds, 1) AS seconds, {self._device_column('a')}a.source, "
-            f"a.label, a.confidence, a.unknown, a.frames FROM appearances a WHERE {where} "
+            "a.label, a.confidence, a.unknown, a.rejected, a.quality, a.frames, a.rejected_frames "
+            f"FROM appearances a WHERE {where} "
             "ORDER BY a.last_seen DESC, a.id DESC LIMIT ?",
             (*params, query.limit),
         )
         return [_row_dict(rows, row) for row in rows.fetchall()]
 
     def summary(self, query: LogQuery) -> list[dict]:
-        """Faces per UTC day, label and unknown flag, oldest day first."""
+        """Faces per UTC day, label, unknown flag and rejection (the faces the quality gate turned away are one row a
+        day, label ""), oldest day first."""
         where, params = query.conditions()
         device = self._device_column("i")
         rows = self._db.execute(
-            f"SELECT substr(i.processed_at, 1, 10) AS day, {device}f.label, f.unknown, count(*) AS faces "
-            f"FROM inputs i JOIN faces f ON f.input_id = i.id WHERE {where} "
-            f"GROUP BY day, {device}f.label, f.unknown ORDER BY day, {device}f.label, f.unknown",
+            f"SELECT substr(i.processed_at, 1, 10) AS day, {device}f.label, f.unknown, f.rejected, count(*) AS faces "
+            f"FROM inputs i JOIN faces f ON f.input_id = i.id WHERE {where} GROUP BY day, {device}f.label, f.unknown, "
+            f"f.rejected ORDER BY day, {device}f.label, f.unknown, f.rejected",
             params,
         )
         return [_row_dict(rows, row) for row in rows.fetchall()]
@@ -494,8 +498,9 @@ class ResultLog:
         row = self._db.execute(
             "SELECT person, time, source FROM ("
             f"SELECT * FROM (SELECT f.label AS person, i.processed_at AS time, i.source FROM {self._FILE_FACES} "
-            "AND +f.unknown = 0 ORDER BY i.processed_at DESC, i.id DESC, f.id DESC LIMIT 1) UNION ALL "
-            "SELECT * FROM (SELECT label, last_seen, source FROM appearances WHERE +unknown = 0 "
+            "AND +f.unknown = 0 AND f.rejected IS NULL ORDER BY i.processed_at DESC, i.id DESC, f.id DESC LIMIT 1) "
+            "UNION ALL SELECT * FROM (SELECT label, last_seen, source FROM appearances WHERE +unknown = 0 "
+            "AND rejected IS NULL "
             "ORDER BY last_seen DESC LIMIT 1)) ORDER BY time DESC LIMIT 1"
         ).fetchone()
         return None if row is None else dict(zip(("person", "time", "source"), row))

@@ -173,6 +173,18 @@ MIGRATIONS: tuple[str, ...] = (
         received_at TEXT NOT NULL        -- UTC, ISO 8601: the hub's commit, so each event's delay shows
     ) WITHOUT ROWID;
     """,
+    # 11: the face-quality gate (`edgeface.gate`). A face records why it was turned away before recognition (NULL:
+    # it was not; "quality": the gate's score was above its threshold) and the gate's score (NULL: the model has no
+    # gate). An appearance counts the frames whose face was turned away (they never vote); one made of nothing else
+    # is turned away too, with the best score it had.
+    """
+    ALTER TABLE faces ADD COLUMN rejected TEXT;
+    ALTER TABLE faces ADD COLUMN quality REAL;
+    ALTER TABLE appearances ADD COLUMN rejected TEXT;
+    ALTER TABLE appearances ADD COLUMN quality REAL;
+    ALTER TABLE appearances ADD COLUMN rejected_frames INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX faces_rejected ON faces (rejected) WHERE rejected IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # The tables every edgeface log has had since version 1: how a log made before version 6 is recognised.
