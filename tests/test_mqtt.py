@@ -72,7 +72,8 @@ def test_each_file_result_arrives_as_an_event_with_what_the_log_holds(
         assert event["device"] == DEVICE and event["kind"] == "image" and event["source"] == f"folder:{inbox}"
         assert event["model_sha256"] == model and event["time"] and len(event["event_id"]) == 36
         assert [face["label"] for face in event["faces"]] == ([faces[event["path"]]] if faces[event["path"]] else [])
-        assert all(set(face) == {"box", "label", "confidence", "unknown", "distance"} for face in event["faces"])
+        assert all(set(face) == {"box", "label", "confidence", "unknown", "distance", "rejected", "quality"}
+                   and face["rejected"] is None and face["quality"] is None for face in event["faces"])  # no gate
     broken = next(event for event in events if event["path"].endswith("broken.png"))
     assert broken["status"] == "error" and broken["error"] and broken["faces"] == []
     wait_until(lambda: hub.availability()[-1:] == ["offline"])  # a clean stop says so itself
