@@ -30,6 +30,8 @@ class Counts:
     lag: float = 0.0  # seconds from a frame's capture to its classification, the latest frame's
     max_lag: float = 0.0
     skipped: int = 0  # frames the camera delivered that were too old to classify
+    named: int = 0  # faces named in the camera's frames
+    followed: int = 0  # faces in them that moved their track unnamed (camera.recheck)
     camera: str = ""  # the camera's state; empty for a folder
 
     def line(self, pending: int | None) -> str:
@@ -37,7 +39,8 @@ class Counts:
         if self.camera:
             return (
                 f"camera {self.camera}, {self.frames} frames classified, {self.skipped} skipped, "
-                f"{self.appearances} appearances, lag {self.lag:.3f} s (max {self.max_lag:.3f} s)"
+                f"{self.appearances} appearances, {self.named} faces named, {self.followed} followed unnamed, "
+                f"lag {self.lag:.3f} s (max {self.max_lag:.3f} s)"
             )
         waiting = "" if pending is None else f", {pending} pending"
         return f"{self.done} done, {self.failed} failed, {self.already} already logged{waiting}"

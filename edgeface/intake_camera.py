@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from edgeface.camera import CameraFailed, CameraSource, Frame, SourceFinished
 from edgeface.clock import Moment, now
+from edgeface.geometry import Box
 from edgeface.intake import IDLE_WAIT, Host
 from edgeface.results import Appearance, FaceResult, ImageResult
 from edgeface.settings import CameraSettings
@@ -33,6 +34,7 @@ logger = logging.getLogger("edgeface.watch")
 
 TRACK_GAP = 2.0  # seconds without its face after which an appearance ends
 TRACK_MISSES = 10  # ...or this many processed frames in a row without it
+SETTLE_VOTES = 3  # frames a face is named in before camera.recheck spaces its naming out
 EXIT_CAMERA_FAILED = 1  # systemd's Restart=on-failure then starts a fresh process
 MAX_KEPT = 1000  # appearances kept in memory while the log fails: about 0.5 kB each, so 0.5 MB at most
 
@@ -53,7 +55,8 @@ class CameraIntake:
 
     def run(self, host: Host) -> int:
         """Runs the camera loop until SIGTERM, the end of a video file, or a capture that hung."""
-        tracker = Tracker(max_missed=TRACK_MISSES, max_gap=TRACK_GAP)
+        tracker = Tracker(max_missed=TRACK_MISSES, max_gap=TRACK_GAP, settle_votes=SETTLE_VOTES,
+                          recheck=host.settings.camera.recheck)  # fmt: skip
         recorder = Recorder(host, self.name)
         last_at = 0.0
         with self.camera as camera:
@@ -69,8 +72,8 @@ class CameraIntake:
                         logger.info("%s: no more frames", camera.spec)
                         break
                     last_at = max(last_at, frame.captured if frame else time.monotonic())
-                    faces = self._classify(host, recorder, frame) if frame else ()
-                    recorder.add(tracker.update(faces, last_at))
+                    faces, seen = self._classify(host, recorder, frame, tracker, last_at) if frame else ((), [])
+                    recorder.add(tracker.update(faces, last_at, seen))
             except CameraFailed as error:
                 logger.error("%s: %s; exiting so that the service restarts", camera.spec, error)
                 return EXIT_CAMERA_FAILED
@@ -78,20 +81,28 @@ class CameraIntake:
                 recorder.close(tracker.finish())
         return 0
 
-    def _classify(self, host: Host, recorder: Recorder, frame: Frame) -> tuple[FaceResult, ...]:
-        """The faces of one frame; with per_frame set, the frame is logged as an input too."""
-        faces = host.pipeline.faces_in(frame.pixels)
+    def _classify(self, host: Host, recorder: Recorder, frame: Frame, tracker: Tracker, at: float
+                  ) -> tuple[tuple[FaceResult, ...], list[Box]]:  # fmt: skip
+        """The faces of one frame that need naming, named, and the boxes of those the tracker has named enough
+        lately (`Tracker.settled`); with per_frame set, every face is named and the frame logged as an input too."""
+        boxes = host.pipeline.detector.detect(frame.pixels)
+        per_frame = host.settings.camera.per_frame  # a frame's row names all its faces
+        settled = [False] * len(boxes) if per_frame else tracker.settled(boxes, at)
+        faces = host.pipeline.name_faces(frame.pixels, [box for box, done in zip(boxes, settled) if not done])
+        followed = [box for box, done in zip(boxes, settled) if done]
         counts = host.counts
         counts.frames += 1
+        counts.named += len(faces)
+        counts.followed += len(followed)
         counts.lag = frame.lag
         counts.max_lag = max(counts.max_lag, counts.lag)
         counts.skipped += frame.skipped
-        if host.settings.camera.per_frame:
+        if per_frame:
             moment = now()
             height, width = frame.pixels.shape[:2]
             result = ImageResult(f"{self.name}@{moment.wall}#{frame.number}", None, None, width, height, faces)
             recorder.add_frame(result, moment)
-        return faces
+        return faces, followed
 
 
 class Recorder:

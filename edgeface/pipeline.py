@@ -70,10 +70,16 @@ class Pipeline:
     def faces_in(
         self, pixels: np.ndarray, reduced_by: float = 1.0, decode_at: Callable[[int], np.ndarray] | None = None
     ) -> tuple[FaceResult, ...]:
-        """Detects and names the faces of decoded BGR pixels (a photo or a video frame), FACES_PER_CALL at a
-        time, so the crops held at once are bounded however many faces a photo holds. `pixels` may be the photo
+        """Detects and names the faces of decoded BGR pixels (a photo or a video frame). `pixels` may be the photo
         reduced `reduced_by` times, and `decode_at(n)` decode it n times smaller; boxes are in the photo's pixels."""
-        boxes = self.detector.detect(pixels, reduced_by)
+        return self.name_faces(pixels, self.detector.detect(pixels, reduced_by), reduced_by, decode_at)
+
+    def name_faces(
+        self, pixels: np.ndarray, boxes: list[Box], reduced_by: float = 1.0,
+        decode_at: Callable[[int], np.ndarray] | None = None,
+    ) -> tuple[FaceResult, ...]:  # fmt: skip
+        """Names the faces the detector found at `boxes` (see `faces_in`), FACES_PER_CALL at a time, so the crops
+        held at once are bounded however many faces a photo holds."""
         source = self._crop_source(boxes, pixels, reduced_by, decode_at)
         scale = source.shape[1] / (pixels.shape[1] * reduced_by)
         faces: list[FaceResult] = []

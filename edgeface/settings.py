@@ -102,6 +102,10 @@ class CameraSettings(Checked):
                                  within(0, 24 * HOUR, "must be above 0 and at most 86400 seconds", low_open=True),
                                  metavar="SECONDS")  # fmt: skip
     per_frame: bool = setting(False, "camera: also log every frame's faces, not only one row per appearance")
+    recheck: float = setting(0.5, "camera: once a face in view has been named in 3 frames, name it again only every "
+                             "this many seconds; the frames between move its track without a vote (0: name every "
+                             "face in every frame; per_frame names every frame)",
+                             within(0, 60, "must be 0 to 60 seconds"), metavar="SECONDS")  # fmt: skip
 
 
 @dataclass(frozen=True)

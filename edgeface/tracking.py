@@ -21,6 +21,11 @@ Rules:
   label is the nearest known one): the most frequent label wins, ties going to the higher summed confidence, then to
   the first name in alphabetical order. `confidence` is the best confidence among the frames that voted for the
   winner, and `box` is that frame's box.
+- Naming some frames only (`settle_votes`, `recheck`): before a frame's faces are named, `settled(boxes, at)` says
+  which boxes continue a track whose face has been named in `settle_votes` frames already, the last less than
+  `recheck` seconds ago. Those need not be named in this frame: `update` takes them as `seen` boxes, which move the
+  track and keep it alive, count in its frames, and never vote. So a face in view is named in its first frames and
+  then every `recheck` seconds, not in every frame (the embedder's cost is per face named). 0 names every face.
 - Memory: a track keeps counters per (label, unknown) pair, not its frames, so an hour in view costs no more than
   a second.
 """
@@ -79,10 +84,19 @@ class _Track:
     missed: int = 0
     tallies: dict[tuple[str, bool], _Tally] = field(default_factory=dict)
     rejections: _Rejections = field(default_factory=_Rejections)
+    seen_unnamed: int = 0  # frames where the face was seen but not named (see `settled`)
+    last_named: float = float("-inf")
+
+    def see(self, box: Box, at: float) -> None:
+        """Counts a frame where the track's face was seen and not named: it moves and stays alive, without a vote."""
+        self.last_seen = at
+        self.box = box
+        self.missed = 0
+        self.seen_unnamed += 1
 
     def add(self, face: FaceResult, at: float) -> None:
-        """Counts a frame where the track's face was seen; the track has missed none since."""
-        self.last_seen = at
+        """Counts a frame where the track's face was seen and named; the track has missed none since."""
+        self.last_seen = self.last_named = at
         self.box = face.box
         self.missed = 0
         if face.rejected:
@@ -98,7 +112,7 @@ class _Track:
     @property
     def frames(self) -> int:
         """How many frames the face was seen in."""
-        return self.voting_frames + self.rejections.frames
+        return self.voting_frames + self.rejections.frames + self.seen_unnamed
 
 
 def _vote(track: _Track) -> Appearance:
@@ -133,7 +147,7 @@ def _rejected(track: _Track) -> Appearance:
                       rejections.best_box, {}, 0, rejections.frames, QUALITY, quality)  # fmt: skip
 
 
-def _match(boxes: Sequence[Box], faces: Sequence[FaceResult], min_iou: float) -> list[tuple[int, int]]:
+def _match(boxes: Sequence[Box], faces: Sequence[Box], min_iou: float) -> list[tuple[int, int]]:
     """(box index, face index) pairs: greedy, highest IoU first, one-to-one, IoU at least min_iou.
 
     Equal IoUs go to the lower box index, i.e. the older track.
@@ -142,7 +156,7 @@ def _match(boxes: Sequence[Box], faces: Sequence[FaceResult], min_iou: float) ->
         (-overlap, b, f)
         for b, box in enumerate(boxes)
         for f, face in enumerate(faces)
-        if (overlap := iou(box, face.box)) >= min_iou
+        if (overlap := iou(box, face)) >= min_iou
     )
     pairs, used_boxes, used_faces = [], set(), set()
     for _, b, f in candidates:
@@ -161,21 +175,27 @@ class Tracker:
     max_gap: if set, a track also ends when more than this many seconds pass without its face (for a varying frame
         rate); None: frames alone decide.
     min_frames: tracks seen in fewer frames are dropped instead of reported (2 drops one-frame blips).
+    settle_votes, recheck: see "Naming some frames only" in the module docstring (0: every face is named).
     """
 
     def __init__(
-        self, min_iou: float = 0.3, max_missed: int = 5, max_gap: float | None = None, min_frames: int = 1
-    ) -> None:
+        self, min_iou: float = 0.3, max_missed: int = 5, max_gap: float | None = None, min_frames: int = 1,
+        settle_votes: int = 0, recheck: float = 0.0,
+    ) -> None:  # fmt: skip
         if not 0 < min_iou <= 1:
             raise ValueError(f"min_iou must be in (0, 1], not {min_iou}")
         if max_missed < 0 or min_frames < 1:
             raise ValueError(f"max_missed must be >= 0 and min_frames >= 1, not {max_missed} and {min_frames}")
         if max_gap is not None and max_gap <= 0:
             raise ValueError(f"max_gap must be positive or None, not {max_gap}")
+        if settle_votes < 0 or recheck < 0:
+            raise ValueError(f"settle_votes and recheck must be >= 0, not {settle_votes} and {recheck}")
         self.min_iou = min_iou
         self.max_missed = max_missed
         self.max_gap = max_gap
         self.min_frames = min_frames
+        self.settle_votes = settle_votes
+        self.recheck = recheck
         self._tracks: list[_Track] = []
         self._next_id = 1
         self._last_at: float | None = None
@@ -185,21 +205,40 @@ class Tracker:
         """How many tracks are open."""
         return len(self._tracks)
 
-    def update(self, faces: Sequence[FaceResult], at: float) -> list[Appearance]:
-        """Adds one frame's faces, seen at time `at` (seconds, non-decreasing); returns the tracks that just ended."""
+    def settled(self, boxes: Sequence[Box], at: float) -> list[bool]:
+        """For each box of the frame at `at`, whether its face need not be named (see the module docstring)."""
+        if not self.settle_votes:
+            return [False] * len(boxes)
+        live = [track for track in self._tracks if not self._stale(track, at)]
+        settled = [False] * len(boxes)
+        for b, f in _match([track.box for track in live], boxes, self.min_iou):
+            track = live[b]
+            settled[f] = track.voting_frames >= self.settle_votes and at - track.last_named < self.recheck
+        return settled
+
+    def update(self, faces: Sequence[FaceResult], at: float, seen: Sequence[Box] = ()) -> list[Appearance]:
+        """Adds one frame's faces, seen at time `at` (seconds, non-decreasing), and the boxes `settled` let go
+        unnamed; returns the tracks that just ended."""
         if self._last_at is not None and at < self._last_at:
             raise ValueError(f"frame times must not go back: {at} after {self._last_at}")
         self._last_at = at
-        ended = self._end(lambda track: self.max_gap is not None and at - track.last_seen > self.max_gap)
-        pairs = _match([track.box for track in self._tracks], faces, self.min_iou)
+        ended = self._end(lambda track: self._stale(track, at))
+        pairs = _match([track.box for track in self._tracks], [face.box for face in faces] + list(seen), self.min_iou)
         for track in self._tracks:
             track.missed += 1
         for b, f in pairs:
-            self._tracks[b].add(faces[f], at)
+            if f < len(faces):
+                self._tracks[b].add(faces[f], at)
+            else:  # a settled face goes on with its track; one that lost its track is named in the next frame
+                self._tracks[b].see(seen[f - len(faces)], at)
         ended += self._end(lambda track: track.missed > self.max_missed)
         matched = {f for _, f in pairs}
         self._start([face for f, face in enumerate(faces) if f not in matched], at)
         return sorted(ended, key=lambda appearance: appearance.track_id)
+
+    def _stale(self, track: _Track, at: float) -> bool:
+        """Whether more than max_gap seconds have passed since the track's face was seen."""
+        return self.max_gap is not None and at - track.last_seen > self.max_gap
 
     def finish(self) -> list[Appearance]:
         """Ends every live track (shutdown, end of a video) and returns their appearances.

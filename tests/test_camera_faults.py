@@ -289,3 +289,19 @@ def test_what_the_log_cannot_take_by_the_end_of_the_watch_is_said_to_be_lost(
     [lost] = said(caplog, "still fails")
     assert "2 appearances that ended while it failed are lost" in lost
     assert not said(caplog, "works again")
+
+
+def test_a_face_in_view_is_named_in_a_few_of_its_frames_and_logged_as_when_named_in_all(
+    classifier: Classifier, tmp_path: Path, short_video: Path
+):
+    """Each person stays 18 frames in one place: named in 3, then again 0.5 s after (camera.recheck), the frames
+    between only moving the track. The log is the same as with every face named in every frame."""
+    daemons = {recheck: start(tmp_path, classifier, short_video, tmp_path / f"log-{recheck}.db", "--recheck", recheck)
+               for recheck in ("0", "0.5")}  # fmt: skip
+    named = {}
+    for recheck, daemon in daemons.items():
+        [line] = [line for line in finished(daemon).splitlines() if "stopping: " in line]
+        named[recheck] = [int(n) for n in re.search(r"(\d+) faces named, (\d+) followed unnamed", line).groups()]
+    assert recorded(tmp_path / "log-0.db") == recorded(tmp_path / "log-0.5.db")
+    every, some = named["0"], named["0.5"]
+    assert every[1] == 0 and sum(some) == every[0] and some[0] <= every[0] / 3, named

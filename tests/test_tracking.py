@@ -248,3 +248,29 @@ def test_a_track_of_nothing_but_rejected_frames_is_a_rejected_appearance_with_it
     assert (appearance.label, appearance.confidence, appearance.unknown, appearance.votes) == ("", 0.0, False, {})
     assert (appearance.rejected, appearance.quality, appearance.frames, appearance.rejected_frames) == (QUALITY, 0.1, 3, 3)
     assert appearance.box == Box(102, 100, 100, 100) and appearance.shown == "rejected (quality 0.100)"
+
+
+def test_a_settled_face_is_named_again_only_every_recheck_seconds_and_its_other_frames_never_vote():
+    """30 fps for 2 s: named in its first 3 frames, then once every 0.5 s (4 more); all 60 frames count."""
+    tracker = Tracker(settle_votes=3, recheck=0.5)
+    named_at = []
+    for index in range(60):
+        at, box = index / 30, face(100 + index * 0.5).box
+        (settled,) = tracker.settled([box], at)
+        if settled:
+            tracker.update([], at, seen=[box])
+        else:
+            named_at.append(index)
+            tracker.update([face(100 + index * 0.5, label="bob" if index == 0 else "alice")], at)
+    assert named_at == [0, 1, 2, 17, 32, 47]
+    (appearance,) = tracker.finish()
+    assert (appearance.frames, appearance.votes, appearance.label) == (60, {"alice": 5, "bob": 1}, "alice")
+
+
+def test_a_new_face_beside_a_settled_one_is_named_and_settling_is_off_by_default():
+    tracker = Tracker(settle_votes=1, recheck=10)
+    tracker.update([face(100)], 0.0)
+    assert tracker.settled([face(101).box, face(400).box], 0.1) == [True, False]
+    assert Tracker().settled([face(100).box], 0.0) == [False]
+    with pytest.raises(ValueError, match="settle_votes and recheck"):
+        Tracker(recheck=-1)
