@@ -726,6 +726,7 @@ def run_info(args: argparse.Namespace) -> int:
 # What each workstation command needs beyond the runtime: (module, name people know it by).
 WORKSTATION_NEEDS = {
     "train": ([("tensorflow", "TensorFlow")], CONVERT_INSTALL),
+    "train-gate": ([("tensorflow", "TensorFlow")], CONVERT_INSTALL),
     "convert": ([("tensorflow", "TensorFlow")], CONVERT_INSTALL),
     "eval": ([("tensorflow", "TensorFlow")], CONVERT_INSTALL),
     "demo": ([("tensorflow", "TensorFlow"), ("skimage", "scikit-image")], DEMO_INSTALL),
@@ -733,7 +734,7 @@ WORKSTATION_NEEDS = {
 
 
 def run_workstation(args: argparse.Namespace) -> int:
-    """train, convert or demo: their flags are checked and typed before TensorFlow loads."""
+    """train, train-gate, convert or demo: their flags are checked and typed before TensorFlow loads."""
     try:
         options = workstation_arguments.options_from(args)
     except CommandError as error:
@@ -789,6 +790,7 @@ COMMANDS = {
     "info": run_info,
     "eval": run_eval,
     "train": run_workstation,
+    "train-gate": run_workstation,
     "convert": run_workstation,
     "demo": run_workstation,
 }

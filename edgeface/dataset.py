@@ -41,9 +41,10 @@ class FaceSet:
         return FaceSet(self.crops[indices], self.targets[indices], self.labels, [self.paths[i] for i in indices])
 
 
-def _images_in(folder: Path) -> list[str]:
-    """The image files directly in `folder`, as `folder_files` walks it (a link out is said, not followed)."""
-    return [path for path in folder_files(folder, False, logger.warning) if is_image_name(path) and os.path.isfile(path)]
+def images_in(folder: Path, recursive: bool = False) -> list[str]:
+    """The image files in `folder` (with `recursive`, in its sub-folders too), as `folder_files` walks it (a link
+    out is said, not followed)."""
+    return [path for path in folder_files(folder, recursive, logger.warning) if is_image_name(path) and os.path.isfile(path)]
 
 
 def _subfolders(root: Path) -> list[Path]:
@@ -61,16 +62,16 @@ def labelled_images(root: str | Path) -> tuple[tuple[str, ...], list[tuple[str, 
     """Labels (sorted sub-folder names of `root`) and (image path, label index) pairs."""
     folders = _subfolders(Path(root))
     labels = tuple(folder.name for folder in folders)
-    return labels, [(path, index) for index, folder in enumerate(folders) for path in _images_in(folder)]
+    return labels, [(path, index) for index, folder in enumerate(folders) for path in images_in(folder)]
 
 
 def folder_images(root: str | Path, labels: tuple[str, ...]) -> list[tuple[str, int]]:
     """(path, label index) for the images in `root`: in `root/<label>/` the label's index (-1 for a
     folder that is not one of `labels`), and -1 for images directly in `root`."""
-    found = [(path, -1) for path in _images_in(Path(root))]
+    found = [(path, -1) for path in images_in(Path(root))]
     for folder in _subfolders(Path(root)):
         target = labels.index(folder.name) if folder.name in labels else -1
-        found.extend((path, target) for path in _images_in(folder))
+        found.extend((path, target) for path in images_in(folder))
     return found
 
 

@@ -18,6 +18,8 @@ astronaut (NASA, public domain).
 - embedder.tflite: an embedder made by `edgeface train` and `edgeface convert` with a small stand-in in place of
   dlib's 22 MB network (see `stand_in_network`). Its gallery: lfw_subset's faces 0-3, five photos each; its rule
   is calibrated on faces 40-99 as strangers.
+- embedder-gated.tflite: the same embedder converted with `--gate`: a face-quality gate that `edgeface train-gate`
+  (detector none, like the embedder) learned from the embedder's training and stranger photos.
 - astronaut.jpg: scikit-image's astronaut, a real photo with one face.
 - cmyk.jpg, bigtiff.tif: picture formats OpenCV cannot write (Pillow can).
 - keras2.h5: a small Keras 2 model, a model file made elsewhere for `convert`.
@@ -162,6 +164,17 @@ def make_embedder(folder: Path, patches: np.ndarray) -> MadeModel:
     return convert(keras_file)
 
 
+def make_gated_embedder(folder: Path, patches: np.ndarray) -> MadeModel:
+    """`make_embedder`, then `edgeface train-gate` on its photos (faces and strangers) and `edgeface convert --gate`,
+    in this process, to folder/embedder-gated.tflite."""
+    made = make_embedder(folder, patches)
+    gate_file, output = folder / "gate.h5", folder / "embedder-gated.tflite"
+    checked(run_in_process("train-gate", str(folder / "faces"), str(folder / "strangers"), "-o", str(gate_file),
+                           "--detector", "none", "--epochs", "100"))  # fmt: skip
+    report = checked(run_in_process("convert", str(made.keras_file), "--gate", str(gate_file), "-o", str(output), "--json"))
+    return MadeModel(made.keras_file, output, json.loads(report))
+
+
 def write_astronaut(target: Path) -> None:
     from skimage import data
 
@@ -213,12 +226,15 @@ def install_models(work: Path, patches: np.ndarray, names: set[str]) -> None:
         shutil.copy(made.tflite_file, FIXTURES / "face_or_not.tflite")
     if "embedder.tflite" in names:
         shutil.copy(make_embedder(work / "embedder", patches).tflite_file, FIXTURES / "embedder.tflite")
+    if "embedder-gated.tflite" in names:
+        made = make_gated_embedder(work / "embedder-gated", patches)
+        shutil.copy(made.tflite_file, FIXTURES / "embedder-gated.tflite")
 
 
 PICTURES: dict[str, Callable[[Path], None]] = {
     "astronaut.jpg": write_astronaut, "cmyk.jpg": write_cmyk, "bigtiff.tif": write_bigtiff, "keras2.h5": write_keras2,
 }  # fmt: skip
-NAMES = ("face_or_not.tflite", "embedder.tflite", *PICTURES)
+NAMES = ("face_or_not.tflite", "embedder.tflite", "embedder-gated.tflite", *PICTURES)
 
 
 def main(argv: list[str]) -> int:

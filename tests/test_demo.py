@@ -17,7 +17,7 @@ pytestmark = pytest.mark.workstation
 def test_demo_trains_converts_and_scans_into_a_log(tmp_path: Path):
     run = run_edgeface("demo", "--dir", str(tmp_path / "demo"), "--epochs", "2")  # the steps, not the accuracy
     assert run.returncode == 0, run.stderr
-    for step in ("1/4", "2/4", "3/4", "4/4"):
+    for step in ("1/4", "2/4", "3/4", "4/4", "gate: ", "the gate rejects", "gate on astronaut.png: "):
         assert step in run.stdout
     astronaut_rows = [line.split() for line in run.stdout.splitlines() if line.endswith("astronaut.png")]
     assert len(astronaut_rows) == 1 and astronaut_rows[0][0] in ("face", "not-face")  # one face found

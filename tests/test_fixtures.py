@@ -1,4 +1,5 @@
-"""The committed fixtures are what the current code would make: the classifier and the stand-in embedder, made again
+"""The committed fixtures are what the current code would make: the classifier and the stand-in embedder (with and
+without a gate), made again
 by the recipes of tests/make_fixtures.py, agree with the committed files in everything the device tests rely on
 (the metadata's schema, kind, labels, preprocessing, rule and self-test, the gallery's people, the model's input,
 output and ops), and the held-out patches are lfw_subset's. Weights are not compared: training on another CPU may
@@ -17,7 +18,7 @@ import pytest
 
 from edgeface import artefact
 from helpers import FIXTURES, Classifier, run_edgeface
-from make_fixtures import HELD_OUT_PER_LABEL, MadeModel, lfw_subset, make_embedder
+from make_fixtures import HELD_OUT_PER_LABEL, MadeModel, lfw_subset, make_embedder, make_gated_embedder
 
 pytestmark = pytest.mark.workstation
 
@@ -42,7 +43,20 @@ def what_tests_rely_on(model: Path) -> dict:
         "self-test samples": (len(self_test.get("inputs", ())), self_test.get("tolerance")),
         "tensors": [(facts[end]["shape"], facts[end]["dtype"]) for end in ("input", "output")],
         "ops": sorted(facts["ops"]),
+        "gate": _gate_shape(document.get("gate"), model),
     }
+
+
+def _gate_shape(gate: dict | None, model: Path) -> dict | None:
+    """What the device tests rely on of a gate: its fields and crop, and its network's tensors."""
+    if gate is None:
+        return None
+    from edgeface_convert.gate_convert import int8_errors
+
+    network = artefact.read_gate_model(model.read_bytes())
+    crop = artefact.read_file(model).gate.preprocessing
+    scores = int8_errors(network, np.zeros((1, *crop.input_shape), np.float32))
+    return {"fields": sorted(gate), "preprocessing": gate["preprocessing"], "keep": gate["keep"], "runs": len(scores)}
 
 
 def test_the_committed_classifier_is_what_the_recipe_makes(classifier: Classifier, fresh_classifier: MadeModel):
@@ -55,6 +69,12 @@ def test_the_committed_embedder_is_what_the_recipe_makes(tmp_path: Path):
     committed = what_tests_rely_on(FIXTURES / "embedder.tflite")
     assert committed["schema_version"] == artefact.SCHEMA_VERSION
     assert committed == what_tests_rely_on(make_embedder(tmp_path, lfw_subset()).tflite_file)
+
+
+def test_the_committed_gated_embedder_is_what_the_recipe_makes(tmp_path: Path):
+    committed = what_tests_rely_on(FIXTURES / "embedder-gated.tflite")
+    assert committed["gate"] is not None
+    assert committed == what_tests_rely_on(make_gated_embedder(tmp_path, lfw_subset()).tflite_file)
 
 
 def test_the_held_out_patches_are_lfw_subsets(classifier: Classifier):

@@ -1,4 +1,4 @@
-"""The command line of `train`, `convert` and `demo`, and the flag `eval` shares with them: added to
+"""The command line of `train`, `train-gate`, `convert` and `demo`, and the flag `eval` shares with them: added to
 the runtime's parser by `register`, read back into typed options by `options_from`.
 
 This is the only module of the workstation side that reads parsed arguments. It imports no
@@ -27,13 +27,14 @@ from edgeface_convert.options import (
     ClassicOptions,
     ConvertOptions,
     DemoOptions,
+    GateOptions,
     TrainOptions,
 )
 
-Options = TypeVar("Options", TrainOptions, ConvertOptions, DemoOptions)
+Options = TypeVar("Options", TrainOptions, GateOptions, ConvertOptions, DemoOptions)
 # The classic CNN's flags by their dest, in the order a refusal names them. They stay unset (None
 # or False) unless given, so that the embedder can refuse them.
-CLASSIC_FLAGS = ("input_size", "grayscale", "align", "margin", "epochs", "batch_size", "patience", "no_augment")
+CLASSIC_FLAGS = ("input_size", "grayscale", "align", "margin", "epochs", "batch_size", "patience", "no_augment", "pretrain")
 # What `edgeface --help` says of each command, and what its own --help adds.
 TRAIN_SUMMARY = "make a model of the people in DIR/<person>/<photos> (needs TensorFlow)"
 TRAIN_DESCRIPTION = (
@@ -47,17 +48,38 @@ TRAIN_DESCRIPTION = (
 TRAIN_EXAMPLES = (
     "examples:\n  edgeface train faces/ -o faces.h5 --yunet-model face_detection_yunet_2023mar.onnx\n"
     "  edgeface train faces/ -o faces.h5 --strangers others/\n"
-    "  edgeface train faces/ -o classic.h5 --arch classic --epochs 30"
+    "  edgeface train faces/ -o classic.h5 --arch classic --epochs 30\n"
+    "  edgeface train faces/ -o classic.h5 --arch classic --pretrain unlabelled/"
 )
+GATE_SUMMARY = "learn what a face looks like from unlabelled photos: a face-quality gate for a model (needs TensorFlow)"
+GATE_DESCRIPTION = (
+    "Trains a small convolutional autoencoder on the faces found in the photos under FACES (folders are walked, "
+    "faces need no labels) and calibrates the reconstruction error that --keep of held-out real faces stay "
+    "under; `edgeface convert MODEL --gate GATE` then carries it in the model, and the device rejects a crop "
+    "that scores above it before naming it. A command of its own, not an option of `train`: it learns from "
+    "faces of anyone, in any folders, where `train` needs one folder per person, and one gate serves either "
+    "kind of model, as long as it crops faces as the model does (--like MODEL takes the model's detector, "
+    "alignment and margin). The Keras file also keeps the gate's crops (32×32 grey by default), for convert's "
+    "int8 calibration."
+)
+GATE_EXAMPLES = (
+    "examples:\n  edgeface train-gate faces/ others/ -o gate.h5 --like faces.h5\n"
+    "  edgeface train-gate crops/ -o gate.h5 --detector none --keep 0.98\n"
+    "  edgeface convert faces.h5 --gate gate.h5"
+)
+MIN_GATE_SIZE, MAX_GATE_SIZE = 16, 128  # the gate's three stride-2 convolutions need a multiple of 8
 CONVERT_SUMMARY = "quantize a trained model to a full-integer int8 .tflite (needs TensorFlow)"
 CONVERT_DESCRIPTION = (
     "Post-training full-integer int8 quantization calibrated on preprocessed faces. Labels, "
     "preprocessing and the unknown rule travel inside the .tflite. Prints sizes and float-vs-int8 "
-    "agreement and accuracy, and exits 3 when agreement is below --min-agreement."
+    "agreement and accuracy, and exits 3 when agreement is below --min-agreement. With --gate, the face-quality "
+    "gate of `train-gate` is quantized too, checked against the float gate (exit 3 below a correlation of "
+    "0.9), calibrated again on its int8 errors and carried in the same file."
 )
 CONVERT_EXAMPLES = (
     "examples:\n  edgeface convert faces.h5\n"
-    "  edgeface convert other.keras --labels labels.txt --calibration faces/ --detector haar"
+    "  edgeface convert other.keras --labels labels.txt --calibration faces/ --detector haar\n"
+    "  edgeface convert faces.h5 --gate gate.h5"
 )
 DEMO_SUMMARY = "train, convert and scan end to end on images scikit-image ships (needs TensorFlow)"
 DEMO_DESCRIPTION = (
@@ -75,16 +97,17 @@ class Subcommand(Protocol):
 
 
 def register(commands: argparse._SubParsersAction, subcommand: Subcommand) -> None:
-    """Adds `train`, `convert` and `demo` to the runtime's commands."""
+    """Adds `train`, `train-gate`, `convert` and `demo` to the runtime's commands."""
     _add_train(subcommand(commands, "train", TRAIN_SUMMARY, TRAIN_DESCRIPTION, TRAIN_EXAMPLES))
+    _add_train_gate(subcommand(commands, "train-gate", GATE_SUMMARY, GATE_DESCRIPTION, GATE_EXAMPLES))
     _add_convert(subcommand(commands, "convert", CONVERT_SUMMARY, CONVERT_DESCRIPTION, CONVERT_EXAMPLES))
     _add_demo(subcommand(commands, "demo", DEMO_SUMMARY, DEMO_DESCRIPTION))
 
 
-def options_from(args: argparse.Namespace) -> TrainOptions | ConvertOptions | DemoOptions:
-    """The options of the `train`, `convert` or `demo` that `args` were parsed for; CommandError
+def options_from(args: argparse.Namespace) -> TrainOptions | GateOptions | ConvertOptions | DemoOptions:
+    """The options of the `train`, `train-gate`, `convert` or `demo` that `args` were parsed for; CommandError
     for flags that do not fit together, said before TensorFlow loads."""
-    readers = {"train": _train_options, "convert": _convert_options, "demo": _demo_options}
+    readers = {"train": _train_options, "train-gate": _gate_options, "convert": _convert_options, "demo": _demo_options}
     options = readers[args.command](args)
     problem = _missing_input(args)
     if problem:
@@ -96,6 +119,9 @@ def _missing_input(args: argparse.Namespace) -> str | None:
     """The first folder or file named on the command line that is not there: said at once, not after a
     training run (`--strangers typo/` failed only when training was done)."""
     named = [("DIR", getattr(args, "data", None), Path.is_dir), ("MODEL", getattr(args, "model", None), Path.exists),
+             *[("FACES", faces, Path.exists) for faces in getattr(args, "faces", None) or ()],
+             ("--like", getattr(args, "like", None), Path.is_file), ("--gate", getattr(args, "gate", None), Path.is_file),
+             ("--pretrain", getattr(args, "pretrain", None), Path.is_dir),
              ("--calibration", getattr(args, "calibration", None), Path.is_dir),
              ("--verify", getattr(args, "verify", None), Path.is_dir), ("--labels", getattr(args, "labels", None), Path.is_file),
              ("--strangers", getattr(args, "strangers", None), lambda path: str(path) == "lfw_subset" or path.is_dir())]  # fmt: skip
@@ -146,6 +172,27 @@ def _add_train(train: argparse.ArgumentParser) -> None:
     classic.add_argument("--patience", type=int,
                          help=f"stop after this many epochs without a better validation loss (default: {defaults.patience})")  # fmt: skip
     classic.add_argument("--no-augment", action="store_true", help="train without random flips, tilts, shifts, zoom and light")
+    classic.add_argument("--pretrain", metavar="DIR",
+                         help="first train the conv stack as an autoencoder on the unlabelled faces under DIR, "
+                         "for --epochs, then fine-tune on the labelled folders")  # fmt: skip
+
+
+def _add_train_gate(gate: argparse.ArgumentParser) -> None:
+    defaults = GateOptions(faces=(), output="")
+    gate.add_argument("faces", nargs="+", metavar="FACES", help="folders (walked) or photos with faces, unlabelled")
+    gate.add_argument("-o", "--output", required=True, help="the gate's Keras file to write (.h5)")
+    gate.add_argument("--like", metavar="MODEL", help="a model .h5 from `edgeface train`: crop faces with its detector, "
+                      "alignment and margin, so the gate judges the crops that model will see")  # fmt: skip
+    gate.add_argument("--detector", choices=DETECTOR_NAMES,
+                      help=f"without --like: as train's embedder, {EMBEDDER_DETECTOR} (default) or none for face crops")  # fmt: skip
+    add_flags(gate, DetectorOverrides, only=("yunet_model",))
+    gate.add_argument("--keep", type=float, default=defaults.keep,
+                      help="the share of held-out real faces the threshold keeps (0.5 to 1)")  # fmt: skip
+    gate.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the faces")
+    gate.add_argument("--size", type=int, default=defaults.size,
+                      help=f"the gate's grey crop, pixels a side ({MIN_GATE_SIZE}-{MAX_GATE_SIZE}, a multiple of 8)")  # fmt: skip
+    gate.add_argument("--seed", type=int, default=defaults.seed, help="the same seed gives the same split and start")
+    gate.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _add_convert(convert: argparse.ArgumentParser) -> None:
@@ -170,6 +217,7 @@ def _add_convert(convert: argparse.ArgumentParser) -> None:
         help="for models not made by `edgeface train`: the input values of pixel 0 and 255",
     )  # fmt: skip
     add_trust_option(convert)
+    convert.add_argument("--gate", metavar="GATE", help="a gate .h5 from `edgeface train-gate`, quantized and carried in the model")
     convert.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -213,6 +261,24 @@ def _classic_options(given: dict[str, object]) -> ClassicOptions:
     if options.input_size < SMALLEST_INPUT:
         raise CommandError(f"--input-size {options.input_size}: the classic CNN needs at least {SMALLEST_INPUT} pixels")
     return options
+
+
+def _gate_options(args: argparse.Namespace) -> GateOptions:
+    """The gate's flags, each in its range; --like and --detector do not go together."""
+    if args.like and args.detector:
+        raise CommandError("--detector: not with --like, whose model's detector the gate takes")
+    problem = detector_problem(args.detector) if args.detector else None
+    checks = [
+        (problem is None, problem),
+        (0.5 <= args.keep <= 1, f"--keep {args.keep}: a share of faces from 0.5 to 1"),
+        (1 <= args.epochs <= 10_000, f"--epochs {args.epochs}: from 1 to 10000"),
+        (MIN_GATE_SIZE <= args.size <= MAX_GATE_SIZE and args.size % 8 == 0,
+         f"--size {args.size}: a multiple of 8 from {MIN_GATE_SIZE} to {MAX_GATE_SIZE}"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            raise CommandError(message)
+    return _read(GateOptions, args, faces=tuple(args.faces))
 
 
 def _convert_options(args: argparse.Namespace) -> ConvertOptions:

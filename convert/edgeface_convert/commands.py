@@ -1,4 +1,4 @@
-"""`edgeface train`, `convert`, `demo` and `eval` of float models: the work, given their typed
+"""`edgeface train`, `train-gate`, `convert`, `demo` and `eval` of float models: the work, given their typed
 options (`edgeface_convert.arguments` makes them from the command line)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from edgeface.artefact import ModelMetadata
@@ -28,16 +29,20 @@ from edgeface.model import FaceClassifier, predictions_from_probabilities
 from edgeface.results import Prediction
 from edgeface.openset import NotEnoughStrangers, UnknownRule, calibrate
 from edgeface.preprocess import Preprocessing
+from edgeface_convert.autoencoder import PRETRAIN_CODE, build_autoencoder, fit_autoencoder
 from edgeface_convert.common import (
     CommandError,
     hold_out_identities,
     load_strangers,
     load_training_faces,
+    load_unlabelled_faces,
     note,
     stranger_spec,
     warn_unvalidated,
 )
 from edgeface_convert.embedder_train import EmbedderReport, convert_embedder, run_train_embedder
+from edgeface_convert.gate_convert import MIN_CORRELATION, ConvertedGate, convert_gate
+from edgeface_convert.gate_train import run_train_gate
 from edgeface_convert.keras_io import ModelLoadError, SourceModel, load_source, save_trained
 from edgeface_convert.options import (
     DEFAULT_FAR,
@@ -45,11 +50,12 @@ from edgeface_convert.options import (
     ConvertOptions,
     DemoOptions,
     EvalOptions,
+    GateOptions,
     TrainOptions,
     WorkstationOptions,
 )
 from edgeface_convert.quantize import ConversionReport, stamp, to_int8_flatbuffer, verify, write_model
-from edgeface_convert.training import TrainingSettings, evaluate, output_kind, train_model
+from edgeface_convert.training import TrainingSettings, classic_encoder, evaluate, output_kind, train_model
 
 EXIT_QUALITY = 3  # the int8 model disagrees with the float one more than allowed
 MIN_CALIBRATION = 100
@@ -62,6 +68,8 @@ def run(options: WorkstationOptions) -> int:
             return run_train_embedder(options)
         case TrainOptions(classic=ClassicOptions() as classic):
             return run_train_classic(options, classic)
+        case GateOptions():
+            return run_train_gate(options)
         case ConvertOptions():
             return run_convert(options)
         case EvalOptions():
@@ -87,7 +95,8 @@ def run_train_classic(options: TrainOptions, classic: ClassicOptions) -> int:
     warn_unvalidated(faces, validation_indices)
     train, validation = faces.subset(train_indices), faces.subset(validation_indices)
     settings = TrainingSettings(classic.epochs, classic.batch_size, options.seed, classic.patience, classic.augment)
-    model = train_model(train, validation, settings, spec.value_range)
+    pretrained = _pretrained(classic, spec, options.seed) if classic.pretrain else None
+    model = train_model(train, validation, settings, spec.value_range, pretrained)
     metadata = ModelMetadata(labels=faces.labels, output=output_kind(len(faces.labels)), preprocessing=spec)
     source = SourceModel(Path(options.output), metadata, keras_model=model)
     report = evaluate(source, validation)
@@ -107,6 +116,18 @@ def run_train_classic(options: TrainOptions, classic: ClassicOptions) -> int:
     metrics_path.write_text(json.dumps(report, indent=2) + "\n")
     note(f"wrote {options.output} and {metrics_path}")
     return 0
+
+
+def _pretrained(classic: ClassicOptions, spec: Preprocessing, seed: int) -> keras.Model:
+    """An autoencoder whose encoder is the classic CNN's conv stack, trained on the unlabelled faces of
+    --pretrain (cropped as the CNN's) for --epochs: the CNN starts from its convolutions."""
+    faces = load_unlabelled_faces((classic.pretrain,), spec)
+    if not len(faces.crops):
+        raise CommandError(f"--pretrain {classic.pretrain}: no faces found to pretrain on")
+    note(f"pretraining the conv stack as an autoencoder on {len(faces.crops)} unlabelled faces from {classic.pretrain}")
+    autoencoder = build_autoencoder(spec.input_shape, classic_encoder(), PRETRAIN_CODE, "edgeface_classic_pretraining")
+    fit_autoencoder(autoencoder, faces.crops, classic.epochs, seed, "pretraining")
+    return autoencoder
 
 
 def _calibrate_rule(
@@ -146,10 +167,28 @@ def run_convert(options: ConvertOptions) -> int:
         source = load_source(options.model, trust=options.trust_model, yunet_model=options.yunet_model)
     except ModelLoadError as error:
         raise CommandError(str(error)) from None
-    if source.metadata is not None and source.metadata.kind == "embedder":
-        output = Path(options.output) if options.output else source.path.with_suffix(".tflite")
-        return _report(convert_embedder(options, source, output), options)
-    metadata = _metadata_for(source, options)
+    embedder = source.metadata is not None and source.metadata.kind == "embedder"
+    metadata = source.metadata if embedder else _metadata_for(source, options)
+    gate = convert_gate(options.gate, metadata.preprocessing) if options.gate else None
+    if gate is not None and not gate.passed:
+        note(f"{gate.report.line()}\nerror: the int8 gate's errors follow the float gate's with a correlation of "
+             f"{gate.report.correlation:.3f}, below {MIN_CORRELATION}; train the gate on more faces")  # fmt: skip
+        return EXIT_QUALITY
+    if gate is not None:
+        metadata = replace(metadata, gate=gate.spec)
+    output = Path(options.output) if options.output else source.path.with_suffix(".tflite")
+    gate_model = gate.network if gate else None
+    if embedder:
+        report = convert_embedder(options, replace(source, metadata=metadata), output, gate_model)
+    else:
+        report = _convert_classifier(options, source, metadata, output, gate_model)
+    return _report(report, options, gate)
+
+
+def _convert_classifier(options: ConvertOptions, source: SourceModel, metadata: ModelMetadata, output: Path,
+                        gate_model: bytes | None) -> ConversionReport:  # fmt: skip
+    """Quantizes the classic CNN (or a model made elsewhere), verifies it, and calibrates its unknown rule again on
+    the int8 outputs; writes `output`."""
     calibration_dir = options.calibration or source.training.get("data")
     if not calibration_dir or not Path(calibration_dir).is_dir():
         raise CommandError("no calibration images: pass --calibration DIR (face images, as for training)")
@@ -158,10 +197,9 @@ def run_convert(options: ConvertOptions) -> int:
     if len(calibration.crops) < MIN_CALIBRATION:
         note(f"warning: only {len(calibration.crops)} calibration faces; {MIN_CALIBRATION}-500 set int8 ranges well")
     note(f"calibrating on {len(calibration.crops)} faces from {calibration_dir}")
-    output = Path(options.output) if options.output else source.path.with_suffix(".tflite")
     flatbuffer = to_int8_flatbuffer(source, calibration.crops)
     stamped = stamp(metadata, source)
-    write_model(flatbuffer, stamped, output, calibration.crops)
+    write_model(flatbuffer, stamped, output, calibration.crops, gate_model)
     verification, verified_on = _verification_faces(options.verify, source.training, metadata, calibration)
     report = verify(source, output, verification, verified_on)
     strangers = stranger_spec(options.strangers, [], "") if options.strangers else source.training.get("strangers")
@@ -170,18 +208,18 @@ def run_convert(options: ConvertOptions) -> int:
         stranger_crops = load_strangers(strangers, metadata.preprocessing)
         far = options.far if options.far is not None else source.training.get("far", DEFAULT_FAR)
         rule = _calibrate_rule(FaceClassifier(output).probabilities, verification, stranger_crops, far)
-        write_model(flatbuffer, replace(stamped, unknown_rule=rule), output, calibration.crops)
+        write_model(flatbuffer, replace(stamped, unknown_rule=rule), output, calibration.crops, gate_model)
     elif stamped.unknown_rule:
         note("unknown rule: kept as calibrated on the float model (its strangers are not available here)")
-    return _report(report, options)
+    return report
 
 
-def _report(report: ConversionReport | EmbedderReport, options: ConvertOptions) -> int:
-    """Prints the conversion report; EXIT_QUALITY when int8 and float agree too little."""
+def _report(report: ConversionReport | EmbedderReport, options: ConvertOptions, gate: ConvertedGate | None) -> int:
+    """Prints the conversion report, and the gate's; EXIT_QUALITY when int8 and float agree too little."""
     if options.json:
-        print(json.dumps(report.to_dict()))
+        print(json.dumps({**report.to_dict(), **({"gate": gate.report.to_dict()} if gate else {})}))
     else:
-        print("\n".join(report.lines()))
+        print("\n".join(report.lines() + ([gate.report.line()] if gate else [])))
     if report.agreement < options.min_agreement:
         note(
             f"error: int8 agrees with float on {100 * report.agreement:.1f} % of faces, below "

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.dataset import FaceSet, folder_images, load_faces, load_labelled_faces, stranger_faces, unvalidated_people
+from edgeface.dataset import (
+    FaceSet,
+    folder_images,
+    images_in,
+    load_faces,
+    load_labelled_faces,
+    stranger_faces,
+    unvalidated_people,
+)
 from edgeface.preprocess import Preprocessing
 
 
@@ -46,6 +54,24 @@ def load_training_faces(data: str, spec: Preprocessing, keep_no_face: bool) -> F
         note(f"no face found, {'used whole' if keep_no_face else 'not used'}: {path}")
     for path in faces.unreadable:
         note(f"not a readable image, not used: {path}")
+    return faces
+
+
+def load_unlabelled_faces(sources: tuple[str, ...], spec: Preprocessing) -> FaceSet:
+    """The largest face of each photo in `sources` (folders, walked with their sub-folders, or photo files),
+    without labels; says how many photos gave none. CommandError when there is no photo at all."""
+    files: list[tuple[str, int]] = []
+    for source in sources:
+        path = Path(source)
+        if not path.exists():
+            raise CommandError(f"{source}: no such file or folder")
+        files += [(image, -1) for image in images_in(path, recursive=True)] if path.is_dir() else [(source, -1)]
+    if not files:
+        raise CommandError(f"no photos in {', '.join(sources)} (looked for image files in every sub-folder)")
+    faces = load_faces(files, (), spec)
+    if faces.no_face or faces.unreadable:
+        note(f"{len(faces.no_face)} photos with no face found and {len(faces.unreadable)} not readable images "
+             f"were left out, of {len(files)}")  # fmt: skip
     return faces
 
 

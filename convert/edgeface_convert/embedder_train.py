@@ -170,9 +170,11 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
 
-def convert_embedder(options: ConvertOptions, source: SourceModel, output: Path) -> EmbedderReport:
+def convert_embedder(options: ConvertOptions, source: SourceModel, output: Path, gate_model: bytes | None = None
+                     ) -> EmbedderReport:  # fmt: skip
     """Quantizes the embedder, embeds its gallery again with the int8 model, verifies it and
-    calibrates its rule on the int8 distances; writes `output`."""
+    calibrates its rule on the int8 distances; writes `output`, with the gate's int8 network
+    `gate_model` when the source's metadata has a gate."""
     metadata, training = source.metadata, source.training
     if options.labels:
         raise CommandError(f"{source.path} is an embedder: its people come from its gallery, not from --labels")
@@ -187,7 +189,7 @@ def convert_embedder(options: ConvertOptions, source: SourceModel, output: Path)
     note(f"calibrating on {len(calibration.crops)} faces from {calibration_dir}")
     flatbuffer = to_int8_flatbuffer(source, calibration.crops)
     stamped = stamp(metadata, source)
-    write_model(flatbuffer, stamped, output, calibration.crops)
+    write_model(flatbuffer, stamped, output, calibration.crops, gate_model)
     int8 = FaceEmbedder(output)
     recorded = [(path, label) for path, label in training.get("gallery", []) if Path(path).is_file()]
     if recorded and len(recorded) == len(training.get("gallery", [])):
@@ -219,7 +221,7 @@ def convert_embedder(options: ConvertOptions, source: SourceModel, output: Path)
         report = _verify(output, source, calibration, source.scores(calibration.crops), int8.embed(calibration.crops),
                          gallery, gallery, "the calibration faces, against the model's gallery")  # fmt: skip
     write_model(flatbuffer, replace(stamped, gallery=gallery, distance_rule=rule or metadata.distance_rule), output,
-                calibration.crops)  # fmt: skip
+                calibration.crops, gate_model)  # fmt: skip
     return replace(report, int8_size=output.stat().st_size)
 
 

@@ -34,17 +34,25 @@ class ModelLoadError(ValueError):
 
 
 def save_trained(model: keras.Model, path: str | Path, metadata: ModelMetadata, training: dict) -> None:
-    """Writes `model` as HDF5 with the metadata and `training` facts (data folder, validation split).
+    """Writes `model` as HDF5 with the metadata and `training` facts (data folder, validation split)."""
+    save_with(model, path, {METADATA_ATTRIBUTE: metadata.to_json(), TRAINING_ATTRIBUTE: json.dumps(training, sort_keys=True)})
 
-    Both are byte datasets at the root rather than attributes: an HDF5 attribute holds at most
-    64 kB, less than a gallery of a few hundred faces takes.
+
+def save_with(model: keras.Model, path: str | Path, texts: dict[str, str], arrays: dict[str, np.ndarray] | None = None
+              ) -> None:  # fmt: skip
+    """Writes `model` as HDF5 with `texts` and `arrays` as datasets of those names at the root.
+
+    Texts are byte datasets rather than attributes: an HDF5 attribute holds at most 64 kB, less
+    than a gallery of a few hundred faces takes.
     """
     # `train -o model.h5` is the documented form; Keras' note that HDF5 is "legacy" is not the user's concern.
     with _without_hdf5_notice():
         model.save(str(path))
     with h5py.File(path, "a") as file:
-        for name, text in ((METADATA_ATTRIBUTE, metadata.to_json()), (TRAINING_ATTRIBUTE, json.dumps(training, sort_keys=True))):
+        for name, text in texts.items():
             file.create_dataset(name, data=np.frombuffer(text.encode("utf-8"), dtype=np.uint8))
+        for name, values in (arrays or {}).items():
+            file.create_dataset(name, data=values, compression="gzip")
 
 
 def stored_text(file: h5py.File, name: str) -> str | None:

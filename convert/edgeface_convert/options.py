@@ -1,4 +1,4 @@
-"""What `train`, `convert`, `demo` and `eval` of a float model are asked to do, as typed, frozen
+"""What `train`, `train-gate`, `convert`, `demo` and `eval` of a float model are asked to do, as typed, frozen
 options with their defaults in one place.
 
 `edgeface_convert.arguments` makes them from the command line; the commands take nothing else.
@@ -28,6 +28,7 @@ class ClassicOptions:
     batch_size: int = 32
     patience: int = 8  # epochs without a better validation loss before training stops
     augment: bool = True
+    pretrain: str | None = None  # a folder of unlabelled faces to pretrain the conv stack on, as an autoencoder
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +72,29 @@ class ConvertOptions:
     trust_model: bool = False  # let a Keras file run the Python code it carries
     json: bool = False
     yunet_model: str | None = None
+    gate: str | None = None  # a gate.h5 from `train-gate`, quantized and carried in the model file
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateOptions:
+    """`edgeface train-gate`: the face-quality gate, an autoencoder of the unlabelled faces under `faces`, to the
+    Keras file `output`.
+
+    The gate crops faces where the model it will serve does: `like` (a trained model's .h5) gives its detector,
+    alignment and margin; without it, `detector` with the embedder's alignment and margin. Its own crop is grey,
+    `size`×`size`, in 0..1.
+    """
+
+    faces: tuple[str, ...]
+    output: str
+    like: str | None = None
+    detector: str | None = None  # None: the model's (`like`), else EMBEDDER_DETECTOR
+    keep: float = 0.99  # the share of held-out real faces the threshold keeps
+    epochs: int = 150
+    size: int = 32  # width and height of the gate's crop, pixels: a multiple of 8
+    seed: int = 0
+    json: bool = False
+    yunet_model: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,4 +119,4 @@ class DemoOptions:
     seed: int = 0
 
 
-WorkstationOptions = TrainOptions | ConvertOptions | EvalOptions | DemoOptions
+WorkstationOptions = TrainOptions | GateOptions | ConvertOptions | EvalOptions | DemoOptions

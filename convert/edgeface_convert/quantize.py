@@ -137,9 +137,12 @@ def tree_size(path: Path) -> int:
     return sum(file.stat().st_size for file in _files(path))
 
 
-def write_model(flatbuffer: bytes, metadata: ModelMetadata, output: Path, samples: np.ndarray) -> None:
+def write_model(
+    flatbuffer: bytes, metadata: ModelMetadata, output: Path, samples: np.ndarray, gate_model: bytes | None = None
+) -> None:
     """Writes the model file with its metadata and a self-test made from a few of `samples`
-    (crops), answered by the written int8 model itself on LiteRT."""
-    output.write_bytes(artefact.embed(flatbuffer, replace(metadata, self_test=None)))
+    (crops), answered by the written int8 model itself on LiteRT. gate_model: the int8 network of
+    the gate that `metadata.gate` describes."""
+    output.write_bytes(artefact.embed(flatbuffer, replace(metadata, self_test=None), gate_model))
     self_test = make_self_test(load_recognizer(output).outputs, samples, metadata.preprocessing)
-    output.write_bytes(artefact.embed(flatbuffer, replace(metadata, self_test=self_test)))
+    output.write_bytes(artefact.embed(flatbuffer, replace(metadata, self_test=self_test), gate_model))

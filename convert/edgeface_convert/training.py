@@ -19,6 +19,25 @@ def output_kind(n_labels: int) -> str:
     return "sigmoid" if n_labels == 2 else "softmax"
 
 
+def classic_encoder() -> list[keras.layers.Layer]:
+    """The classic CNN's conv stack, fresh: Conv 32/64/128 (3×3, ReLU, unpadded), each followed by 2×2 pooling.
+    The classic CNN and its pretraining autoencoder both start with it."""
+    layers = keras.layers
+    return [layer for width in (32, 64, 128) for layer in (layers.Conv2D(width, 3, activation="relu"), layers.MaxPooling2D(2))]
+
+
+def copy_encoder(pretrained: keras.Model, model: keras.Model) -> int:
+    """Copies the weights of `pretrained`'s convolutions into `model`'s, in order; returns how many were copied.
+    Both must start with `classic_encoder`, so the first convolutions of each are the same layers' shapes."""
+    def convolutions(network: keras.Model) -> list[keras.layers.Layer]:
+        return [layer for layer in network.layers if type(layer) is keras.layers.Conv2D]
+
+    pairs = list(zip(convolutions(pretrained), convolutions(model)))
+    for source, target in pairs:
+        target.set_weights(source.get_weights())
+    return len(pairs)
+
+
 def build_classic_cnn(
     input_shape: tuple[int, int, int], n_labels: int, learning_rate: float = 1e-3, label_smoothing: float = 0.1
 ) -> keras.Model:
@@ -35,12 +54,7 @@ def build_classic_cnn(
     model = keras.Sequential(
         [
             keras.Input(shape=input_shape),
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(64, 3, activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(128, 3, activation="relu"),
-            layers.MaxPooling2D(2),
+            *classic_encoder(),
             layers.Flatten(),
             layers.Dense(512, activation="relu"),
             layers.Dropout(0.5),
@@ -105,15 +119,22 @@ def class_weights(targets: np.ndarray, n_labels: int) -> np.ndarray:
 
 
 def train_model(
-    train: FaceSet, validation: FaceSet, settings: TrainingSettings, value_range: tuple[float, float]
+    train: FaceSet,
+    validation: FaceSet,
+    settings: TrainingSettings,
+    value_range: tuple[float, float],
+    pretrained: keras.Model | None = None,
 ) -> keras.Model:
     """A freshly built classic CNN fitted on `train`, one progress line per epoch.
 
     With a validation split, training stops after `settings.patience` epochs without a lower
-    validation loss and keeps the best weights.
+    validation loss and keeps the best weights. pretrained: an autoencoder whose encoder is
+    `classic_encoder`; its convolutions' weights are the CNN's start.
     """
     keras.utils.set_random_seed(settings.seed)
     model = build_classic_cnn(train.crops.shape[1:], len(train.labels), label_smoothing=settings.label_smoothing)
+    if pretrained is not None:
+        copy_encoder(pretrained, model)
     weights = class_weights(train.targets, len(train.labels))[train.targets]
     batches = tf.data.Dataset.from_tensor_slices((train.crops, model_targets(train), weights))
     batches = batches.shuffle(len(train.targets), seed=settings.seed).batch(settings.batch_size)
