@@ -69,9 +69,7 @@ class QualityGate:
         """
         if len(crops) == 0:
             return np.empty(0, np.float32)
-        reconstruction = np.clip(self._network.run(crops), *GATE_VALUE_RANGE)
-        scores = np.mean((reconstruction - crops) ** 2, axis=tuple(range(1, crops.ndim)))
-        return np.where(np.isfinite(scores), scores, 1.0).astype(np.float32)
+        return reconstruction_scores(self._network.run(crops), crops)
 
     def passes(self, scores: np.ndarray) -> np.ndarray:
         """bool (n,): which scores pass the threshold."""
@@ -82,6 +80,14 @@ class QualityGate:
         return {"bytes": self.size, "input": list(self._network.input_shape), "threshold": self.spec.threshold,
                 "keep": self.spec.keep, "calibration_faces": self.spec.calibration_faces,
                 "correlation": self.spec.correlation}  # fmt: skip
+
+
+def reconstruction_scores(reconstruction: np.ndarray, crops: np.ndarray) -> np.ndarray:
+    """float32 (n,): the gate's score of each crop, the one definition training, convert and the runtime share: the
+    mean squared difference between reconstruction (clipped to 0..1) and crop; a non-finite one scores 1."""
+    clipped = np.clip(reconstruction, *GATE_VALUE_RANGE)
+    scores = np.mean((clipped - crops) ** 2, axis=tuple(range(1, crops.ndim)))
+    return np.where(np.isfinite(scores), scores, 1.0).astype(np.float32)
 
 
 def _check_spec(gate: Preprocessing, model: Preprocessing, name: str) -> None:

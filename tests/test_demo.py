@@ -20,7 +20,8 @@ def test_demo_trains_converts_and_scans_into_a_log(tmp_path: Path):
     for step in ("1/4", "2/4", "3/4", "4/4", "gate: ", "the gate rejects", "gate on astronaut.png: "):
         assert step in run.stdout
     astronaut_rows = [line.split() for line in run.stdout.splitlines() if line.endswith("astronaut.png")]
-    assert len(astronaut_rows) == 1 and astronaut_rows[0][0] in ("face", "not-face")  # one face found
+    # One face found: named, or rejected by the gate (2 epochs teach it little; the demo prints either honestly).
+    assert len(astronaut_rows) == 1 and astronaut_rows[0][0] in ("face", "not-face", "rejected")
     with sqlite3.connect(tmp_path / "demo" / "edgeface.db") as db:
         assert db.execute("SELECT count(*) FROM inputs WHERE status = 'done'").fetchone()[0] == 4
         assert db.execute("SELECT count(*) FROM faces").fetchone()[0] >= 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from edgeface.gate import reconstruction_scores
 from edgeface.progress import Progress
 
 GATE_WIDTHS = (16, 32, 64)  # the gate's stride-2 convolutions: about 3 M multiply-adds on a 32×32 crop
@@ -81,9 +82,4 @@ def reconstruction_errors(model: keras.Model, crops: np.ndarray) -> np.ndarray:
     if not len(crops):
         return np.empty(0, np.float32)
     reconstructed = np.asarray(model.predict(crops, batch_size=64, verbose=0), dtype=np.float32)
-    return squared_error(reconstructed, crops)
-
-
-def squared_error(reconstructed: np.ndarray, crops: np.ndarray) -> np.ndarray:
-    """float32 (n,): mean over every pixel and channel of (reconstruction - crop)²."""
-    return np.mean((reconstructed - crops) ** 2, axis=tuple(range(1, crops.ndim))).astype(np.float32)
+    return reconstruction_scores(reconstructed, crops)

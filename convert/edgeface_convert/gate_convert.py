@@ -7,16 +7,16 @@ numbers the device compares with it.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from edgeface.artefact import GateSpec
+from edgeface.gate import reconstruction_scores
+from edgeface.interpreter import Network
 from edgeface.preprocess import Preprocessing
-from edgeface_convert.autoencoder import reconstruction_errors, squared_error
+from edgeface_convert.autoencoder import reconstruction_errors
 from edgeface_convert.common import CommandError
 from edgeface_convert.gate_file import load_gate
 from edgeface_convert.gate_train import keep_threshold
@@ -71,23 +71,8 @@ def check_crops_alike(gate: Preprocessing, model: Preprocessing, path: str) -> N
 
 
 def int8_errors(network: bytes, crops: np.ndarray) -> np.ndarray:
-    """float32 (n,): the int8 gate's score of each crop (float32 in 0..1), quantized with the network's own scales.
-
-    Runs on TensorFlow's TFLite interpreter, which has LiteRT's kernels; the runtime's own gate runner
-    (`edgeface.gate`) is being written beside this and can take its place.
-    """
-    with warnings.catch_warnings():  # its note that LiteRT replaces it is for users of the class, not of edgeface
-        warnings.simplefilter("ignore", UserWarning)
-        interpreter = tf.lite.Interpreter(model_content=network)
-    entry, result = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(entry["index"], list(crops.shape))
-    interpreter.allocate_tensors()
-    scale, zero_point = entry["quantization"]
-    interpreter.set_tensor(entry["index"], np.clip(np.round(crops / scale) + zero_point, -128, 127).astype(np.int8))
-    interpreter.invoke()
-    scale, zero_point = result["quantization"]
-    reconstructed = (interpreter.get_tensor(result["index"]).astype(np.float32) - zero_point) * np.float32(scale)
-    return squared_error(reconstructed, crops)
+    """float32 (n,): the int8 gate's score of each crop (float32 in 0..1), run and scored as the runtime does."""
+    return reconstruction_scores(Network(network, "the int8 gate").run(crops), crops)
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
