@@ -31,6 +31,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from edgeface.artefact import ModelMetadata  # noqa: E402
@@ -42,7 +43,7 @@ from edgeface.openset import calibrate  # noqa: E402
 from edgeface.preprocess import Preprocessing  # noqa: E402
 from edgeface_convert.keras_io import SourceModel  # noqa: E402
 from edgeface_convert.quantize import to_float_flatbuffer, to_int8_flatbuffer, write_model  # noqa: E402
-from edgeface_convert.training import TrainingSettings, output_kind, train_model  # noqa: E402
+from edgeface_convert.training import TrainingSettings, output_kind, pretrained_conv_stack, train_model  # noqa: E402
 
 # benchmarks/ is on the path when run as a script
 from embedder_accuracy import embedder_results  # noqa: E402
@@ -99,10 +100,12 @@ def cpu_name() -> str:
 # --- the classic CNN ---------------------------------------------------------------------------
 
 
-def train_float(faces: FaceSet, spec: Preprocessing, epochs: int) -> SourceModel:
-    """The classic CNN on `faces`, early-stopped on a stratified 15 % of them."""
+def train_float(faces: FaceSet, spec: Preprocessing, epochs: int, pretrained: keras.Model | None = None) -> SourceModel:
+    """The classic CNN on `faces`, early-stopped on a stratified 15 % of them; from `pretrained`'s convolutions
+    (`train --pretrain`) when given."""
     fit, stop = stratified_split(faces.targets, 0.15, SEED)
-    model = train_model(faces.subset(fit), faces.subset(stop), TrainingSettings(epochs, 32, SEED, 15), spec.value_range)
+    settings = TrainingSettings(epochs, 32, SEED, 15)
+    model = train_model(faces.subset(fit), faces.subset(stop), settings, spec.value_range, pretrained)
     metadata = ModelMetadata(faces.labels, output_kind(len(faces.labels)), spec)
     return SourceModel(Path("benchmark.h5"), metadata, keras_model=model)
 
@@ -141,23 +144,21 @@ def closed_set_figures(
     source: SourceModel, classifier: FaceClassifier, train: FaceSet, test: FaceSet, folder: Path
 ) -> dict:
     """Float and int8 top-1 and macro F1 on `test`, their agreement, the raw-pixel baseline, speed, sizes."""
+    result = {"people": len(test.labels), "train_faces": len(train.paths), "test_faces": len(test.paths),
+              **top1_figures(source, classifier, test), "nearest_neighbour_top1": nearest_neighbour_top1(train, test)}
+    result.update(latencies(source, classifier.path, folder, test.crops[:1]))
+    return result
+
+
+def top1_figures(source: SourceModel, classifier: FaceClassifier, test: FaceSet) -> dict:
+    """Float and int8 top-1 and macro F1 on `test`, and how often the two agree."""
     float_top = source.probabilities(test.crops).argmax(axis=1)
     int8_top = classifier.probabilities(test.crops).argmax(axis=1)
     float_report = classification_report(test.targets, float_top, test.labels)
     int8_report = classification_report(test.targets, int8_top, test.labels)
-    result = {
-        "people": len(test.labels),
-        "train_faces": len(train.paths),
-        "test_faces": len(test.paths),
-        "float_top1": float_report["accuracy"],
-        "int8_top1": int8_report["accuracy"],
-        "float_macro_f1": float_report["macro_f1"],
-        "int8_macro_f1": int8_report["macro_f1"],
-        "agreement": float((float_top == int8_top).mean()),
-        "nearest_neighbour_top1": nearest_neighbour_top1(train, test),
-    }
-    result.update(latencies(source, classifier.path, folder, test.crops[:1]))
-    return result
+    return {"float_top1": float_report["accuracy"], "int8_top1": int8_report["accuracy"],
+            "float_macro_f1": float_report["macro_f1"], "int8_macro_f1": int8_report["macro_f1"],
+            "agreement": float((float_top == int8_top).mean())}  # fmt: skip
 
 
 def open_set_figures(
@@ -244,9 +245,16 @@ def classic_on_split(
         "false_accept": rule.false_accept,
         "known_accept": float((correct & ~rule.unknown(known_probabilities)).mean()),
     }
+    # `train --pretrain`: the conv stack first learns every face but the test photos', without their names.
+    unlabelled = np.concatenate([train.crops, calibrate_on, test_on])
+    say(f"{dataset.name}: classic again, its convolutions pretrained as an autoencoder on {len(unlabelled)} faces")
+    pretrained = train_float(train, dataset.spec, epochs, pretrained_conv_stack(unlabelled, epochs, SEED))
+    (folder / "pretrained").mkdir(exist_ok=True)
+    pretrained_int8 = int8_classifier(pretrained, train.crops, folder / "pretrained", calibration)
     return {
         "closed_set": closed_set_figures(source, classifier, train, test, folder),
         "open_set": open_figures,
+        "pretrained": {"unlabelled_faces": len(unlabelled), **top1_figures(pretrained, pretrained_int8, test)},
     }
 
 

@@ -72,9 +72,12 @@ def latency_section(profile: dict) -> list[str]:
 
 def camera_section(profile: dict) -> list[str]:
     rows = [[name, cell(entry["fps"]), cell(entry["lag_p50_ms"]), cell(entry["lag_p99_ms"]), cell(entry["lag_max_ms"]),
-             cell(entry["skipped"], 0)] for name, entry in profile["camera"].items()]  # fmt: skip
+             cell(entry["skipped"], 0), cell(entry.get("cpu_ms_per_frame"), 2), cell(entry.get("faces_named"), 0),
+             cell(entry.get("faces_followed"), 0)] for name, entry in profile["camera"].items()]  # fmt: skip
+    headers = ["setup", "frames/s", "lag p50 ms", "lag p99 ms", "lag max ms", "frames dropped", "CPU ms a frame",
+               "faces named", "followed unnamed"]  # fmt: skip
     return ["### Camera: the clip at its own frame rate through the daemon's camera loop (no log)", "",
-            *markdown_table(["setup", "frames/s", "lag p50 ms", "lag p99 ms", "lag max ms", "frames dropped"], rows)]
+            *markdown_table(headers, rows)]
 
 
 def daemon_section(profile: dict) -> list[str]:

@@ -20,8 +20,9 @@ import numpy as np
 from edgeface.camera import CameraSource, SourceFinished
 from edgeface.dataset import load_faces
 from edgeface.images import decode, read_input
+from edgeface.intake_camera import camera_tracker, faces_of_frame
 from edgeface.preprocess import crop_faces
-from edgeface.settings import DetectorOverrides
+from edgeface.settings import CameraSettings, DetectorOverrides
 from edgeface.workers import PipelineRecipe
 
 import daemon
@@ -31,6 +32,7 @@ from scan_speed import decode_only_seconds, stage_seconds, timed_scan
 from timing import median_ms, spread
 
 CAMERA_WAIT = 0.5  # seconds to wait for the clip's next frame
+DEFAULT_RECHECK = CameraSettings().recheck  # the daemon's camera.recheck, unless configured
 DAEMON_RATE = 20.0  # photos a second into the watched folder
 LATENCY_CALLS = 200  # per-face calls timed in each repeat
 
@@ -195,36 +197,43 @@ def latency_figures(suite: Suite) -> dict:
     return {kind: {str(threads): spread(times[(kind, threads)]) for threads in (1, 2)} for kind in one_per_kind}
 
 
-def camera_once(setup: Setup, clip: Path, yunet: Path | None) -> dict:
+def camera_once(setup: Setup, clip: Path, yunet: Path | None, recheck: float) -> dict:
     """The daemon's camera loop without its log: the clip played at its own frame rate (frames the loop is too slow
-    for are dropped, as from a camera), each frame's faces found and named; frames per second and the lag of each
-    frame from its capture to its faces named, ms."""
+    for are dropped, as from a camera), each frame's faces found, followed and named as the daemon does with
+    `camera.recheck` = `recheck`; frames per second, the lag of each frame from its capture to its faces named (ms),
+    the CPU time a frame costs (all threads, the camera's reader too) and the faces named and followed unnamed."""
     pipeline = setup.recipe(yunet).build(report_differences=False)
-    lags, skipped = [], 0
+    tracker = camera_tracker(recheck)
+    lags, skipped, named, followed = [], 0, 0, 0
     with CameraSource(str(clip)) as camera:
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         while True:
             try:
                 frame = camera.next_frame(CAMERA_WAIT)
             except SourceFinished:
                 break
             if frame is not None:
-                pipeline.faces_in(frame.pixels)
+                faces, seen = faces_of_frame(pipeline, tracker, frame.pixels, frame.captured)
+                tracker.update(faces, frame.captured, seen)
                 lags.append(1000 * frame.lag)
-                skipped += frame.skipped
-        seconds = time.monotonic() - started
+                skipped, named, followed = skipped + frame.skipped, named + len(faces), followed + len(seen)
+        seconds, cpu = time.monotonic() - started, time.process_time() - cpu_started
     return {"fps": len(lags) / seconds, "frames": len(lags), "skipped": skipped,
             "lag_p50_ms": float(np.percentile(lags, 50)), "lag_p99_ms": float(np.percentile(lags, 99)),
-            "lag_max_ms": max(lags)}  # fmt: skip
+            "lag_max_ms": max(lags), "cpu_ms_per_frame": 1000 * cpu / len(lags), "faces_named": named,
+            "faces_followed": followed}  # fmt: skip
 
 
 def camera_figures(suite: Suite) -> dict:
-    """setup → camera_once's figures over the repeats."""
+    """setup → camera_once's figures over the repeats, with the daemon's default camera.recheck; the embedder also
+    with every face named in every frame (recheck 0), to show what the recheck saves."""
+    runs = [(setup.name, setup, DEFAULT_RECHECK) for setup in suite.setups]
+    runs += [(f"{setup.name}, every face named", setup, 0.0) for setup in suite.setups if setup.kind == "embedder"]
     passes: dict[str, list[dict]] = {}
     for n in range(suite.repeat):
-        for setup in suite.setups:
-            suite.say(f"camera {n + 1}/{suite.repeat}: {setup.name}")
-            passes.setdefault(setup.name, []).append(camera_once(setup, suite.clip, suite.yunet))
+        for name, setup, recheck in runs:
+            suite.say(f"camera {n + 1}/{suite.repeat}: {name}")
+            passes.setdefault(name, []).append(camera_once(setup, suite.clip, suite.yunet, recheck))
     return {name: {key: spread([one[key] for one in found]) for key in found[0]} for name, found in passes.items()}
 
 

@@ -20,10 +20,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+import numpy as np
+
 from edgeface.camera import CameraFailed, CameraSource, Frame, SourceFinished
 from edgeface.clock import Moment, now
 from edgeface.geometry import Box
 from edgeface.intake import IDLE_WAIT, Host
+from edgeface.pipeline import Pipeline
 from edgeface.results import Appearance, FaceResult, ImageResult
 from edgeface.settings import CameraSettings
 from edgeface.sinks import Recording
@@ -55,8 +58,7 @@ class CameraIntake:
 
     def run(self, host: Host) -> int:
         """Runs the camera loop until SIGTERM, the end of a video file, or a capture that hung."""
-        tracker = Tracker(max_missed=TRACK_MISSES, max_gap=TRACK_GAP, settle_votes=SETTLE_VOTES,
-                          recheck=host.settings.camera.recheck)  # fmt: skip
+        tracker = camera_tracker(host.settings.camera.recheck)
         recorder = Recorder(host, self.name)
         last_at = 0.0
         with self.camera as camera:
@@ -85,11 +87,8 @@ class CameraIntake:
                   ) -> tuple[tuple[FaceResult, ...], list[Box]]:  # fmt: skip
         """The faces of one frame that need naming, named, and the boxes of those the tracker has named enough
         lately (`Tracker.settled`); with per_frame set, every face is named and the frame logged as an input too."""
-        boxes = host.pipeline.detector.detect(frame.pixels)
         per_frame = host.settings.camera.per_frame  # a frame's row names all its faces
-        settled = [False] * len(boxes) if per_frame else tracker.settled(boxes, at)
-        faces = host.pipeline.name_faces(frame.pixels, [box for box, done in zip(boxes, settled) if not done])
-        followed = [box for box, done in zip(boxes, settled) if done]
+        faces, followed = faces_of_frame(host.pipeline, tracker, frame.pixels, at, name_all=per_frame)
         counts = host.counts
         counts.frames += 1
         counts.named += len(faces)
@@ -103,6 +102,22 @@ class CameraIntake:
             result = ImageResult(f"{self.name}@{moment.wall}#{frame.number}", None, None, width, height, faces)
             recorder.add_frame(result, moment)
         return faces, followed
+
+
+def camera_tracker(recheck: float) -> Tracker:
+    """The tracker a camera's faces are followed with: appearances end after TRACK_GAP seconds or TRACK_MISSES
+    frames without their face; a face is named in SETTLE_VOTES frames, then every `recheck` seconds."""
+    return Tracker(max_missed=TRACK_MISSES, max_gap=TRACK_GAP, settle_votes=SETTLE_VOTES, recheck=recheck)
+
+
+def faces_of_frame(pipeline: Pipeline, tracker: Tracker, pixels: np.ndarray, at: float, name_all: bool = False
+                   ) -> tuple[tuple[FaceResult, ...], list[Box]]:  # fmt: skip
+    """A frame's faces found, and named unless the tracker has named them enough lately (`Tracker.settled`): the
+    named faces and the boxes of the others, for `Tracker.update`. `name_all` names every face."""
+    boxes = pipeline.detector.detect(pixels)
+    settled = [False] * len(boxes) if name_all else tracker.settled(boxes, at)
+    faces = pipeline.name_faces(pixels, [box for box, done in zip(boxes, settled) if not done])
+    return faces, [box for box, done in zip(boxes, settled) if done]
 
 
 class Recorder:

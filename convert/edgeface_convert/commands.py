@@ -29,7 +29,6 @@ from edgeface.model import FaceClassifier, predictions_from_probabilities
 from edgeface.results import Prediction
 from edgeface.openset import NotEnoughStrangers, UnknownRule, calibrate
 from edgeface.preprocess import Preprocessing
-from edgeface_convert.autoencoder import PRETRAIN_CODE, build_autoencoder, fit_autoencoder
 from edgeface_convert.common import (
     CommandError,
     hold_out_identities,
@@ -55,7 +54,7 @@ from edgeface_convert.options import (
     WorkstationOptions,
 )
 from edgeface_convert.quantize import ConversionReport, stamp, to_int8_flatbuffer, verify, write_model
-from edgeface_convert.training import TrainingSettings, classic_encoder, evaluate, output_kind, train_model
+from edgeface_convert.training import TrainingSettings, evaluate, output_kind, pretrained_conv_stack, train_model
 
 EXIT_QUALITY = 3  # the int8 model disagrees with the float one more than allowed
 MIN_CALIBRATION = 100
@@ -125,9 +124,7 @@ def _pretrained(classic: ClassicOptions, spec: Preprocessing, seed: int) -> kera
     if not len(faces.crops):
         raise CommandError(f"--pretrain {classic.pretrain}: no faces found to pretrain on")
     note(f"pretraining the conv stack as an autoencoder on {len(faces.crops)} unlabelled faces from {classic.pretrain}")
-    autoencoder = build_autoencoder(spec.input_shape, classic_encoder(), PRETRAIN_CODE, "edgeface_classic_pretraining")
-    fit_autoencoder(autoencoder, faces.crops, classic.epochs, seed, "pretraining")
-    return autoencoder
+    return pretrained_conv_stack(faces.crops, classic.epochs, seed)
 
 
 def _calibrate_rule(

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from edgeface.metrics import classification_report
 from edgeface.dataset import FaceSet
+from edgeface_convert.autoencoder import PRETRAIN_CODE, build_autoencoder, fit_autoencoder
 from edgeface_convert.keras_io import SourceModel
 from edgeface_convert.options import SMALLEST_INPUT
 
@@ -24,6 +25,14 @@ def classic_encoder() -> list[keras.layers.Layer]:
     The classic CNN and its pretraining autoencoder both start with it."""
     layers = keras.layers
     return [layer for width in (32, 64, 128) for layer in (layers.Conv2D(width, 3, activation="relu"), layers.MaxPooling2D(2))]
+
+
+def pretrained_conv_stack(crops: np.ndarray, epochs: int, seed: int) -> keras.Model:
+    """An autoencoder whose encoder is `classic_encoder`, trained `epochs` on unlabelled face crops (float32, cropped
+    as the CNN's): `train_model` starts the CNN from its convolutions."""
+    autoencoder = build_autoencoder(crops.shape[1:], classic_encoder(), PRETRAIN_CODE, "edgeface_classic_pretraining")
+    fit_autoencoder(autoencoder, crops, epochs, seed, "pretraining")
+    return autoencoder
 
 
 def copy_encoder(pretrained: keras.Model, model: keras.Model) -> int:
