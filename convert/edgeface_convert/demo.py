@@ -126,7 +126,8 @@ def run_demo(workdir: Path, epochs: int, seed: int) -> int:
     with ResultLog(log_file) as log:
         recipe = PipelineRecipe(model=str(tflite_file))
         pipeline = recipe.build()
-        table, progress = ScanTable(pipeline.recognizer.labels), Progress("scanning")
+        table = ScanTable(pipeline.recognizer.labels, gated=pipeline.recognizer.gate is not None)
+        progress = Progress("scanning")
 
         def show(result: ImageResult) -> None:
             progress.clear()  # the table's rows and the progress line share a terminal
