@@ -98,8 +98,8 @@ def start_method(recipe: PipelineRecipe) -> str:
     A forked copy of a process whose LiteRT or OpenCV thread pools are running, or that has another Python thread
     (an MQTT client's, say), may inherit a lock some thread held and hang. With one LiteRT thread and one OpenCV
     thread neither keeps a pool, and the only other threads are numpy's and OpenCV's OpenBLAS pools, which OpenBLAS
-    stops and restarts around a fork itself. A spawned worker costs a new interpreter and every import instead:
-    0.2 to 0.4 s on this x86, a 1 to 2 s job's whole head start.
+    stops and restarts around a fork itself. A spawned worker costs a new interpreter and every import instead,
+    which in a job of a second or two is much of the head start a second worker should bring.
     """
     single_threaded = recipe.threads == 1 and cv2.getNumThreads() == 1 and threading.active_count() == 1
     can_fork = "fork" in multiprocessing.get_all_start_methods()
